@@ -1,0 +1,5 @@
+import sys
+
+from remedies.cli import main
+
+sys.exit(main())

@@ -1,0 +1,125 @@
+"""`remedies` command line: parse, validate, call, print. Bad input → one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from remedies.errors import ConfigError
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomic write: a reader never sees half a file, a crash leaves none."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from remedies.config import load_config
+    from remedies.data import load_data
+    from remedies.trainer import train
+
+    cfg = load_config(args.config, args.set)
+    splits = load_data(cfg.data)
+    cfg.train.resolve_batch_size(splits.n_train)  # a too-large batch fails before any training
+    result = train(cfg, splits=splits, out_dir=args.out, progress=not args.quiet)
+    summary = result.summary()
+    if args.json:
+        write_json(args.json, summary)
+    brief = {k: summary[k] for k in ("train_accuracy", "val_accuracy", "test_accuracy",
+                                     "train_loss", "epochs_run", "diverged", "wall_time_s",
+                                     "sharpness", "checkpoint")}  # fmt: skip
+    print(json.dumps(brief, indent=2))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from remedies.config import load_config
+    from remedies.data import load_data
+
+    cfg = load_config(args.config, args.set)
+    n = load_data(cfg.data).n_train
+    b = cfg.train.resolve_batch_size(n)
+    print(f"{args.config}: valid ({cfg.model.name} on {cfg.data.name}, {n} training samples, "
+          f"batch {b}, {cfg.train.epochs} epochs, remedies: {', '.join(cfg.remedies) or 'none'})")  # fmt: skip
+    return 0
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from remedies.measures.cli import measure_command
+
+    out = measure_command(args.checkpoint, args.measure or None, args.json)
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from remedies.measures.cli import interpolate_command
+
+    out = interpolate_command(args.checkpoint_a, args.checkpoint_b, args.out, args.path)
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="remedies", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one run config")
+    t.add_argument("config", type=Path)
+    t.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override any config key, e.g. --set train.batch_size=10%%")
+    t.add_argument("--out", type=Path, default=None, help="folder for checkpoint.pt")
+    t.add_argument("--json", type=Path, default=None, help="write the full JSON summary here")
+    t.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+    t.set_defaults(func=cmd_train)
+
+    v = sub.add_parser("validate", help="check a run config (and its data) without training")
+    v.add_argument("config", type=Path)
+    v.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    v.set_defaults(func=cmd_validate)
+
+    m = sub.add_parser("measure", help="sharpness/curvature measures of a saved checkpoint")
+    m.add_argument("checkpoint", type=Path)
+    m.add_argument("--measure", action="append", default=[], metavar="NAME",
+                   help="measure family or key (repeatable); default: the checkpoint's config")
+    m.add_argument("--json", type=Path, default=None)
+    m.set_defaults(func=cmd_measure)
+
+    i = sub.add_parser("interpolate", help="1-D loss/accuracy path between two checkpoints")
+    i.add_argument("checkpoint_a", type=Path)
+    i.add_argument("checkpoint_b", type=Path)
+    i.add_argument("--out", type=Path, default=Path("interpolation"))
+    i.add_argument("--path", choices=["linear", "curved"], default="linear")
+    i.set_defaults(func=cmd_interpolate)
+
+    try:  # the search service's commands (search, export, report)
+        from remedies.service.cli import register
+    except ImportError:
+        pass
+    else:
+        register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"remedies: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("remedies: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Typed run configs, validated once at the edge.
+
+A run config has five sections — data, model, train, remedies, measure — and every key has a
+documented default. Validation turns pydantic's errors into one line naming the field and what is
+allowed; nothing deeper in the code re-checks these values.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from remedies.errors import ConfigError
+from remedies.measures.config import MeasureConfig
+
+DATASETS = ("mnist1d", "npz", "mnist", "cifar10", "cifar100", "timit")
+_FRACTION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are errors, assignments are re-validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Strict):
+    name: Literal["mnist1d", "npz", "mnist", "cifar10", "cifar100", "timit"] = "mnist1d"
+    path: Path | None = None  # npz file (npz), feature directory (timit), data root (mnist/cifar)
+    num_samples: int = Field(10000, ge=100, le=1_000_000)  # mnist1d: samples generated (80% train)
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # carved from the training split, seeded
+    split_seed: int = Field(0, ge=0)  # seed of the validation carve-out (fixed across runs)
+    max_train: int | None = Field(None, ge=1)  # keep only the first N training samples (cheap runs)
+    download: bool = False  # mnist/cifar: fetch (with checksums) when no local copy exists
+    cache_dir: Path | None = None  # default: $REMEDIES_CACHE or ~/.cache/remedies
+
+    @model_validator(mode="after")
+    def _path_needed(self) -> DataConfig:
+        if self.name in ("npz", "timit") and self.path is None:
+            raise ValueError(f"data.path is required for data.name={self.name!r}")
+        return self
+
+
+class ModelConfig(Strict):
+    name: str = "F1"  # F1, F2, C1, C2, C3, C4 (see remedies.models)
+    bn: Literal["batch", "running"] = "batch"  # batch: per-batch stats at eval too (paper's code)
+    width: float = Field(1.0, gt=0.0, le=8.0)  # multiplies every hidden width / channel count
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from remedies.models import MODELS
+
+        if v not in MODELS:
+            raise ValueError(f"unknown model {v!r}; allowed: {', '.join(MODELS.names())}")
+        return v
+
+
+class TrainConfig(Strict):
+    batch_size: int | str = 256  # samples per step, or a fraction of the training set like "10%"
+    epochs: int = Field(20, ge=1, le=100_000)
+    optimizer: Literal["adam", "sgd"] = "adam"  # the paper used ADAM for both regimes
+    lr: float = Field(1e-3, gt=0.0, le=10.0)  # Keras' ADAM default, the paper's implied lr
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd only
+    nesterov: bool = False  # sgd only
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    grad_clip: float = Field(0.0, ge=0.0)  # clip the global grad norm at this value; 0 disables
+    seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present, else CPU
+    eval_batch_size: int = Field(1000, ge=1)  # chunk size for evaluation passes
+    checkpoint: bool = True  # save model + config + metrics to OUT/checkpoint.pt
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch(cls, v: int | str) -> int | str:
+        if isinstance(v, int):
+            if v < 1:
+                raise ValueError(f"must be a positive integer or a percentage like '10%', got {v}")
+            return v
+        m = _FRACTION.match(v)
+        if not m or not 0 < float(m.group(1)) <= 100:
+            raise ValueError(
+                f"must be a positive integer or a percentage in (0%, 100%] like '10%', got {v!r}"
+            )
+        return v
+
+    def resolve_batch_size(self, n_train: int) -> int:
+        """The batch size in samples for a training set of `n_train` samples."""
+        return resolve_batch_size(self.batch_size, n_train, "train.batch_size")
+
+
+def resolve_batch_size(value: int | str, n_train: int, field: str) -> int:
+    if isinstance(value, str):
+        frac = float(_FRACTION.match(value).group(1)) / 100  # type: ignore[union-attr]
+        return max(1, round(frac * n_train))
+    if value > n_train:
+        raise ConfigError(
+            field, f"batch size {value} is larger than the training set ({n_train} samples); "
+            f"allowed: 1..{n_train} or a percentage like '10%'",
+        )
+    return value
+
+
+class RunConfig(Strict):
+    """One training run: data → model → train (+ remedies through hooks) → measures."""
+
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    remedies: dict[str, dict[str, Any] | None] = {}  # name → its parameters ({} = defaults)
+    measure: MeasureConfig = MeasureConfig()
+
+    @field_validator("remedies")
+    @classmethod
+    def _remedies(cls, v: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
+        from remedies.catalog import validate_remedies
+
+        return validate_remedies(v)
+
+
+# ---------------------------------------------------------------------------- loading & errors
+
+
+def _format_error(err: ValidationError) -> str:
+    e = err.errors()[0]
+    inner = (e.get("ctx") or {}).get("error")
+    if isinstance(inner, ConfigError):  # raised by a nested validator with its own field path
+        return str(inner)
+    loc = ".".join(str(p) for p in e["loc"])
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        return f"{loc}: unknown key; {_allowed_keys(e['loc'])}"
+    got = e.get("input")
+    shown = "" if isinstance(got, dict) or e["type"] in ("value_error",) else f" (got {got!r})"
+    return f"{loc}: {msg}{shown}"
+
+
+def _allowed_keys(loc: tuple) -> str:
+    model: Any = RunConfig
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None or not isinstance(field.annotation, type):
+            return "see the README for the allowed keys"
+        model = field.annotation
+    keys = getattr(model, "model_fields", None)
+    return f"allowed: {', '.join(keys)}" if keys else "see the README for the allowed keys"
+
+
+def parse_config(raw: dict[str, Any]) -> RunConfig:
+    """Validate a raw dict; raise ConfigError (one line) on the first problem."""
+    if not isinstance(raw, dict):
+        raise ConfigError("config", "must be a YAML mapping with data/model/train sections")
+    try:
+        return RunConfig.model_validate(raw)
+    except ConfigError:
+        raise
+    except ValidationError as err:
+        raise ConfigError("", _format_error(err)) from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `key.path=value` overrides (values parsed as YAML: `10%` stays a string)."""
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--set", f"expected key.path=value, got {item!r}")
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {key}", f"{p!r} is not a section")
+            node = nxt
+        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    return out
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError("config", f"cannot read {path}: {e.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError("config", f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    return raw if raw is not None else {}
+
+
+def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
+    return parse_config(apply_overrides(read_yaml(path), overrides or []))
+
+
+def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """Complete, YAML-safe dict of every resolved value (what checkpoints and exports store)."""
+    return cfg.model_dump(mode="json")
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} → {"a.b": 1} (for MLflow params and search spaces)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

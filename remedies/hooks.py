@@ -1,0 +1,96 @@
+"""The narrow interface through which remedies change training — the trainer's only extension point.
+
+A remedy is a small class with a typed `Config` and any of the hooks below; every hook has a
+do-nothing default so a remedy implements only what it changes. The trainer calls the hooks of all
+enabled remedies in config order; no remedy edits the training loop itself.
+
+Order inside one run (see `remedies.trainer.train`):
+    setup(ctx)                              once: wrap the model, read sizes
+    epochs(n, ctx) -> n                     once: the epoch budget (regime adaptation)
+    per epoch:   batch_size(epoch, b, ctx) -> b          batch-size schedule
+      per step:  lr(lr, t, ctx) -> lr                    t = fractional epoch (warmup per step)
+                 augment(x, y, ctx) -> (x, y)            training batches only
+                 loss(model, x, y, loss, ctx) -> loss    extra terms / mixed losses
+                 step(closure, ctx) -> loss | None       replaces zero_grad/backward/step
+                 after_backward(ctx)                     edit gradients before the step
+      on_epoch_end(epoch, ctx) -> dict                   extra per-epoch metrics
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels) -> scalar loss
+
+
+class RemedyConfig(BaseModel):
+    """Base of every remedy's parameters: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class TrainContext:
+    """What the trainer shares with remedies. Read freely; write only where a hook says so."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: LossFn
+    device: torch.device
+    n_train: int
+    batch_size: int  # the configured (large) batch size, in samples
+    base_lr: float
+    epochs: int  # the (possibly adapted) epoch budget
+    input_shape: tuple[int, ...]
+    epoch: int = 0  # 0-based current epoch
+    step: int = 0  # optimiser steps taken so far
+    current_batch_size: int = 0
+    state: dict[str, Any] = field(default_factory=dict)  # scratch space per remedy name
+
+
+class Remedy:
+    """A training remedy. Subclasses set `name`, `Config`, and override the hooks they need."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[RemedyConfig]] = RemedyConfig
+    replaces_step: ClassVar[bool] = False  # at most one enabled remedy may own the optimiser step
+
+    def __init__(self, cfg: RemedyConfig) -> None:
+        self.cfg = cfg
+
+    def setup(self, ctx: TrainContext) -> None:
+        """Called once before training (e.g. swap BN layers for ghost BN)."""
+
+    def epochs(self, epochs: int, ctx: TrainContext) -> int:
+        return epochs
+
+    def batch_size(self, epoch: int, batch_size: int, ctx: TrainContext) -> int:
+        return batch_size
+
+    def lr(self, lr: float, t: float, ctx: TrainContext) -> float:
+        return lr
+
+    def augment(self, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext):
+        return x, y
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: torch.Tensor,
+             ctx: TrainContext) -> torch.Tensor:  # fmt: skip
+        return loss
+
+    def step(self, closure: Callable[[], torch.Tensor], ctx: TrainContext) -> torch.Tensor | None:
+        """Replace the optimiser step. `closure()` returns the batch's total loss (hooks applied)
+        with the graph attached and does NOT zero or backprop. Return the loss, or None to let
+        the trainer take its default step."""
+        return None
+
+    def after_backward(self, ctx: TrainContext) -> None:
+        """Edit `p.grad` in place before the optimiser step (default step only)."""
+
+    def on_epoch_end(self, epoch: int, ctx: TrainContext) -> dict[str, float]:
+        return {}
