@@ -1,0 +1,98 @@
+"""The `measure:` section of a run config: which sharpness/curvature measures to compute, and how.
+
+Every field has a default, so `measure:` may be omitted; the default reproduces the paper's
+Table 3 measurement (Keskar ε-sharpness, full space, ε = 1e-3 and 5e-4, 10 L-BFGS-B iterations).
+Unknown keys raise, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KeskarConfig(_Section):
+    """Metric 2.1 of Keskar et al. 2017 (`keskar_full_eps…`, `keskar_sub{p}_eps…`)."""
+
+    enabled: bool = True
+    eps: list[PositiveFloat] = Field(default=[1e-3, 5e-4], min_length=1)  # box half-width factor
+    full_space: bool = True  # A = I (Table 3)
+    subspace_dims: list[PositiveInt] = []  # e.g. [100]: random A ∈ R^{n×p} (Table 4)
+    iters: PositiveInt = 10  # L-BFGS-B iterations, as in the paper
+    seed: int = 0  # seeds both the random subspace A and the start point y0
+    # y0 ~ U(-start·b, start·b) inside the box: at a minimum the gradient is ≈ 0 and a solver
+    # started exactly there may stop at once and report 0
+    start: float = Field(default=0.1, gt=0.0, le=1.0)
+
+    @field_validator("eps")
+    @classmethod
+    def _unique(cls, v: list[float]) -> list[float]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"eps values must be distinct, but got {v}")
+        return v
+
+
+class LambdaMaxConfig(_Section):
+    """Top-k Hessian eigenvalues by Lanczos (`lambda_max`, `lambda_2`, …)."""
+
+    enabled: bool = False
+    k: PositiveInt = 1  # how many of the largest (algebraic) eigenvalues
+    tol: PositiveFloat = 1e-3  # relative bound on each eigenvalue's error (residual² / gap)
+    max_iter: PositiveInt = 100  # Hessian-vector products at most
+    seed: int = 0  # start vector
+
+
+class TraceConfig(_Section):
+    """Hessian trace by Hutchinson's estimator with Rademacher probes (`hessian_trace`)."""
+
+    enabled: bool = False
+    probes: int = Field(default=100, ge=2)  # ≥ 2 so a standard error exists
+    seed: int = 0
+
+
+class AdaptiveConfig(_Section):
+    """Adaptive sharpness: perturbations scaled elementwise by |w| + eta (Kwon et al. 2021).
+
+    With eta = 0 the value is exactly invariant to the ReLU rescalings of Dinh et al. 2017; a
+    positive eta keeps zero weights perturbable at the cost of exact invariance.
+    """
+
+    enabled: bool = False
+    l2_rho: list[PositiveFloat] = [0.5]  # worst case in ‖δ/(|w|+η)‖₂ ≤ ρ → adaptive_l2_rho…
+    linf_rho: list[PositiveFloat] = [2e-3]  # worst case in ‖δ/(|w|+η)‖∞ ≤ ρ → adaptive_linf_rho…
+    average_rho: list[PositiveFloat] = [0.05]  # E f(w + (|w|+η)⊙ρξ) − f(w) → adaptive_avg_rho…
+    average_dist: Literal["gaussian", "uniform"] = "gaussian"  # ξ ~ N(0, I) or U[−1, 1]ⁿ
+    average_samples: int = Field(default=20, ge=2)  # Monte-Carlo samples (standard error kept)
+    steps: PositiveInt = 20  # projected-ascent steps for the worst case
+    eta: float = Field(default=0.0, ge=0.0)
+    seed: int = 0
+
+
+class MeasureConfig(BaseModel):
+    """Which sharpness/curvature measures `remedies train` and `remedies measure` compute."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keskar: KeskarConfig = KeskarConfig()
+    lambda_max: LambdaMaxConfig = LambdaMaxConfig()
+    trace: TraceConfig = TraceConfig()
+    adaptive: AdaptiveConfig = AdaptiveConfig()
+    # samples per forward pass; with no batch-statistics BN it only bounds memory (chunks are
+    # weighted by size, so the value equals the full-batch one)
+    chunk_size: PositiveInt = 4096
+    # batch-statistics BN (built with bn: batch, or bn: train below) makes the function depend on
+    # the batch: the data are then cut into fixed consecutive BN batches of this size; None = the
+    # whole measured set is one BN batch. The size used is recorded with every value.
+    bn_batch_size: PositiveInt | None = None
+    # train: BN layers use batch statistics (dropout stays off; running buffers never updated)
+    bn: Literal["eval", "train"] = "eval"
+    max_samples: PositiveInt | None = None  # measure on a seeded random subset of the train set
+    subset_seed: int = 0
+    # keep each chunk's gradient graph between Hessian-vector products: ≈ 2× faster products,
+    # memory ≈ the full-batch double-backward graph; False rebuilds it per chunk and product
+    hvp_cache: bool = True

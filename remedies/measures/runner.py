@@ -1,0 +1,242 @@
+"""`run_measures`: every configured measure on one model, each value with its settings.
+
+Measures are registered by family name (`keskar`, `lambda_max`, `trace`, `adaptive`); each family
+runner turns the config into flat keys (`keskar_full_eps1e-03`, `lambda_max`, …) and detail
+records. `names` (from `remedies measure --measure`) selects families or exact keys, running them
+even when the config leaves them disabled; an exact key carries its own settings
+(`keskar_sub50_eps2e-03` measures a 50-dim subspace at ε = 2e-3).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from remedies.measures.adaptive import average_sharpness, worst_case_sharpness
+from remedies.measures.config import MeasureConfig
+from remedies.measures.hutchinson import hutchinson_trace
+from remedies.measures.keskar import keskar_sharpness
+from remedies.measures.lanczos import lanczos_top
+from remedies.measures.objective import ModelObjective
+from remedies.registry import Registry
+
+Record = dict[str, Any]
+Runner = Callable[[ModelObjective, MeasureConfig, "set[str] | None"], list[Record]]
+MEASURES: Registry[Runner] = Registry("measure")
+
+
+def fmt(v: float) -> str:
+    """1e-3 → '1e-03': the key spelling (two-digit exponent, as Python's %e writes it)."""
+    return f"{v:.0e}" if float(f"{v:.0e}") == v else f"{v:.2e}"
+
+
+def keskar_key(eps: float, dim: int | None) -> str:
+    return f"keskar_{'full' if dim is None else f'sub{dim}'}_eps{fmt(eps)}"
+
+
+_KESKAR_KEY = re.compile(r"keskar_(?:full|sub(\d+))_eps([0-9.eE+-]+)")
+_ADAPTIVE_KEY = re.compile(r"(adaptive|sharp)_(l2|linf|avg)_rho([0-9.eE+-]+)")
+
+
+@MEASURES.register("keskar")
+def _keskar(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) -> list[Record]:
+    kc = cfg.keskar
+    todo: dict[str, tuple[float, int | None]] = {}
+    if keys is None or "keskar" in keys:
+        dims: list[int | None] = ([None] if kc.full_space else []) + list(kc.subspace_dims)
+        todo = {keskar_key(e, d): (e, d) for d in dims for e in kc.eps}
+    for key in keys or ():
+        if (m := _KESKAR_KEY.fullmatch(key)) is not None:
+            dim = int(m[1]) if m[1] else None
+            todo[keskar_key(float(m[2]), dim)] = (float(m[2]), dim)
+    out = []
+    for key, (eps, dim) in todo.items():
+        r = keskar_sharpness(
+            obj, eps, subspace_dim=dim, iters=kc.iters, seed=kc.seed, start=kc.start
+        )
+        out.append({
+            "key": key, "value": r.value, "eps": eps, "space": "full" if dim is None else "random",
+            "subspace_dim": dim, "subspace_seed": None if dim is None else kc.seed,
+            "start": kc.start, "solver": "L-BFGS-B", "iters": kc.iters, "solver_iters": r.nit,
+            "function_evals": r.nfev, "f0": r.f0, "fmax": r.fmax, "wall_time_s": r.wall_time_s,
+        })  # fmt: skip
+    return out
+
+
+@MEASURES.register("lambda_max")
+def _lambda_max(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) -> list[Record]:
+    lc = cfg.lambda_max
+    t0 = time.perf_counter()
+    hvp = obj.hvp_at(obj.w0)
+    r = lanczos_top(
+        hvp, obj.w0.numel(), k=lc.k, tol=lc.tol, max_iter=lc.max_iter, seed=lc.seed,
+        device=obj.w0.device,
+    )  # fmt: skip
+    wall = time.perf_counter() - t0
+    out = []
+    for i, (lam, bound) in enumerate(zip(r.eigenvalues, r.error_bounds, strict=True)):
+        out.append({
+            "key": "lambda_max" if i == 0 else f"lambda_{i + 1}", "value": lam,
+            "error_bound": bound, "tol": lc.tol, "k": lc.k, "seed": lc.seed,
+            "solver": "lanczos", "hvp_products": r.n_products, "converged": r.converged,
+            "wall_time_s": wall,
+        })  # fmt: skip
+    return out
+
+
+@MEASURES.register("trace")
+def _trace(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) -> list[Record]:
+    tc = cfg.trace
+    t0 = time.perf_counter()
+    r = hutchinson_trace(
+        obj.hvp_at(obj.w0), obj.w0.numel(), probes=tc.probes, seed=tc.seed,
+        dtype=obj.w0.dtype, device=obj.w0.device,
+    )  # fmt: skip
+    wall = time.perf_counter() - t0
+    common = {"probes": tc.probes, "seed": tc.seed, "estimator": "hutchinson-rademacher",
+              "hvp_products": tc.probes, "wall_time_s": wall}  # fmt: skip
+    return [
+        {"key": "hessian_trace", "value": r.trace, "std_error": r.std_error, **common},
+        {"key": "hessian_trace_se", "value": r.std_error, **common},
+    ]
+
+
+@MEASURES.register("adaptive")
+def _adaptive(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) -> list[Record]:
+    ac = cfg.adaptive
+    todo: dict[str, tuple[str, float]] = {}
+    if keys is None or "adaptive" in keys:
+        for kind, rhos in (("l2", ac.l2_rho), ("linf", ac.linf_rho), ("avg", ac.average_rho)):
+            todo.update({f"adaptive_{kind}_rho{fmt(r)}": (kind, r) for r in rhos})
+    for key in keys or ():
+        if (m := _ADAPTIVE_KEY.fullmatch(key)) is not None and m[1] == "adaptive":
+            todo[f"adaptive_{m[2]}_rho{fmt(float(m[3]))}"] = (m[2], float(m[3]))
+    scale = obj.w0.abs() + ac.eta
+    out = []
+    for key, (kind, rho) in todo.items():
+        if kind == "avg":
+            r = average_sharpness(
+                obj, rho, ac.average_dist, scale=scale, samples=ac.average_samples, seed=ac.seed
+            )
+            extra = {"dist": ac.average_dist, "samples": ac.average_samples,
+                     "std_error": r.std_error}  # fmt: skip
+        else:
+            r = worst_case_sharpness(obj, rho, kind, scale=scale, steps=ac.steps, seed=ac.seed)  # type: ignore[arg-type]
+            extra = {"norm": kind, "steps": ac.steps}
+        out.append({
+            "key": key, "value": r.value, "rho": rho, "eta": ac.eta, "scaling": "|w|+eta",
+            "seed": ac.seed, "f0": r.f0, "function_evals": r.n_evals,
+            "wall_time_s": r.wall_time_s, **extra,
+        })  # fmt: skip
+    return out
+
+
+_FAMILY_OF_KEY = (
+    (_KESKAR_KEY, "keskar"),
+    (re.compile(r"lambda_(max|\d+)"), "lambda_max"),
+    (re.compile(r"hessian_trace(_se)?"), "trace"),
+    (_ADAPTIVE_KEY, "adaptive"),
+)
+
+
+def _families(cfg: MeasureConfig, names: list[str] | None) -> dict[str, set[str] | None]:
+    """family → None (run as configured) or the requested names for that family."""
+    if names is None:
+        enabled = {
+            "keskar": cfg.keskar.enabled and (cfg.keskar.full_space or cfg.keskar.subspace_dims),
+            "lambda_max": cfg.lambda_max.enabled,
+            "trace": cfg.trace.enabled or False,
+            "adaptive": cfg.adaptive.enabled,
+        }
+        return {f: None for f in MEASURES if enabled.get(f)}
+    out: dict[str, set[str] | None] = {}
+    for name in names:
+        family = name if name in MEASURES else None
+        if name == "hessian_trace":
+            family = "trace"
+        for pattern, fam in _FAMILY_OF_KEY:
+            if family is None and pattern.fullmatch(name):
+                family = fam
+        if family is None:
+            MEASURES.get(name, "--measure")  # raises, listing the known families
+        out.setdefault(family, set()).add(name if family != name else family)  # type: ignore[union-attr,arg-type]
+    return out
+
+
+@contextmanager
+def preserved(model: nn.Module) -> Iterator[None]:
+    """Leave the model exactly as found: every module's train/eval flag, and all parameters and
+    buffers bit-for-bit (copied back from clones even though measures never write to them)."""
+    modes = [(m, m.training) for m in model.modules()]
+    saved = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+        with torch.no_grad():
+            for k, v in model.state_dict(keep_vars=True).items():
+                if not torch.equal(v, saved[k]):
+                    v.copy_(saved[k])
+
+
+def _eval_mode(model: nn.Module, bn: str) -> None:
+    """Dropout off; BN as built (running or batch statistics), or batch statistics on request."""
+    model.eval()
+    if bn == "train":
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.train()
+
+
+def run_measures(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: MeasureConfig,
+    *,
+    names: list[str] | None = None,
+) -> tuple[dict[str, float], list[dict]]:
+    """Compute the configured (or the named) measures of mean cross-entropy on (x, y).
+
+    Returns ({key: value}, [detail record per key]); each record holds the measure family, key,
+    value and every setting that produced it (data size, BN mode and BN batch, chunk size, …).
+    """
+    if names is not None and not names:
+        names = None
+    families = _families(cfg, names)
+    if cfg.max_samples is not None and cfg.max_samples < x.shape[0]:
+        gen = torch.Generator(device="cpu").manual_seed(cfg.subset_seed)
+        idx = torch.randperm(x.shape[0], generator=gen)[: cfg.max_samples].to(x.device)
+        x, y = x[idx], y[idx]
+    values: dict[str, float] = {}
+    details: list[dict] = []
+    with preserved(model):
+        _eval_mode(model, cfg.bn)
+        obj = ModelObjective(
+            model, x, y, chunk_size=cfg.chunk_size, bn_batch_size=cfg.bn_batch_size, bn=cfg.bn,
+            hvp_cache=cfg.hvp_cache,
+        )  # fmt: skip
+        common = {
+            "n_samples": obj.n_samples,
+            "subset_seed": cfg.subset_seed if cfg.max_samples else None,
+            "bn_mode": obj.bn_kind if cfg.bn == "eval" else "train",
+            "bn_batch": obj.chunk if obj.bn_kind == "batch" else None,
+            "chunk_size": obj.chunk,
+            "n_params": obj.w0.numel(),
+            "dtype": str(obj.w0.dtype).removeprefix("torch."),
+            "device": str(obj.w0.device),
+        }
+        for family, keys in families.items():
+            for rec in MEASURES.get(family)(obj, cfg, keys):
+                if keys is not None and family not in keys and rec["key"] not in keys:
+                    continue  # e.g. asked for hessian_trace_se only
+                values[rec["key"]] = float(rec["value"])
+                details.append({"measure": family, **rec, **common})
+    return values, details
