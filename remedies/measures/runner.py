@@ -235,8 +235,9 @@ def run_measures(
         }
         for family, keys in families.items():
             for rec in MEASURES.get(family)(obj, cfg, keys):
-                if keys is not None and family not in keys and rec["key"] not in keys:
-                    continue  # e.g. asked for hessian_trace_se only
+                asked = keys is None or family in keys or rec["key"].removesuffix("_se") in keys
+                if not asked:
+                    continue  # e.g. lambda_2 when only lambda_max was named
                 values[rec["key"]] = float(rec["value"])
                 details.append({"measure": family, **rec, **common})
     return values, details

@@ -123,7 +123,7 @@ def test_keskar_rank_one() -> None:
 def test_keskar_general_psd_vertex_enumeration() -> None:
     """The box max of a convex quadratic sits at a vertex (enumerated, 2¹⁰ of them). L-BFGS-B is
     a local method: it must end at a vertex that is a local (KKT) maximum and never above the
-    global one; with a dominant eigenvalue, as in trained networks, it gets within 1 % of the global one."""
+    global one; with a dominant eigenvalue, as in trained networks, it gets within 1 % of it."""
     n, eps = 10, 1e-3
     x = w_star(n)
     b = _box(x, eps)
