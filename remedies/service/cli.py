@@ -1,0 +1,76 @@
+"""`remedies search | export | report` — thin: parse, validate, call, print."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_STORAGE = "remedies_studies.db"
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from remedies.service.space import load_space
+
+    space = load_space(args.space)  # every error surfaces here, before Ray or MLflow start
+    from remedies.service.tuner import SearchOptions, run_search
+
+    opts = SearchOptions(name=args.name, num_samples=args.num_samples,
+                         max_concurrent=args.max_concurrent, tracking_uri=args.tracking_uri,
+                         storage=args.storage, address=args.address, resume=args.resume,
+                         results_dir=args.results_dir, experiment=args.experiment,
+                         quiet=args.quiet)  # fmt: skip
+    s = run_search(space, opts, space_path=str(args.space))
+    counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(s["counts"].items()))
+    print(f"\nsearch {s['name']}: {s['trials']} trials ({counts}) in {s['wall_time_s']:.0f}s")
+    print(f"Pareto front ({len(s['front'])} trials):\n{s['table']}")
+    print(f"\nnext: remedies report {s['name']}   |   remedies export {s['name']} --out best.yaml"
+          f"   |   mlflow ui --backend-store-uri sqlite:///mlflow.db")  # fmt: skip
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from remedies.service.export import export
+
+    paths = export(args.name, args.storage, args.pick, args.out, args.all_pareto)
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from remedies.service.report import load_study, text_report
+
+    print(text_report(load_study(args.name, args.storage)))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("search", help="search a space file with Ray Tune + Optuna, log to MLflow")
+    s.add_argument("space", type=Path, help="search_spaces/*.yaml")
+    s.add_argument("--name", default=None, help="search name (default: SPACE-DATE-TIME)")
+    s.add_argument("--num-samples", type=int, default=None, help="trials (overrides the file)")
+    s.add_argument("--max-concurrent", type=int, default=None, help="trials at once")
+    s.add_argument("--tracking-uri", default=None,
+                   help="MLflow: sqlite:///mlflow.db (default) or http://HOST:PORT")
+    s.add_argument("--experiment", default=None, help="MLflow experiment (default: space name)")
+    s.add_argument("--storage", default=DEFAULT_STORAGE,
+                   help=f"Optuna study storage: file or DB URL (default {DEFAULT_STORAGE})")
+    s.add_argument("--address", default=None, help="existing Ray cluster (default: local)")
+    s.add_argument("--resume", action="store_true", help="continue the search --name")
+    s.add_argument("--results-dir", default="ray_results", help="Tune's trial folders")
+    s.add_argument("--quiet", action="store_true", help="no live progress table")
+    s.set_defaults(func=cmd_search)
+
+    e = sub.add_parser("export", help="write complete run configs of chosen trials of a search")
+    e.add_argument("name")
+    e.add_argument("--pick", choices=["pareto", "best-accuracy", "knee"], default="knee")
+    e.add_argument("--out", type=Path, default=Path("best.yaml"))
+    e.add_argument("--all-pareto", type=Path, default=None, metavar="DIR",
+                   help="also write every Pareto trial to DIR/trial_NNNN.yaml")
+    e.add_argument("--storage", default=DEFAULT_STORAGE)
+    e.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("report", help="trials, Pareto front, and sharpness-vs-gap correlation")
+    r.add_argument("name")
+    r.add_argument("--storage", default=DEFAULT_STORAGE)
+    r.set_defaults(func=cmd_report)

@@ -1,0 +1,64 @@
+"""Export chosen trials as complete run configs that `remedies train` accepts unchanged.
+
+Why complete configs (every resolved value, not just the searched keys): a default that changes
+in a later release must not silently change what an exported recipe means.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from remedies.errors import ConfigError
+from remedies.service.report import load_study, objectives_of, pick, value_of
+
+
+def render(study_name: str, row: dict[str, Any], objs: list[tuple[str, str]], how: str) -> str:
+    from remedies.config import parse_config
+
+    cfg = row["config"]
+    if not cfg:
+        raise ConfigError("NAME", f"trial {row['number']} has no stored config")
+    parse_config(cfg)  # what we write must be accepted by `remedies train` as is
+    measured = ", ".join(f"{m} = {value_of(row, m):.6g}" for m, _ in objs)
+    extra = (f"train_accuracy = {row['train_accuracy']:.6g}, "
+             f"test_accuracy = {row['test_accuracy']:.6g}")
+    head = (f"# exported from search {study_name!r}, trial {row['number']} "
+            f"(Tune {row['tune_trial']}, MLflow run {row['mlflow_run']}), pick: {how}\n"
+            f"# measured: {measured}\n# also: {extra}\n"
+            f"# re-run: remedies train THIS_FILE\n")  # fmt: skip
+    return head + yaml.safe_dump(cfg, sort_keys=False)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """A reader never sees half a file; an error leaves none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def export(name: str, storage: str, how: str = "knee", out: Path | None = Path("best.yaml"),
+           all_pareto: Path | None = None) -> list[Path]:  # fmt: skip
+    study = load_study(name, storage)
+    objs = objectives_of(study)
+    chosen = pick(study, how)
+    texts: list[tuple[Path, str]] = []  # render everything first: nothing written on error
+    if all_pareto is not None:
+        for r in pick(study, "pareto"):
+            path = all_pareto / f"trial_{r['number']:04d}.yaml"
+            texts.append((path, render(name, r, objs, "pareto")))
+    if out is not None:
+        if how == "pareto" and len(chosen) > 1:
+            stem, suf = out.stem, out.suffix or ".yaml"
+            for r in chosen:
+                texts.append((out.with_name(f"{stem}_trial{r['number']:04d}{suf}"),
+                              render(name, r, objs, how)))  # fmt: skip
+        else:
+            texts.append((out, render(name, chosen[0], objs, how)))
+    for path, text in texts:
+        atomic_write(path, text)
+    return [p for p, _ in texts]

@@ -1,0 +1,114 @@
+"""The search space as an Optuna define-by-run function, samplers, and the study's bookkeeping.
+
+Why define-by-run: a remedy's own knobs exist only when the remedy is on, so the space is
+conditional; Optuna records exactly the parameters a trial used, and TPE with `group=True` models
+each sub-space separately instead of imputing values for knobs a trial never had.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+
+from remedies.service.space import Dist, SearchSpace
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def suggest(trial: optuna.Trial, name: str, d: Dist) -> Any:
+    if d.type == "categorical":
+        # Optuna stores only None/bool/int/float/str choices; others go through their index
+        choices = d.choices or []
+        if all(c is None or isinstance(c, (bool, int, float, str)) for c in choices):
+            return trial.suggest_categorical(name, choices)
+        return choices[trial.suggest_categorical(name, list(range(len(choices))))]
+    if d.type == "int":
+        return trial.suggest_int(name, int(d.low), int(d.high), step=int(d.step or 1), log=d.log)  # type: ignore[arg-type]
+    return trial.suggest_float(name, d.low, d.high, step=d.step, log=d.log)  # type: ignore[arg-type]
+
+
+class DefineByRun:
+    """`space(trial) -> dict of constants` as OptunaSearch wants it (the Tune trial config).
+
+    A class, not a closure: Tune pickles the searcher (and this function) in its experiment state.
+    """
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        space = self.space
+        out: dict[str, Any] = {}
+        for path, d in space.params.items():
+            out[path] = suggest(trial, path, d)
+        for name, choice in space.remedy_choices().items():
+            on = choice.always or trial.suggest_categorical(f"remedy.{name}", [False, True])
+            out[f"remedy.{name}"] = on
+            if not on:
+                continue
+            for key in choice.params:
+                v = space.remedy_param(name, key)
+                key_ = f"{name}.{key}"
+                out[key_] = suggest(trial, key_, v) if isinstance(v, Dist) else v
+        return out
+
+
+define_by_run = DefineByRun
+
+
+def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    s = space.sampler
+    if s.name == "tpe":
+        return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, group=True,
+                                          n_startup_trials=s.n_startup_trials)  # fmt: skip
+    if s.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=s.population_size)
+    if s.name == "gp":
+        return optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=s.n_startup_trials)
+    return optuna.samplers.RandomSampler(seed=s.seed)
+
+
+def storage_url(path: str) -> str:
+    """`--storage` accepts a database URL or a plain file path (→ SQLite)."""
+    return path if "://" in path else f"sqlite:///{path}"
+
+
+def open_storage(path: str) -> optuna.storages.BaseStorage:
+    """RDB storage (SQLite by default): the study, and so the Pareto front, outlives the driver.
+
+    No Optuna heartbeats: trials are asked/told by Tune's searcher, not `study.optimize`, so
+    nothing would beat; trials a dead driver left RUNNING are failed by `fail_orphans` instead.
+    """
+    url = storage_url(path)
+    kw = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(url, engine_kwargs=kw)
+
+
+def fail_orphans(study: optuna.Study) -> int:
+    """Mark trials left RUNNING by a driver that died as FAIL (call before resuming/reporting)."""
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        n += 1
+    return n
+
+
+def finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """One flat row per trial from the study (survives the driver): state, objectives, extras."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        u = t.user_attrs
+        row = {"number": t.number, "state": t.state.name, "tune_trial": u.get("tune_trial_id"),
+               "mlflow_run": u.get("mlflow_run_id"), "epochs": u.get("epochs_run"),
+               "val_accuracy": u.get("val_accuracy"), "train_accuracy": u.get("train_accuracy"),
+               "test_accuracy": u.get("test_accuracy"), "diverged": u.get("diverged"),
+               "sharpness": u.get("sharpness") or {}, "objectives": u.get("objectives") or {},
+               "params": dict(t.params), "config": u.get("config")}  # fmt: skip
+        rows.append(row)
+    return rows

@@ -1,0 +1,247 @@
+"""Pareto front, knee, hypervolume, the text report, and the parent run's artifacts.
+
+Everything here reads the Optuna study only (its trials carry their measured results as user
+attributes), so `remedies report` and `remedies export` work after the driver is gone.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from remedies.errors import ConfigError
+from remedies.service.optuna_space import finite, open_storage, trial_rows
+
+
+def load_study(name: str, storage: str) -> optuna.Study:
+    names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
+    if name not in names:
+        shown = ", ".join(names[-10:]) or "none"
+        raise ConfigError("NAME", f"no search named {name!r} in {storage}; known: {shown}")
+    return optuna.load_study(study_name=name, storage=open_storage(storage))
+
+
+def objectives_of(study: optuna.Study) -> list[tuple[str, str]]:
+    return list(zip(study.user_attrs["metrics"], study.user_attrs["modes"], strict=True))
+
+
+def point(row: dict[str, Any], objs: list[tuple[str, str]]) -> list[float] | None:
+    """Objective values of a COMPLETE trial, all as 'larger is better' (min objectives negated)."""
+    if row["state"] != "COMPLETE":
+        return None
+    vals = [value_of(row, m) for m, _ in objs]
+    if not all(finite(v) for v in vals):
+        return None
+    return [v if mode == "max" else -v for v, (_, mode) in zip(vals, objs, strict=True)]  # type: ignore[operator]
+
+
+def value_of(row: dict[str, Any], metric: str) -> float | None:
+    if metric in row["objectives"]:
+        return row["objectives"][metric]
+    if metric in row["sharpness"]:
+        return row["sharpness"][metric]
+    return row.get(metric)
+
+
+def pareto(points: list[list[float]]) -> list[int]:
+    """Indices of the non-dominated points (all objectives maximised)."""
+    front = []
+    for i, p in enumerate(points):
+        dominated = any(all(a >= b for a, b in zip(q, p, strict=True)) and q != p
+                        for j, q in enumerate(points) if j != i)  # fmt: skip
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def knee(points: list[list[float]]) -> int:
+    """The front point closest to the utopia point after min-max normalisation of each objective."""
+    lo = [min(c) for c in zip(*points, strict=True)]
+    hi = [max(c) for c in zip(*points, strict=True)]
+    def dist(p: list[float]) -> float:
+        return math.sqrt(sum(((h - v) / (h - low) if h > low else 0.0) ** 2
+                             for v, low, h in zip(p, lo, hi, strict=True)))  # fmt: skip
+    return min(range(len(points)), key=lambda i: dist(points[i]))
+
+
+def hypervolume_2d(points: list[list[float]], ref: list[float]) -> float:
+    """Area dominated by `points` (maximised) above the reference point; 2 objectives."""
+    pts = sorted((p for p in points if p[0] > ref[0] and p[1] > ref[1]), key=lambda p: -p[0])
+    hv, best_y = 0.0, ref[1]
+    for x, y in pts:
+        if y > best_y:
+            hv += (x - ref[0]) * (y - best_y)
+            best_y = y
+    return hv
+
+
+def front_rows(study: optuna.Study) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(all trial rows, Pareto rows), the front sorted by the first objective, best first."""
+    rows = trial_rows(study)
+    objs = objectives_of(study)
+    done = [(r, p) for r in rows if (p := point(r, objs)) is not None]
+    idx = pareto([p for _, p in done])
+    front = sorted((done[i][0] for i in idx), key=lambda r: -(point(r, objs) or [0])[0])
+    return rows, front
+
+
+def pick(study: optuna.Study, how: str) -> list[dict[str, Any]]:
+    rows, front = front_rows(study)
+    if not front:
+        raise ConfigError("NAME", f"search {study.study_name!r} has no completed trial to export")
+    objs = objectives_of(study)
+    if how == "pareto":
+        return front
+    if how == "best-accuracy":
+        key = next((m for m, _ in objs if m == "val_accuracy"), objs[0][0])
+        return [max(front, key=lambda r: value_of(r, key) or -math.inf)]
+    return [front[knee([point(r, objs) for r in front])]]  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------------------------ text
+
+
+def _fmt(v: Any, w: int = 9) -> str:
+    if isinstance(v, float):
+        return f"{v:{w}.4g}"
+    return f"{'' if v is None else v!s:>{w}}"
+
+
+def front_table(study: optuna.Study, front: list[dict[str, Any]]) -> str:
+    objs = objectives_of(study)
+    cols = " ".join(f"{m[:22]:>22}" for m, _ in objs)
+    head = f"{'trial':>6} {cols} {'test_acc':>9}  params"
+    lines = [head]
+    for r in front:
+        vals = " ".join(f"{value_of(r, m) or float('nan'):>22.5g}" for m, _ in objs)
+        params = ", ".join(f"{k}={_short(v)}" for k, v in r["params"].items())
+        lines.append(f"{r['number']:>6} {vals} {_fmt(r['test_accuracy'])}  {params}")
+    return "\n".join(lines)
+
+
+def _short(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def kendall(study: optuna.Study) -> list[tuple[str, float, float, int]]:
+    """Per sharpness measure: Kendall τ (and p) between the measure and the generalization gap
+    (train − val accuracy, points) over the completed trials — does sharpness track the gap?"""
+    from scipy.stats import kendalltau
+
+    rows = [r for r in trial_rows(study) if r["state"] == "COMPLETE"]
+    keys = sorted({k for r in rows for k in r["sharpness"]})
+    out = []
+    for k in keys:
+        pairs = [(r["sharpness"][k], r["train_accuracy"] - r["val_accuracy"]) for r in rows
+                 if finite(r["sharpness"].get(k)) and finite(r["train_accuracy"])
+                 and finite(r["val_accuracy"])]  # fmt: skip
+        if len(pairs) >= 3:
+            tau, p = kendalltau([a for a, _ in pairs], [b for _, b in pairs])
+            out.append((k, float(tau), float(p), len(pairs)))
+        else:
+            out.append((k, float("nan"), float("nan"), len(pairs)))
+    return out
+
+
+def text_report(study: optuna.Study) -> str:
+    rows, front = front_rows(study)
+    objs = objectives_of(study)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    out = [f"search {study.study_name}: {len(rows)} trials ("
+           + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())) + ")",
+           "objectives: " + ", ".join(f"{m} ({mode})" for m, mode in objs), "",
+           f"{'trial':>6} {'state':>9} {'epochs':>6} {'val_acc':>9} {'train_acc':>9} "
+           f"{'test_acc':>9} {'sharpness':>10}  params"]  # fmt: skip
+    sharp_key = next((m for m, _ in objs if m not in ("val_accuracy", "train_accuracy",
+                                                     "test_accuracy", "gap")), None)  # fmt: skip
+    for r in rows:
+        s = r["sharpness"].get(sharp_key) if sharp_key else None
+        params = ", ".join(f"{k}={_short(v)}" for k, v in r["params"].items())
+        out.append(f"{r['number']:>6} {r['state'].lower():>9} {_fmt(r['epochs'], 6)} "
+                   f"{_fmt(r['val_accuracy'])} {_fmt(r['train_accuracy'])} "
+                   f"{_fmt(r['test_accuracy'])} {_fmt(s, 10)}  {params}")  # fmt: skip
+    out += ["", f"Pareto front ({len(front)} trials):", front_table(study, front), "",
+            "How well each sharpness measure tracked the generalization gap (train − val accuracy)",
+            "across the completed trials (Kendall τ; +1 = sharper always meant a larger gap):"]
+    for k, tau, p, n in kendall(study):
+        out.append(f"  {k:<28} τ = {tau:+.3f}  (p = {p:.3g}, n = {n})")
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------- parent artifacts
+
+
+def write_artifacts(study: optuna.Study, d: Path) -> list[Path]:
+    """pareto.png, accuracy_vs_sharpness.png (all trials) and pareto.csv in folder `d`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, front = front_rows(study)
+    objs = objectives_of(study)
+    paths = []
+    csv_path = d / "pareto.csv"
+    with csv_path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["trial", *[m for m, _ in objs], "train_accuracy", "test_accuracy",
+                    "mlflow_run_id", "params"])  # fmt: skip
+        for r in front:
+            w.writerow([r["number"], *[value_of(r, m) for m, _ in objs], r["train_accuracy"],
+                        r["test_accuracy"], r["mlflow_run"],
+                        "; ".join(f"{k}={v}" for k, v in r["params"].items())])  # fmt: skip
+    paths.append(csv_path)
+    if len(objs) >= 2:
+        (mx, _), (my, _) = objs[0], objs[1]
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        done = [r for r in rows if point(r, objs) is not None]
+        ax.scatter([value_of(r, my) for r in done], [value_of(r, mx) for r in done],
+                   c="lightgray", label="completed trials")  # fmt: skip
+        fr = sorted(front, key=lambda r: value_of(r, my) or 0)
+        ax.plot([value_of(r, my) for r in fr], [value_of(r, mx) for r in fr], "o-", c="C3",
+                label="Pareto front")  # fmt: skip
+        for r in fr:
+            ax.annotate(str(r["number"]), (value_of(r, my), value_of(r, mx)), fontsize=8)
+        ax.set_xlabel(my), ax.set_ylabel(mx), ax.legend(), ax.set_title(study.study_name)
+        fig.tight_layout(), fig.savefig(d / "pareto.png", dpi=100), plt.close(fig)
+        paths.append(d / "pareto.png")
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    skeys = sorted({k for r in rows for k in r["sharpness"]})
+    for i, k in enumerate(skeys):
+        pts = [(r["sharpness"][k], r["val_accuracy"]) for r in rows
+               if finite(r["sharpness"].get(k)) and finite(r["val_accuracy"])]  # fmt: skip
+        ax.scatter([a for a, _ in pts], [b for _, b in pts], label=k, c=f"C{i}", s=18)
+    ax.set_xscale("symlog"), ax.set_xlabel("sharpness"), ax.set_ylabel("val_accuracy (%)")
+    if skeys:
+        ax.legend(fontsize=8)
+    ax.set_title("accuracy vs sharpness, all measured trials")
+    fig.tight_layout(), fig.savefig(d / "accuracy_vs_sharpness.png", dpi=100), plt.close(fig)
+    paths.append(d / "accuracy_vs_sharpness.png")
+    return paths
+
+
+def finish_search(study: optuna.Study, uri: str, parent: str, wall: float) -> dict[str, Any]:
+    """Log the front and plots to the parent run; return a summary for the CLI."""
+    from remedies.service import tracking
+
+    rows, front = front_rows(study)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            tracking.log_files(uri, parent, write_artifacts(study, Path(d)))
+        metrics = {"trials": len(rows), "pareto_size": len(front), "wall_time_s": wall,
+                   **{f"trials_{k.lower()}": v for k, v in counts.items()}}
+        tracking.log_metrics(uri, parent, metrics)
+    except Exception as e:  # artifacts are a convenience; the study already holds the results
+        print(f"warning: could not log the search artifacts to MLflow: {e}")
+    return {"name": study.study_name, "trials": len(rows), "counts": counts,
+            "front": front, "wall_time_s": wall, "table": front_table(study, front)}  # fmt: skip

@@ -1,0 +1,308 @@
+"""Search-space files (`search_spaces/*.yaml`), typed and validated once, before anything starts.
+
+A space file is a complete run config (`base`) plus what to vary:
+
+    name: quickstart                 # default search/experiment name
+    base: {data: ..., model: ..., train: ..., measure: ...}   # or base_config: path/to/run.yaml
+    params:                          # dotted run-config path → distribution
+      train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+      train.batch_size: {type: categorical, choices: [256, 512]}
+    remedies:                        # each one is switched on/off by the sampler; its own
+      sam: {rho: {type: float, low: 0.01, high: 0.5, log: true}}   # knobs only when on
+      ghost_bn: {always: true, params: {ghost_size: 32}}           # (long form)
+    objectives:                      # default: val_accuracy max, Keskar sharpness min
+      - {name: val_accuracy, mode: max}
+      - {name: keskar_full_eps1e-03, mode: min}
+    scalarize: false                 # true: one objective Σ weight·(±value), Pareto still kept
+    sampler: {name: tpe, seed: 0}    # tpe | nsga2 | gp | random
+    asha: {enabled: true, grace_period: 2, reduction_factor: 2}
+    num_samples: 12
+    max_concurrent: 2
+    resources: {cpu: 1, gpu: 0}      # per trial; gpu may be fractional; 'auto' = 1 GPU if any
+
+Why validate everything up front: a typo found after ten GPU-hours is a lost day. Every parameter
+path is probed against the real `RunConfig` at its range ends, so an unknown key or an
+out-of-range bound fails here with one line naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from remedies.config import apply_overrides, parse_config, read_yaml
+from remedies.errors import ConfigError
+
+RESULT_METRICS = ("val_accuracy", "train_accuracy", "test_accuracy", "gap", "val_loss",
+                  "train_loss", "wall_time_s")  # fmt: skip
+# sharpness keys produced by remedies.measures (keskar_full_eps1e-03, lambda_max, ...)
+_MEASURE_KEY = re.compile(
+    r"^(keskar_(full|sub\d+)_eps[0-9.eE+-]+|lambda_(max|\d+)|hessian_trace|"
+    r"(adaptive|sharp)_(l2|linf|avg)_rho[0-9.eE+-]+)$"
+)
+SAMPLERS = ("tpe", "nsga2", "gp", "random")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Dist(_Strict):
+    """One searched value: float/int (linear or log) or a categorical choice."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None  # int/float grid step (not with log)
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Dist:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("categorical needs a non-empty 'choices' list")
+            if self.low is not None or self.high is not None:
+                raise ValueError("categorical takes 'choices', not low/high")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.type} needs 'low' and 'high'")
+        if self.choices is not None:
+            raise ValueError(f"{self.type} takes low/high, not 'choices'")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must be ≤ high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0, got {self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("'step' cannot be combined with log: true")
+        if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError("int bounds must be whole numbers")
+        return self
+
+    def ends(self) -> list[Any]:
+        """The extreme values, used to probe the run config at validation time."""
+        if self.type == "categorical":
+            return list(self.choices or [])
+        cast = int if self.type == "int" else float
+        return [cast(self.low), cast(self.high)]
+
+
+Value = Dist | Any  # a remedy parameter: a distribution, or a constant
+
+
+class RemedyChoice(_Strict):
+    """A remedy the sampler may switch on; its params are sampled only when it is on."""
+
+    always: bool = False  # on in every trial (then only its params are searched)
+    params: dict[str, Any] = {}
+
+
+class Objective(_Strict):
+    name: str  # a result metric (val_accuracy, gap, ...) or a sharpness key (keskar_full_eps1e-03)
+    mode: Literal["max", "min"]
+    weight: float = Field(1.0, gt=0)  # used only by scalarize
+
+    @model_validator(mode="after")
+    def _known(self) -> Objective:
+        if self.name not in RESULT_METRICS and not _MEASURE_KEY.match(self.name):
+            raise ValueError(
+                f"unknown objective {self.name!r}; allowed: {', '.join(RESULT_METRICS)} or a "
+                "sharpness key such as keskar_full_eps1e-03, lambda_max, hessian_trace"
+            )
+        return self
+
+
+class Sampler(_Strict):
+    name: Literal["tpe", "nsga2", "gp", "random"] = "tpe"
+    seed: int = Field(0, ge=0)
+    n_startup_trials: int = Field(6, ge=1)  # random trials before TPE/GP model the space
+    population_size: int = Field(50, ge=2)  # nsga2 only
+
+
+class Asha(_Strict):
+    enabled: bool = True
+    grace_period: int = Field(2, ge=1)  # epochs every trial gets before it may be stopped
+    reduction_factor: float = Field(2.0, gt=1.0)
+
+
+class Resources(_Strict):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float | Literal["auto"] = "auto"  # 'auto': 1 GPU per trial when the cluster has GPUs
+
+    @model_validator(mode="after")
+    def _gpu(self) -> Resources:
+        if isinstance(self.gpu, float) and self.gpu < 0:
+            raise ValueError(f"gpu must be ≥ 0 or 'auto', got {self.gpu}")
+        return self
+
+
+DEFAULT_OBJECTIVES = [
+    Objective(name="val_accuracy", mode="max"),
+    Objective(name="keskar_full_eps1e-03", mode="min"),
+]
+
+
+class SearchSpace(_Strict):
+    name: str = Field("search", pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    base: dict[str, Any] = {}
+    base_config: Path | None = None  # a run-config YAML to start from (base then overrides it)
+    params: dict[str, Dist] = {}
+    remedies: dict[str, dict[str, Any] | RemedyChoice | None] = {}
+    objectives: list[Objective] = Field(default_factory=lambda: list(DEFAULT_OBJECTIVES),
+                                        min_length=1, max_length=4)  # fmt: skip
+    scalarize: bool = False
+    sampler: Sampler = Sampler()
+    asha: Asha = Asha()
+    num_samples: int = Field(12, ge=1)
+    max_concurrent: int = Field(2, ge=1)
+    max_failures: int = Field(1, ge=0)  # Tune retries of a crashed trial (same MLflow run)
+    resources: Resources = Resources()
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+    def remedy_choices(self) -> dict[str, RemedyChoice]:
+        """Normalise the short form `{sam: {rho: dist}}` to RemedyChoice."""
+        out = {}
+        for name, spec in self.remedies.items():
+            if isinstance(spec, RemedyChoice):
+                out[name] = spec
+            elif spec and ("always" in spec or "params" in spec):
+                out[name] = RemedyChoice.model_validate(spec)
+            else:
+                out[name] = RemedyChoice(params=spec or {})
+        return out
+
+    def remedy_param(self, remedy: str, key: str) -> Dist | Any:
+        v = self.remedy_choices()[remedy].params[key]
+        if isinstance(v, dict) and "type" in v:
+            return Dist.model_validate(v)
+        return v
+
+
+# ----------------------------------------------------------------------------------- loading
+
+
+def _format(err: ValidationError, prefix: str = "") -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
+    loc = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "space"
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        return f"{loc}: unknown key"
+    if e["type"] == "literal_error":
+        return f"{loc}: {msg} (got {e.get('input')!r})"
+    return f"{loc}: {msg}"
+
+
+def parse_space(raw: dict[str, Any], origin: Path | None = None) -> SearchSpace:
+    """Validate a raw space dict fully (including every probe config); raise ConfigError."""
+    if not isinstance(raw, dict):
+        raise ConfigError("space", "must be a YAML mapping with base/params/objectives")
+    try:
+        space = SearchSpace.model_validate(raw)
+    except ValidationError as err:
+        msg = _format(err)
+        if msg.endswith(": unknown key"):
+            msg += _allowed(err.errors()[0]["loc"])
+        raise ConfigError("", msg) from None
+    if space.base_config is not None and origin is not None and not space.base_config.is_absolute():
+        space.base_config = (origin.parent / space.base_config).resolve()
+    _probe(space)
+    return space
+
+
+def _allowed(loc: tuple) -> str:
+    models: dict[str, type[BaseModel]] = {
+        "sampler": Sampler, "asha": Asha, "resources": Resources, "objectives": Objective,
+    }  # fmt: skip
+    if len(loc) == 1:
+        return f"; allowed: {', '.join(SearchSpace.model_fields)}"
+    if loc[0] in models:
+        return f"; allowed: {', '.join(models[loc[0]].model_fields)}"
+    if loc[0] == "params":
+        return f"; allowed: {', '.join(Dist.model_fields)}"
+    return ""
+
+
+def load_space(path: Path) -> SearchSpace:
+    return parse_space(read_yaml(Path(path)), origin=Path(path))
+
+
+def base_raw(space: SearchSpace) -> dict[str, Any]:
+    """The base run config as a raw dict (base_config file, then the inline `base` on top)."""
+    raw: dict[str, Any] = read_yaml(space.base_config) if space.base_config else {}
+    return _merge(raw, space.base)
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def resolve(space: SearchSpace, sample: dict[str, Any]) -> dict[str, Any]:
+    """The complete raw run config of one trial: base + sampled params + chosen remedies.
+
+    `sample` is what the define-by-run space returned: `{"train.lr": 0.003, "remedy.sam": True,
+    "sam.rho": 0.1}`. Remedies switched off are absent; remedies in `base` stay on.
+    """
+    raw = base_raw(space)
+    overrides = [f"{k}={_yaml(v)}" for k, v in sample.items() if not k.startswith(("remedy.", "@"))
+                 and "." in k and k.split(".", 1)[0] not in space.remedies]  # fmt: skip
+    raw = apply_overrides(raw, overrides)
+    rem = dict(raw.get("remedies") or {})
+    for name in space.remedies:
+        if sample.get(f"remedy.{name}"):
+            params = {k.split(".", 1)[1]: v for k, v in sample.items()
+                      if k.startswith(f"{name}.")}  # fmt: skip
+            rem[name] = params
+    raw["remedies"] = rem
+    return raw
+
+
+def _yaml(v: Any) -> str:
+    import json
+
+    return json.dumps(v) if not isinstance(v, str) else v
+
+
+def _probe(space: SearchSpace) -> None:
+    """Parse the base, then the base with each parameter/remedy at each end of its range."""
+    try:
+        parse_config(base_raw(space))
+    except ConfigError as e:
+        raise ConfigError("", f"base.{e}") from None
+    for path, dist in space.params.items():
+        for v in dist.ends():
+            try:
+                parse_config(apply_overrides(base_raw(space), [f"{path}={_yaml(v)}"]))
+            except ConfigError as e:
+                raise ConfigError(f"params.{path}", f"{v!r} is not accepted: {e}") from None
+    from remedies.catalog import REMEDIES
+
+    for name, choice in space.remedy_choices().items():
+        if name not in REMEDIES:
+            REMEDIES.get(name, f"remedies.{name}")  # raises with the known names
+        for key, val in choice.params.items():
+            if isinstance(val, dict) and "type" in val:
+                try:
+                    Dist.model_validate(val)
+                except ValidationError as err:
+                    raise ConfigError("", _format(err, f"remedies.{name}.{key}.")) from None
+        for end in (0, -1):
+            params = {}
+            for key in choice.params:
+                v = space.remedy_param(name, key)
+                params[key] = v.ends()[end] if isinstance(v, Dist) else v  # type: ignore[index]
+            sample = {f"remedy.{name}": True, **{f"{name}.{k}": v for k, v in params.items()}}
+            try:
+                parse_config(resolve(space, sample))
+            except ConfigError as e:
+                raise ConfigError(f"remedies.{name}", f"not accepted with {params}: {e}") from None
