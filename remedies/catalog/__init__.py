@@ -35,7 +35,7 @@ _load_all()
 
 
 def validate_remedies(raw: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
-    """Check names and parameters; return the complete parameters of each remedy (defaults filled)."""
+    """Check names and parameters; return each remedy's complete parameters (defaults filled)."""
     out: dict[str, dict[str, Any]] = {}
     owners = []
     for name, params in raw.items():
@@ -48,7 +48,8 @@ def validate_remedies(raw: dict[str, dict[str, Any] | None]) -> dict[str, dict[s
             msg = e["msg"].removeprefix("Value error, ")
             if e["type"] == "extra_forbidden":
                 msg = f"unknown key; allowed: {', '.join(cls.Config.model_fields)}"
-            raise ConfigError(f"remedies.{name}.{loc}" if loc else f"remedies.{name}", msg) from None
+            field = f"remedies.{name}.{loc}" if loc else f"remedies.{name}"
+            raise ConfigError(field, msg) from None
         if cls.replaces_step:
             owners.append(name)
         out[name] = cfg.model_dump(mode="json")

@@ -1,0 +1,78 @@
+"""Sharpness-aware minimisation (Foret et al. 2021) and adaptive SAM (Kwon et al. 2021).
+
+Each step: gradient g at w; ascend to w + e with e = ρ·g/‖g‖ (SAM) or, adaptively,
+e = ρ·T²g/‖Tg‖ with T = |w| + η elementwise (ASAM); take the gradient there; return to w and let
+the run's optimiser step with that gradient. A zero gradient gives e = 0 (no division by zero).
+The second forward runs with BN running statistics frozen, so `running`-mode BN is updated once
+per step, from the clean batch at w.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+
+from remedies.catalog import register
+from remedies.catalog._bn import frozen_bn_stats
+from remedies.hooks import Remedy, RemedyConfig, TrainContext
+
+NORM_EPS = 1e-12  # guards ‖g‖ = 0
+
+
+class SAMConfig(RemedyConfig):
+    rho: float | None = Field(None, gt=0.0)  # radius; default 0.05 (SAM) or 0.5 (ASAM)
+    adaptive: bool = False  # ASAM: scale-invariant radius (Kwon et al. 2021)
+    eta: float = Field(0.01, ge=0.0, le=0.1)  # ASAM: T = |w| + η (search {0, 0.01})
+
+    @model_validator(mode="after")
+    def _rho_range(self) -> SAMConfig:
+        lo, hi, default = (0.1, 5.0, 0.5) if self.adaptive else (0.01, 0.5, 0.05)
+        if self.rho is None:
+            self.rho = default
+        elif not lo <= self.rho <= hi:
+            kind = "ASAM" if self.adaptive else "SAM"
+            raise ValueError(f"rho must be in [{lo}, {hi}] for {kind}, but got rho={self.rho}")
+        return self
+
+
+def ascent(
+    params: list[nn.Parameter], rho: float, adaptive: bool, eta: float
+) -> list[torch.Tensor]:
+    """The perturbation e for each parameter from its current `.grad` (zeros where None)."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    if adaptive:
+        scales = [p.detach().abs() + eta for p in params]
+        tg = [t * g for t, g in zip(scales, grads, strict=True)]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v) for v in tg]))
+        return [rho * t * v / (norm + NORM_EPS) for t, v in zip(scales, tg, strict=True)]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    return [rho * g / (norm + NORM_EPS) for g in grads]
+
+
+@register
+class SAM(Remedy):
+    name = "sam"
+    Config = SAMConfig
+    replaces_step = True
+
+    def step(self, closure: Callable[[], torch.Tensor], ctx: TrainContext) -> torch.Tensor:
+        c = self.cfg
+        params = [p for p in ctx.model.parameters() if p.requires_grad]
+        ctx.optimizer.zero_grad(set_to_none=True)
+        loss = closure()
+        loss.backward()
+        with torch.no_grad():
+            e = ascent(params, c.rho, c.adaptive, c.eta)
+            for p, d in zip(params, e, strict=True):
+                p.add_(d)
+        ctx.optimizer.zero_grad(set_to_none=True)
+        with frozen_bn_stats(ctx.model):
+            closure().backward()
+        with torch.no_grad():
+            for p, d in zip(params, e, strict=True):
+                p.sub_(d)
+        ctx.optimizer.step()
+        return loss.detach()
