@@ -93,8 +93,10 @@ def main() -> None:
 
     lb = {k: statistics.mean(r[k] for r in runs if r["row"] == "LB") for k in
           ("test_accuracy", SHARP[0])} if any(r["row"] == "LB" for r in runs) else None  # fmt: skip
-    print("| run | test acc % | train acc % | sharpness ε=1e-3 | sharpness ε=5e-4 | "
-          "sharp. vs LB | steps |")
+    print(
+        "| run | test acc % | train acc % | sharpness ε=1e-3 | sharpness ε=5e-4 | "
+        "sharp. vs LB | steps |"
+    )
     print("|---|---|---|---|---|---|---|")
     for row in args.rows:
         rs = [r for r in runs if r["row"] == row]

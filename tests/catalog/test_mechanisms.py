@@ -221,8 +221,9 @@ def test_lr_scaling_follows_current_batch_and_no_warmup():
     assert r.lr(1e-3, 0.0, ctx) == pytest.approx(2e-3)
     from remedies.catalog.lr_scaling import LrScalingConfig
 
-    assert scaled_lr(0.1, 0.5, 400, LrScalingConfig(rule="sqrt", base_batch=100,
-                                                    warmup_epochs=1)) == pytest.approx(0.15)
+    assert scaled_lr(
+        0.1, 0.5, 400, LrScalingConfig(rule="sqrt", base_batch=100, warmup_epochs=1)
+    ) == pytest.approx(0.15)
 
 
 # ----------------------------------------------------------------------------------- ghost_bn
