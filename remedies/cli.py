@@ -47,8 +47,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     n = load_data(cfg.data).n_train
     b = cfg.train.resolve_batch_size(n)
-    print(f"{args.config}: valid ({cfg.model.name} on {cfg.data.name}, {n} training samples, "
-          f"batch {b}, {cfg.train.epochs} epochs, remedies: {', '.join(cfg.remedies) or 'none'})")  # fmt: skip
+    remedies = ", ".join(cfg.remedies) or "none"
+    print(
+        f"{args.config}: valid ({cfg.model.name} on {cfg.data.name}, {n} training samples, "
+        f"batch {b}, {cfg.train.epochs} epochs, remedies: {remedies})"
+    )
     return 0
 
 
@@ -74,8 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one run config")
     t.add_argument("config", type=Path)
-    t.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
-                   help="override any config key, e.g. --set train.batch_size=10%%")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override any config key, e.g. --set train.batch_size=10%%",
+    )
     t.add_argument("--out", type=Path, default=None, help="folder for checkpoint.pt")
     t.add_argument("--json", type=Path, default=None, help="write the full JSON summary here")
     t.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
@@ -88,8 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("measure", help="sharpness/curvature measures of a saved checkpoint")
     m.add_argument("checkpoint", type=Path)
-    m.add_argument("--measure", action="append", default=[], metavar="NAME",
-                   help="measure family or key (repeatable); default: the checkpoint's config")
+    m.add_argument(
+        "--measure",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="measure family or key (repeatable); default: the checkpoint's config",
+    )
     m.add_argument("--json", type=Path, default=None)
     m.set_defaults(func=cmd_measure)
 

@@ -99,7 +99,8 @@ def resolve_batch_size(value: int | str, n_train: int, field: str) -> int:
         return max(1, round(frac * n_train))
     if value > n_train:
         raise ConfigError(
-            field, f"batch size {value} is larger than the training set ({n_train} samples); "
+            field,
+            f"batch size {value} is larger than the training set ({n_train} samples); "
             f"allowed: 1..{n_train} or a percentage like '10%'",
         )
     return value

@@ -85,7 +85,8 @@ def read_npz(path: Path, field: str = "data.path") -> Arrays:
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f]
             if missing:
                 raise ConfigError(
-                    field, f"{path} lacks arrays {', '.join(missing)}; "
+                    field,
+                    f"{path} lacks arrays {', '.join(missing)}; "
                     "expected x_train, y_train, x_test, y_test",
                 )
             return f["x_train"], f["y_train"], f["x_test"], f["y_test"]
@@ -136,12 +137,19 @@ def read_mnist(cfg: DataConfig) -> Arrays:
         else:
             if not cfg.download:
                 raise ConfigError(
-                    "data.path", f"no MNIST copy at {raw} (missing {name}[.gz]); "
+                    "data.path",
+                    f"no MNIST copy at {raw} (missing {name}[.gz]); "
                     "point data.path at a folder holding MNIST/raw, or set data.download: true",
                 )
             found[name] = _download(MNIST_MIRROR + name + ".gz", raw / f"{name}.gz", md5)
-    xtr, ytr = _read_idx(found["train-images-idx3-ubyte"]), _read_idx(found["train-labels-idx1-ubyte"])
-    xte, yte = _read_idx(found["t10k-images-idx3-ubyte"]), _read_idx(found["t10k-labels-idx1-ubyte"])
+    xtr, ytr = (
+        _read_idx(found["train-images-idx3-ubyte"]),
+        _read_idx(found["train-labels-idx1-ubyte"]),
+    )
+    xte, yte = (
+        _read_idx(found["t10k-images-idx3-ubyte"]),
+        _read_idx(found["t10k-labels-idx1-ubyte"]),
+    )
     return xtr[:, None], ytr, xte[:, None], yte  # (N, 1, 28, 28) uint8
 
 
@@ -162,7 +170,8 @@ def read_cifar(cfg: DataConfig) -> Arrays:
     if not all(p.exists() for p in train_files + test_files):
         if not cfg.download:
             raise ConfigError(
-                "data.path", f"no {cfg.name} copy at {base}; point data.path at the folder "
+                "data.path",
+                f"no {cfg.name} copy at {base}; point data.path at the folder "
                 f"holding {folder}/, or set data.download: true",
             )
         archive = _download(url, root / url.rsplit("/", 1)[1], md5)
@@ -187,7 +196,8 @@ def read_timit(cfg: DataConfig) -> Arrays:
         missing = [n for n in names if not (root / f"{n}.npy").exists()]
         if missing:
             raise ConfigError(
-                "data.path", f"{root} lacks {', '.join(m + '.npy' for m in missing)} "
+                "data.path",
+                f"{root} lacks {', '.join(m + '.npy' for m in missing)} "
                 "(TIMIT is user-supplied: 360-dim frame features and integer labels)",
             )
         arrays = tuple(np.load(root / f"{n}.npy", allow_pickle=False) for n in names)
@@ -226,8 +236,12 @@ def _check(arrays: Arrays) -> None:
 
 def _to_float(x: np.ndarray) -> torch.Tensor:
     # pixels as uint8 are scaled to [0, 1] (the paper's only preprocessing); floats are kept
-    t = torch.from_numpy(np.ascontiguousarray(x))
+    t = torch.from_numpy(np.require(x, requirements=["C", "W"]))  # copies read-only buffers
     return t.float().div_(255.0) if x.dtype == np.uint8 else t.float()
+
+
+def _labels(y: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(y.astype(np.int64))
 
 
 def make_splits(arrays: Arrays, cfg: DataConfig) -> Splits:
@@ -239,12 +253,14 @@ def make_splits(arrays: Arrays, cfg: DataConfig) -> Splits:
     if cfg.max_train is not None:
         train_idx = train_idx[: cfg.max_train]
     if len(train_idx) < 2:
-        raise ConfigError("data.val_fraction", f"leaves {len(train_idx)} training samples; lower it")
+        raise ConfigError(
+            "data.val_fraction", f"leaves {len(train_idx)} training samples; lower it"
+        )
     num_classes = int(max(y_tr.max(), y_te.max() if len(y_te) else 0)) + 1
     return Splits(
-        x_train=_to_float(x_tr[train_idx]), y_train=torch.from_numpy(y_tr[train_idx].astype(np.int64)),
-        x_val=_to_float(x_tr[val_idx]), y_val=torch.from_numpy(y_tr[val_idx].astype(np.int64)),
-        x_test=_to_float(x_te), y_test=torch.from_numpy(y_te.astype(np.int64)),
+        x_train=_to_float(x_tr[train_idx]), y_train=_labels(y_tr[train_idx]),
+        x_val=_to_float(x_tr[val_idx]), y_val=_labels(y_tr[val_idx]),
+        x_test=_to_float(x_te), y_test=_labels(y_te),
         num_classes=num_classes,
     )  # fmt: skip
 

@@ -78,7 +78,7 @@ def _image_shape(name: str, input_shape: Sequence[int]) -> tuple[int, int, int]:
 
 @MODELS.register("F1")
 def f1(input_shape, num_classes, *, bn: BNMode = "batch", width: float = 1.0) -> nn.Module:
-    """F1 (MNIST): input → 5 × (Linear 512, BN, ReLU) → classes; inputs of any shape are flattened."""
+    """F1 (MNIST): input → 5 × (Linear 512, BN, ReLU) → classes; any input shape is flattened."""
     return _mlp(input_shape, num_classes, 5, bn, width)
 
 
@@ -159,7 +159,11 @@ def c4(input_shape, num_classes, *, bn: BNMode = "batch", width: float = 1.0) ->
 
 
 def create_model(
-    name: str, input_shape: Sequence[int], num_classes: int, *, bn: BNMode = "batch",
+    name: str,
+    input_shape: Sequence[int],
+    num_classes: int,
+    *,
+    bn: BNMode = "batch",
     width: float = 1.0,
 ) -> nn.Module:
     """The single way to build a network by name."""

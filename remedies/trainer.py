@@ -110,7 +110,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int) -> 
 
 def build_model(cfg: RunConfig, splits: Splits, device: torch.device) -> nn.Module:
     m = cfg.model
-    return create_model(m.name, splits.input_shape, splits.num_classes, bn=m.bn, width=m.width).to(device)
+    return create_model(m.name, splits.input_shape, splits.num_classes, bn=m.bn, width=m.width).to(
+        device
+    )
 
 
 def train(
@@ -253,5 +255,6 @@ def _print_progress(row: dict[str, Any], epochs: int, elapsed: float) -> None:
         f"epoch {e:>3}/{epochs}  loss {row['train_loss']:.4f}  train {row['train_accuracy']:6.2f}%"
         f"  val {row['val_accuracy']:6.2f}%  batch {row['batch_size']}  lr {row['lr']:.2e}"
         f"  {row['epoch_time_s']:.1f}s  ETA {eta:.0f}s",
-        file=sys.stderr, flush=True,
+        file=sys.stderr,
+        flush=True,
     )

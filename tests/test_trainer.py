@@ -1,0 +1,142 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from remedies.checkpoint import load_checkpoint
+from remedies.cli import main
+from remedies.config import parse_config
+from remedies.data import load_data
+from remedies.trainer import evaluate, train
+from tests.helpers import write_npz
+
+
+def cfg_for(path, **train):
+    t = {"batch_size": 32, "epochs": 3, "optimizer": "adam", "lr": 0.001, "seed": 0, **train}
+    return parse_config({"data": {"name": "npz", "path": str(path)},
+                         "model": {"name": "F1", "width": 0.125}, "train": t})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory):
+    return write_npz(tmp_path_factory.mktemp("d") / "toy.npz", n_train=400, n_test=100)
+
+
+def test_train_learns_and_reports_every_epoch(npz):
+    rows = []
+    r = train(cfg_for(npz, epochs=4), report=rows.append, measure=False, progress=False)
+    assert [row["epoch"] for row in rows] == [1, 2, 3, 4] and r.history == rows
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert r.test_accuracy > 80 and not r.diverged and r.epochs_run == 4
+    # steps: 360 training samples // 32 = 11 full batches per epoch (the partial batch is dropped)
+    assert [row["steps"] for row in rows] == [11, 22, 33, 44]
+    # the final metrics are an eval-mode pass over the split, independent of the running averages
+    splits = load_data(r.config.data)
+    assert evaluate(r.model, splits.x_test, splits.y_test, 1000)[1] == pytest.approx(
+        r.test_accuracy
+    )
+
+
+def test_same_seed_same_result_other_seed_differs(npz):
+    a = train(cfg_for(npz), measure=False, progress=False)
+    b = train(cfg_for(npz), measure=False, progress=False)
+    c = train(cfg_for(npz, seed=1), measure=False, progress=False)
+    assert a.history == [
+        {**h, "epoch_time_s": g["epoch_time_s"]} for h, g in zip(b.history, a.history)
+    ]
+    assert a.history[-1]["train_loss"] != c.history[-1]["train_loss"]
+
+
+def test_batch_fraction_and_sgd(npz):
+    r = train(
+        cfg_for(npz, batch_size="10%", optimizer="sgd", lr=0.05), measure=False, progress=False
+    )
+    assert r.batch_size == 36 and r.history[0]["batch_size"] == 36 and r.history[0]["steps"] == 10
+
+
+def test_divergence_ends_cleanly_with_its_epoch(tmp_path):
+    # inputs at float32's limit overflow the first layer to ±inf, and BN turns inf - inf into NaN
+    p = write_npz(tmp_path / "huge.npz", x_train=np.full((200, 40), 3e38, dtype=np.float32))
+    r = train(cfg_for(p), measure=True, progress=False)
+    assert r.diverged and r.diverged_epoch == 1 and r.epochs_run == 1 and r.sharpness == {}
+    s = r.summary()
+    assert s["diverged"] is True and s["train_loss"] is None  # NaN → null, JSON stays valid
+    json.dumps(s, allow_nan=False)
+
+
+@pytest.mark.parametrize("model", ["F1", "C1"])
+def test_image_shaped_npz_trains_with_mlp_and_conv(tmp_path, model):
+    p = write_npz(tmp_path / "img.npz", n_train=240, n_test=60, shape=(1, 28, 28))
+    cfg = parse_config({"data": {"name": "npz", "path": str(p)},
+                        "model": {"name": model, "width": 0.25},
+                        "train": {"batch_size": 16, "epochs": 4, "lr": 0.003}})  # fmt: skip
+    r = train(cfg, measure=False, progress=False)
+    assert r.epochs_run == 4 and not r.diverged
+    assert r.history[-1]["train_loss"] < 0.7 * r.history[0]["train_loss"]
+    assert r.test_accuracy > 40  # 10 classes, chance is 10%; the toy set is easily separable
+
+
+@pytest.mark.parametrize("bn", ["batch", "running"])
+def test_checkpoint_round_trip(tmp_path, npz, bn):
+    cfg = cfg_for(npz).model_copy(
+        update={"model": cfg_for(npz).model.model_copy(update={"bn": bn})}
+    )
+    r = train(cfg, out_dir=tmp_path, measure=False, progress=False)
+    model, cfg2, metrics = load_checkpoint(r.checkpoint)
+    assert cfg2 == cfg and metrics["test_accuracy"] == r.test_accuracy
+    for (k, v), (k2, v2) in zip(r.model.state_dict().items(), model.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    splits = load_data(cfg.data)
+    assert evaluate(model, splits.x_test, splits.y_test, 1000)[1] == r.test_accuracy
+
+
+def test_cli_minimal_config_exactly_as_in_the_issue(tmp_path, monkeypatch, npz, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.npz").write_bytes(npz.read_bytes())
+    (tmp_path / "run.yaml").write_text(
+        "data: {name: npz, path: my.npz}\n"
+        "model: {name: F1}\n"
+        "train: {batch_size: 64, epochs: 20, optimizer: adam, lr: 0.001, seed: 0}\n"
+    )
+    sets = ["train.epochs=2", "model.width=0.1", "train.batch_size=10%"]
+    args = [a for s in sets for a in ("--set", s)]
+    rc = main(["train", "run.yaml", *args, "--out", "out", "--json", "s.json", "--quiet"])
+    assert rc == 0
+    s = json.loads((tmp_path / "s.json").read_text())
+    for key in ("train_accuracy", "val_accuracy", "test_accuracy", "train_loss", "epochs_run",
+                "diverged", "wall_time_s", "sharpness"):  # fmt: skip
+        assert key in s
+    assert s["epochs_run"] == 2 and s["batch_size"] == 36 and isinstance(s["sharpness"], dict)
+    assert s["config"]["train"]["batch_size"] == "10%" and (tmp_path / "out/checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "args, msg",
+    [
+        (
+            ["--set", "train.batch_size=5000"],
+            "train.batch_size: batch size 5000 is larger than the training set (360",
+        ),
+        (["--set", "train.optimizer=lbfgs"], "train.optimizer: Input should be 'adam' or 'sgd'"),
+        (["--set", "train.epoch=3"], "train.epoch: unknown key; allowed: batch_size, epochs"),
+    ],
+)
+def test_cli_bad_input_exit_2_one_line_nothing_written(
+    tmp_path, monkeypatch, npz, capsys, args, msg
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.yaml").write_text(f"data: {{name: npz, path: {npz}}}\nmodel: {{name: F1}}\n")
+    assert main(["train", "run.yaml", *args, "--json", "s.json", "--out", "o"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and msg in err
+    assert not (tmp_path / "s.json").exists() and not (tmp_path / "o").exists()
+    assert main(["validate", "run.yaml", *args]) == 2
+
+
+def test_cli_validate_ok(tmp_path, npz, capsys):
+    (tmp_path / "run.yaml").write_text(
+        f"data: {{name: npz, path: {npz}}}\ntrain: {{batch_size: 10%}}\n"
+    )
+    assert main(["validate", str(tmp_path / "run.yaml")]) == 0
+    assert "valid" in capsys.readouterr().out
