@@ -1,0 +1,85 @@
+"""End to end on real components: local Ray, a real `mlflow server` over HTTP, Optuna storage.
+
+A tiny search (F1 width 0.1, 1000 MNIST-1D samples, 3 epochs) must leave: N trials in the study
+(COMPLETE + PRUNED = N, none RUNNING), N child runs under one parent in MLflow with per-epoch
+metrics, no run left RUNNING, and an export that `remedies train` re-runs to the same accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+import yaml
+
+from remedies.cli import main
+from remedies.service import tracking
+from remedies.service.report import load_study, text_report
+from remedies.service.space import parse_space
+from remedies.service.tuner import SearchOptions, run_search
+
+N = 4
+TINY = {
+    "name": "e2e",
+    "base": {"data": {"num_samples": 1000}, "model": {"width": 0.1},
+             "train": {"epochs": 3, "batch_size": 128, "checkpoint": False},
+             "measure": {"keskar": {"eps": [1e-3], "iters": 3}, "max_samples": 200}},
+    "params": {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
+    "remedies": {"lr_scaling": {"rule": {"type": "categorical", "choices": ["none", "sqrt"]}}},
+    "sampler": {"name": "tpe", "seed": 0, "n_startup_trials": 2},
+    "asha": {"enabled": True, "grace_period": 1, "reduction_factor": 2},
+    "num_samples": N, "max_concurrent": 2, "resources": {"cpu": 1, "gpu": 0},
+}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_tiny_search_end_to_end(ray_local, mlflow_server, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    storage = str(tmp_path / "studies.db")
+    opts = SearchOptions(name="e2e-1", tracking_uri=mlflow_server, storage=storage,
+                         results_dir=str(tmp_path / "ray"), quiet=True)  # fmt: skip
+    summary = run_search(parse_space(TINY), opts)
+    assert summary["trials"] == N
+
+    # Optuna: every trial finished as COMPLETE or PRUNED, none RUNNING, front non-empty
+    study = load_study("e2e-1", storage)
+    states = [t.state for t in study.trials]
+    ok = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    assert len(states) == N and all(s in ok for s in states), states
+    assert optuna.trial.TrialState.COMPLETE in states and summary["front"]
+
+    # MLflow: one parent, N children, per-epoch metrics, nothing left RUNNING
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    assert tracking.run_status(mlflow_server, parent) == "FINISHED"
+    kids = tracking.child_runs(mlflow_server, "e2e", parent)
+    assert len(kids) == N
+    assert all(k.info.status in ("FINISHED", "KILLED") for k in kids)
+    for k in kids:
+        hist = tracking.metric_history(mlflow_server, k.info.run_id, "val_accuracy")
+        assert len(hist) >= 1
+        assert "train.lr" in k.data.params and "data.num_samples" in k.data.params
+        assert k.data.tags["status"] in ("complete", "pruned")
+    done = [k for k in kids if k.data.tags["status"] == "complete"]
+    assert done and all("final_keskar_full_eps1e-03" in k.data.metrics for k in done)
+    arts = {a.path for a in tracking.client(mlflow_server).list_artifacts(parent)}
+    assert {"pareto.png", "pareto.csv", "accuracy_vs_sharpness.png"} <= arts
+
+    # report, then export → `remedies train` reproduces the validation accuracy (same seed)
+    assert "Kendall" in text_report(study)
+    out = tmp_path / "best.yaml"
+    assert main(["export", "e2e-1", "--storage", storage, "--pick", "best-accuracy",
+                 "--out", str(out), "--all-pareto", str(tmp_path / "front")]) == 0  # fmt: skip
+    text = out.read_text()
+    assert text.startswith("# exported from search 'e2e-1'")
+    assert list((tmp_path / "front").glob("trial_*.yaml"))
+    trial_no = int(text.split("trial ", 1)[1].split(" ", 1)[0])
+    expected = study.trials[trial_no].user_attrs["val_accuracy"]
+    capsys.readouterr()
+    assert main(["train", str(out), "--quiet"]) == 0
+    got = json.loads(capsys.readouterr().out)["val_accuracy"]
+    assert abs(got - expected) <= 0.5, (got, expected)
+    assert yaml.safe_load(text)["train"]["lr"] == study.trials[trial_no].params["train.lr"]
+
+    # the same name again is refused (a unique study per search), nothing new in MLflow
+    assert main(["search", "x.yaml", "--name", "e2e-1"]) == 2
