@@ -16,7 +16,7 @@ import json
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 BASE: dict[str, Any] = {
@@ -82,14 +82,15 @@ def main() -> None:
     jobs = [(row, s, args.set, not args.no_measure) for row in args.rows for s in args.seeds]
     runs: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for res in pool.map(run_one, jobs):
+        for fut in as_completed([pool.submit(run_one, j) for j in jobs]):
+            res = fut.result()
             runs.append(res)
             print(f"  {res['row']:<13} seed {res['seed']}: test {res['test_accuracy']:6.2f}%  "
                   f"sharp(1e-3) {res[SHARP[0]]:9.3f}  epochs {res['epochs']:>3}  "
                   f"[{res['wall_s']:.0f}s]", file=sys.stderr, flush=True)  # fmt: skip
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(runs, f, indent=1)
+            if args.json:  # rewritten after every run, so a cut-off job keeps what finished
+                with open(args.json, "w") as f:
+                    json.dump(runs, f, indent=1)
 
     lb = {k: statistics.mean(r[k] for r in runs if r["row"] == "LB") for k in
           ("test_accuracy", SHARP[0])} if any(r["row"] == "LB" for r in runs) else None  # fmt: skip
