@@ -357,3 +357,36 @@ def test_train_longer_matches_sb_steps_and_caps():
     assert build("train_longer", factor=1.5).epochs(20, ctx) == 30
     ctx.batch_size = 32
     assert build("train_longer", base_batch=64).epochs(20, ctx) == 20  # never fewer epochs
+
+
+# --------------------------------------------------------------------------------- batch_ramp
+
+
+def test_batch_ramp_grows_at_milestones():
+    ctx = make_ctx(tiny_mlp(), epochs=8, batch_size=800)
+    r = build("batch_ramp", factor=2, milestones=[0.5, 0.75])
+    assert [r.batch_size(e, 800, ctx) for e in range(8)] == [200] * 4 + [400] * 2 + [800] * 2
+    r = build("batch_ramp", factor=10, milestones=[0.25])
+    assert [r.batch_size(e, 800, ctx) for e in range(4)] == [80, 80, 800, 800]
+
+
+# ------------------------------------------------------------------- augment in the trainer
+
+
+def test_augment_images_through_trainer(tmp_path):
+    """Image batches (B, 1, 8, 8) go through kornia in the real loop; evaluation is untouched."""
+    import numpy as np
+
+    from remedies.config import parse_config
+    from remedies.trainer import train
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "img.npz", x_train=rng.integers(0, 256, (200, 1, 8, 8), dtype=np.uint8),
+             y_train=rng.integers(0, 3, 200), x_test=rng.integers(0, 256, (40, 1, 8, 8),
+             dtype=np.uint8), y_test=rng.integers(0, 3, 40))  # fmt: skip
+    raw = {"data": {"name": "npz", "path": str(tmp_path / "img.npz")},
+           "model": {"name": "F1", "width": 0.05},
+           "train": {"batch_size": 30, "epochs": 2, "checkpoint": False, "device": "cpu"},
+           "remedies": {"augment": {}, "ghost_bn": {"ghost_batch": 16}}}  # fmt: skip
+    r = train(parse_config(raw), measure=False, progress=False)
+    assert r.epochs_run == 2 and not r.diverged
