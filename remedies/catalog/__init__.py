@@ -48,6 +48,8 @@ def validate_remedies(raw: dict[str, dict[str, Any] | None]) -> dict[str, dict[s
             msg = e["msg"].removeprefix("Value error, ")
             if e["type"] == "extra_forbidden":
                 msg = f"unknown key; allowed: {', '.join(cls.Config.model_fields)}"
+            elif e["type"] != "value_error" and not isinstance(e.get("input"), dict):
+                msg += f" (got {e.get('input')!r})"  # range errors quote the bad value
             field = f"remedies.{name}.{loc}" if loc else f"remedies.{name}"
             raise ConfigError(field, msg) from None
         if cls.replaces_step:

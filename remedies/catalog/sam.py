@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
 
 from remedies.catalog import register
@@ -23,19 +23,22 @@ NORM_EPS = 1e-12  # guards ‖g‖ = 0
 
 
 class SAMConfig(RemedyConfig):
-    rho: float | None = Field(None, gt=0.0)  # radius; default 0.05 (SAM) or 0.5 (ASAM)
     adaptive: bool = False  # ASAM: scale-invariant radius (Kwon et al. 2021)
     eta: float = Field(0.01, ge=0.0, le=0.1)  # ASAM: T = |w| + η (search {0, 0.01})
+    # radius; default 0.05 (SAM) or 0.5 (ASAM); validated after `adaptive`, which sets its range
+    rho: float | None = Field(None, validate_default=True)
 
-    @model_validator(mode="after")
-    def _rho_range(self) -> SAMConfig:
-        lo, hi, default = (0.1, 5.0, 0.5) if self.adaptive else (0.01, 0.5, 0.05)
-        if self.rho is None:
-            self.rho = default
-        elif not lo <= self.rho <= hi:
-            kind = "ASAM" if self.adaptive else "SAM"
-            raise ValueError(f"rho must be in [{lo}, {hi}] for {kind}, but got rho={self.rho}")
-        return self
+    @field_validator("rho")
+    @classmethod
+    def _rho_range(cls, rho: float | None, info: ValidationInfo) -> float:
+        adaptive = info.data.get("adaptive", False)
+        lo, hi, default = (0.1, 5.0, 0.5) if adaptive else (0.01, 0.5, 0.05)
+        if rho is None:
+            return default
+        if not lo <= rho <= hi:
+            kind = "ASAM" if adaptive else "SAM"
+            raise ValueError(f"must be in [{lo}, {hi}] for {kind}, but got rho={rho}")
+        return rho
 
 
 def ascent(
