@@ -3,10 +3,11 @@
 F1 on MNIST-1D (10000 samples), ADAM lr 1e-3, 20 epochs, SB = 64, LB = 10% of the training set;
 each row is mean ± std over seeds of test accuracy and Keskar sharpness (full space, ε = 1e-3 and
 5e-4, from `remedies.measures`). Runs go to a process pool (one torch thread each), so on a
-machine with many cores `--jobs` ≈ cores finishes the 30 runs in a few minutes.
+machine with many cores `--jobs` ≈ cores finishes the 33 runs in a few minutes (16 cores: ~2 min;
+2 busy cores: over an hour with measures — use `--no-measure` or fewer `--rows` there).
 
     python benchmarks/remedy_table.py [--seeds 0 1 2] [--jobs 4] [--rows LB sam ...] [--no-measure]
-                                      [--set key=value ...] [--device cpu]
+                                      [--set train.device=cpu ...] [--json runs.json]
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ BASE: dict[str, Any] = {
 }  # fmt: skip
 SB_BATCH = 64
 REMEDY_ROWS = ["augment", "conservative", "adversarial", "warm_start", "lr_scaling", "ghost_bn",
-               "sam", "train_longer"]  # fmt: skip
+               "sam", "train_longer", "batch_ramp"]  # fmt: skip
 SHARP = ("keskar_full_eps1e-03", "keskar_full_eps5e-04")
 
 
