@@ -61,9 +61,9 @@ def run_one(job: tuple[str, int, list[str], bool]) -> dict[str, Any]:
             "wall_s": time.perf_counter() - t}  # fmt: skip
 
 
-def ms(vals: list[float]) -> str:
+def ms(vals: list[float], fmt: str = ".2f") -> str:
     sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return f"{statistics.mean(vals):.2f} ± {sd:.2f}"
+    return f"{statistics.mean(vals):{fmt}} ± {sd:{fmt}}"
 
 
 def main() -> None:
@@ -74,7 +74,13 @@ def main() -> None:
     ap.add_argument("--no-measure", action="store_true", help="accuracy only (fast)")
     ap.add_argument("--set", action="append", default=[], help="override for every run")
     ap.add_argument("--json", help="also write every run's numbers to this file")
+    ap.add_argument("--load", help="print the table from a --json file of an earlier run")
     args = ap.parse_args()
+    if args.load:
+        with open(args.load) as f:
+            runs = json.load(f)
+        print_table([r for r in args.rows if any(x["row"] == r for x in runs)], runs)
+        return
 
     from remedies.config import parse_config
     from remedies.data import load_data
@@ -93,6 +99,10 @@ def main() -> None:
                 with open(args.json, "w") as f:
                     json.dump(runs, f, indent=1)
 
+    print_table(args.rows, runs)
+
+
+def print_table(rows: list[str], runs: list[dict[str, Any]]) -> None:
     lb = {k: statistics.mean(r[k] for r in runs if r["row"] == "LB") for k in
           ("test_accuracy", SHARP[0])} if any(r["row"] == "LB" for r in runs) else None  # fmt: skip
     print(
@@ -100,14 +110,15 @@ def main() -> None:
         "sharp. vs LB | steps |"
     )
     print("|---|---|---|---|---|---|---|")
-    for row in args.rows:
+    for row in rows:
         rs = [r for r in runs if r["row"] == row]
         label = "SB (64)" if row == "SB" else "LB (10%)" if row == "LB" else f"LB + {row}"
-        ratio = (f"{statistics.mean(r[SHARP[0]] for r in rs) / lb[SHARP[0]]:.2f}×"
+        ratio = (f"{statistics.mean(r[SHARP[0]] for r in rs) / lb[SHARP[0]]:.2g}×"
                  if lb and lb[SHARP[0]] > 0 else "–")  # fmt: skip
+        s1, s2 = (ms([r[k] for r in rs], ".3g") for k in SHARP)
         print(f"| {label} | {ms([r['test_accuracy'] for r in rs])} | "
-              f"{ms([r['train_accuracy'] for r in rs])} | {ms([r[SHARP[0]] for r in rs])} | "
-              f"{ms([r[SHARP[1]] for r in rs])} | {ratio} | {rs[0]['steps']} |")  # fmt: skip
+              f"{ms([r['train_accuracy'] for r in rs])} | {s1} | {s2} | {ratio} | "
+              f"{rs[0]['steps']} |")  # fmt: skip
 
 
 if __name__ == "__main__":
