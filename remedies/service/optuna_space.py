@@ -8,6 +8,7 @@ each sub-space separately instead of imputing values for knobs a trial never had
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import optuna
@@ -61,6 +62,7 @@ define_by_run = DefineByRun
 def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
     s = space.sampler
     if s.name == "tpe":
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, group=True,
                                           n_startup_trials=s.n_startup_trials)  # fmt: skip
     if s.name == "nsga2":

@@ -150,5 +150,16 @@ def child_runs(uri: str, exp_name: str, parent: str) -> list[Any]:
                          max_results=10000)  # fmt: skip
 
 
+def close_children(uri: str, exp_id: str, parent: str, status: str) -> int:
+    """End trial runs a stopped driver left RUNNING (KILLED, tag status); a resume reopens them."""
+    c = client(uri)
+    runs = c.search_runs([exp_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent}' and "
+                         "attributes.status = 'RUNNING'", max_results=10000)  # fmt: skip
+    for r in runs:
+        set_tags(uri, r.info.run_id, {"status": status})
+        c.set_terminated(r.info.run_id, status="KILLED")
+    return len(runs)
+
+
 def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
     return [(m.step, m.value) for m in client(uri).get_metric_history(run_id, key)]

@@ -50,6 +50,7 @@ class SearchContext:
     experiment_id: str
     parent_run_id: str
     threads: int
+    crash_once_after_epoch: int | None = None  # fault injection for tests of retries
 
 
 # ------------------------------------------------------------------------------------- trial
@@ -107,6 +108,8 @@ def trial_fn(config: dict[str, Any], ctx: SearchContext) -> None:
             va = row.get("val_accuracy")
             tune.report({"epoch": row["epoch"], ASHA_METRIC: va if finite(va) else 0.0,
                          "mlflow_run_id": run_id})  # fmt: skip
+            if ckpt is None and row["epoch"] == ctx.crash_once_after_epoch:
+                raise RuntimeError("injected fault (first attempt only)")
 
         result = train(cfg, report=report, progress=False)
         metrics: dict[str, Any] = {
@@ -129,10 +132,12 @@ def trial_fn(config: dict[str, Any], ctx: SearchContext) -> None:
                      "epochs_run": result.epochs_run, "mlflow_run_id": run_id,
                      "config_json": json.dumps(full),
                      "sharpness_json": json.dumps(result.sharpness)})  # fmt: skip
-    except BaseException as e:
-        # a crash (not an ASHA stop: that kills the actor, and the driver closes the run)
-        if not isinstance(e, (KeyboardInterrupt, SystemExit)):
-            tracking.set_tags(uri, run_id, {"status": "failed", "error": repr(e)[:500]})
+    except (SystemExit, KeyboardInterrupt):
+        # Tune stopped the trial (ASHA: `sys.exit` inside tune.report) or the driver is going
+        # down: the driver closes the run as pruned/interrupted, so the two never race
+        raise
+    except Exception as e:  # a crash: the run says so; a retry reopens it
+        tracking.set_tags(uri, run_id, {"status": "failed", "error": repr(e)[:500]})
         tracking.end_run(uri, run_id, "FAILED")
         raise
 
@@ -161,33 +166,44 @@ class StudySearch(OptunaSearch):
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
         vals = [result.get(m) for m in metrics]
         final = bool(result.get("final"))
-        ot.set_user_attr("tune_trial_id", trial_id)
+        attrs: dict[str, Any] = {"tune_trial_id": trial_id}
         for k in ("mlflow_run_id", "epochs_run", "val_accuracy", "train_accuracy",
                   "test_accuracy", "gap", "diverged"):  # fmt: skip
             if result.get(k) is not None:
-                ot.set_user_attr(k, result[k])
+                attrs[k] = result[k]
         if not final and result.get("epoch") is not None:
-            ot.set_user_attr("epochs_run", result["epoch"])
+            attrs["epochs_run"] = result["epoch"]
         if result.get("config_json"):
-            ot.set_user_attr("config", json.loads(result["config_json"]))
+            attrs["config"] = json.loads(result["config_json"])
         if result.get("sharpness_json"):
-            ot.set_user_attr("sharpness", json.loads(result["sharpness_json"]))
+            attrs["sharpness"] = json.loads(result["sharpness_json"])
         if final:
-            ot.set_user_attr("objectives", {m: result.get(m) for m in metrics})
+            attrs["objectives"] = {m: result.get(m) for m in metrics}
         if final and not error and all(finite(v) for v in vals):
             state, values = optuna.trial.TrialState.COMPLETE, vals
         elif error or final:
             state, values = optuna.trial.TrialState.FAIL, None
         else:
             state, values = optuna.trial.TrialState.PRUNED, None
-        ot.set_user_attr("status", state.name.lower())
+        attrs["status"] = state.name.lower()
+        self._completed_trials.add(trial_id)
+        storage = self._ot_study._storage
+        frozen = storage.get_trial(ot._trial_id)
+        if frozen.state.is_finished():
+            # a resumed search: the interrupted driver failed this trial; record the outcome of
+            # its re-run as a new trial with the same parameters
+            self._ot_study.add_trial(optuna.trial.create_trial(
+                state=state, values=values, params=frozen.params,
+                distributions=frozen.distributions,
+                user_attrs={**frozen.user_attrs, **attrs, "resumed_from": frozen.number}))
+            return
+        for k, v in attrs.items():
+            ot.set_user_attr(k, v)
         try:
-            self._ot_study.tell(ot, values if isinstance(self.metric, list) or values is None
-                                else values[0], state=state)  # fmt: skip
+            self._ot_study.tell(ot, values, state=state)
         except Exception as exc:  # never leave it RUNNING
             optuna.logging.get_logger(__name__).warning(f"tell failed: {exc}")
             self._ot_study.tell(ot, state=optuna.trial.TrialState.FAIL)
-        self._completed_trials.add(trial_id)
 
 
 def make_tracking_callback(uri: str):
@@ -234,6 +250,7 @@ class SearchOptions:
     results_dir: str = "ray_results"
     experiment: str | None = None  # MLflow experiment; default: the space's name
     quiet: bool = False
+    crash_once_after_epoch: int | None = None  # tests: every trial's first attempt crashes
 
 
 def directions(space: SearchSpace) -> tuple[list[str] | str, list[str] | str]:
@@ -318,7 +335,8 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
     try:
         ctx = SearchContext(space=space.model_dump(mode="json"), name=name, tracking_uri=uri,
                             experiment_id=exp_id, parent_run_id=parent,
-                            threads=max(1, int(space.resources.cpu)))  # fmt: skip
+                            threads=max(1, int(space.resources.cpu)),
+                            crash_once_after_epoch=opts.crash_once_after_epoch)  # fmt: skip
         trainable = tune.with_resources(tune.with_parameters(trial_fn, ctx=ctx),
                                         {"cpu": space.resources.cpu, "gpu": gpu})  # fmt: skip
         callbacks = [make_tracking_callback(uri), progress]
@@ -348,13 +366,19 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
                 ),
             )  # fmt: skip
         tuner.fit()
-        status = "FINISHED"
+        study = optuna.load_study(study_name=name, storage=storage)
+        done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+        status = "FINISHED" if done >= space.num_samples else "KILLED"
+        if status == "KILLED":
+            print(f"search interrupted; continue it with: remedies search {space_path or 'SPACE'}"
+                  f" --name {name} --resume")
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
         study = optuna.load_study(study_name=name, storage=storage)
         fail_orphans(study)
+        tracking.close_children(uri, exp_id, parent, "interrupted")
         try:
             summary = rep.finish_search(study, uri, parent, time.time() - t0)
         finally:

@@ -83,3 +83,39 @@ def test_tiny_search_end_to_end(ray_local, mlflow_server, tmp_path, monkeypatch,
 
     # the same name again is refused (a unique study per search), nothing new in MLflow
     assert main(["search", "x.yaml", "--name", "e2e-1"]) == 2
+
+
+@pytest.mark.slow
+def test_retried_trial_continues_its_run(ray_local, mlflow_server, tmp_path, monkeypatch):
+    """Every trial crashes once after epoch 1; Tune retries it from its checkpoint, which holds
+    the MLflow run id: still one run per trial, FINISHED, and the study says COMPLETE."""
+    monkeypatch.chdir(tmp_path)
+    raw = {**TINY, "name": "retry", "num_samples": 2, "asha": {"enabled": False},
+           "max_failures": 1, "remedies": {}}  # fmt: skip
+    storage = str(tmp_path / "studies.db")
+    opts = SearchOptions(name="retry-1", tracking_uri=mlflow_server, storage=storage,
+                         results_dir=str(tmp_path / "ray"), quiet=True,
+                         crash_once_after_epoch=1)  # fmt: skip
+    run_search(parse_space(raw), opts)
+    study = load_study("retry-1", storage)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    kids = tracking.child_runs(mlflow_server, "retry", study.user_attrs["mlflow_parent_run_id"])
+    assert len(kids) == 2 and all(k.info.status == "FINISHED" for k in kids)
+    assert all(k.data.tags["status"] == "complete" for k in kids)
+    for k in kids:  # epoch 1 was logged by the crashed attempt and again by the retry
+        hist = tracking.metric_history(mlflow_server, k.info.run_id, "val_accuracy")
+        steps = [s for s, _ in hist]
+        assert steps.count(1) == 2 and max(steps) == 3
+
+
+def test_scalarized_objective():
+    from remedies.service.tuner import directions, objective_values
+
+    raw = {**TINY, "scalarize": True,
+           "objectives": [{"name": "val_accuracy", "mode": "max"},
+                          {"name": "keskar_full_eps1e-03", "mode": "min", "weight": 2.0}]}
+    space = parse_space(raw)
+    assert directions(space) == ("score", "max")
+    v = objective_values(space, {"val_accuracy": 80.0, "keskar_full_eps1e-03": 5.0})
+    assert v["score"] == pytest.approx(70.0)
+    assert objective_values(space, {"val_accuracy": 80.0})["score"] is None
