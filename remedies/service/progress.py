@@ -32,7 +32,7 @@ class Progress(Callback):
             print(msg, file=sys.stdout, flush=True)
 
     def _status(self, trials) -> str:
-        running = sum(t.status == "RUNNING" for t in trials)
+        running = sum(t.status == "RUNNING" and t.trial_id not in self.done for t in trials)
         pending = sum(t.status == "PENDING" for t in trials)
         counts = {s: list(self.done.values()).count(s) for s in ("complete", "pruned", "failed")}
         best = "  ".join(f"best {k} {v:.4g} ({n})" for k, (v, n) in self.best.items())

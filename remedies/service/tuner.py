@@ -36,6 +36,8 @@ from remedies.service.space import SearchSpace, base_raw, resolve
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# trials are the work: Ray would start them at niceness 15, behind any other process
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 ASHA_METRIC = "epoch_val_accuracy"
 
@@ -295,8 +297,13 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
     load_data(parse_config(base_raw(space)).data)
 
     if not ray.is_initialized():
-        ray.init(address=opts.address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)  # fmt: skip
+        try:
+            ray.init(address=opts.address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)  # fmt: skip
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            where = opts.address or "a local instance"
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ConfigError("--address", f"cannot start or reach Ray at {where}: {msg}") from None
     gpu = space.resources.gpu
     if gpu == "auto":
         gpu = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
