@@ -77,13 +77,13 @@ def _image_shape(name: str, input_shape: Sequence[int]) -> tuple[int, int, int]:
 
 
 @MODELS.register("F1")
-def f1(input_shape, num_classes, *, bn: BNMode = "batch", width: float = 1.0) -> nn.Module:
+def f1(input_shape, num_classes, *, bn: BNMode = "running", width: float = 1.0) -> nn.Module:
     """F1 (MNIST): input → 5 × (Linear 512, BN, ReLU) → classes; any input shape is flattened."""
     return _mlp(input_shape, num_classes, 5, bn, width)
 
 
 @MODELS.register("F2")
-def f2(input_shape, num_classes, *, bn: BNMode = "batch", width: float = 1.0) -> nn.Module:
+def f2(input_shape, num_classes, *, bn: BNMode = "running", width: float = 1.0) -> nn.Module:
     """F2 (TIMIT): input → 7 × (Linear 512, BN, ReLU) → classes."""
     return _mlp(input_shape, num_classes, 7, bn, width)
 
@@ -135,25 +135,25 @@ def _vgg(name, input_shape, num_classes, bn: BNMode, width: float) -> nn.Module:
 
 
 @MODELS.register("C1")
-def c1(input_shape, num_classes, *, bn: BNMode = "batch", width: float = 1.0) -> nn.Module:
+def c1(input_shape, num_classes, *, bn: BNMode = "running", width: float = 1.0) -> nn.Module:
     """C1 (CIFAR-10): the shallow AlexNet-like convnet."""
     return _shallow_conv("C1", input_shape, num_classes, bn, width)
 
 
 @MODELS.register("C3")
-def c3(input_shape, num_classes, *, bn: BNMode = "batch", width: float = 1.0) -> nn.Module:
+def c3(input_shape, num_classes, *, bn: BNMode = "running", width: float = 1.0) -> nn.Module:
     """C3 (CIFAR-100): the same network as C1."""
     return _shallow_conv("C3", input_shape, num_classes, bn, width)
 
 
 @MODELS.register("C2")
-def c2(input_shape, num_classes, *, bn: BNMode = "batch", width: float = 1.0) -> nn.Module:
+def c2(input_shape, num_classes, *, bn: BNMode = "running", width: float = 1.0) -> nn.Module:
     """C2 (CIFAR-10): VGG-16-like with BN and the authors' dropout placement."""
     return _vgg("C2", input_shape, num_classes, bn, width)
 
 
 @MODELS.register("C4")
-def c4(input_shape, num_classes, *, bn: BNMode = "batch", width: float = 1.0) -> nn.Module:
+def c4(input_shape, num_classes, *, bn: BNMode = "running", width: float = 1.0) -> nn.Module:
     """C4 (CIFAR-100): the same network as C2."""
     return _vgg("C4", input_shape, num_classes, bn, width)
 
@@ -163,7 +163,7 @@ def create_model(
     input_shape: Sequence[int],
     num_classes: int,
     *,
-    bn: BNMode = "batch",
+    bn: BNMode = "running",
     width: float = 1.0,
 ) -> nn.Module:
     """The single way to build a network by name."""

@@ -202,11 +202,12 @@ def train(
             correct += (seen["logits"].argmax(1) == y).sum()
 
         # evaluation, divergence check and logging, once per epoch
-        train_loss = loss_sum.item() / max(steps, 1)
+        train_loss = loss_sum.item() / max(steps, 1)  # note: the epoch's one host-device sync
         row: dict[str, Any] = {
             "epoch": epoch + 1, "train_loss": train_loss,
             "train_accuracy": 100.0 * correct.item() / max(steps * b, 1),
             "batch_size": b, "lr": opt.param_groups[0]["lr"], "steps": ctx.step,
+            "train_time_s": time.perf_counter() - te,  # the step loop alone, evaluation excluded
         }  # fmt: skip
         if not math.isfinite(train_loss):
             diverged_epoch = epoch + 1

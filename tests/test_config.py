@@ -8,7 +8,7 @@ def test_minimal_config_fills_documented_defaults():
     cfg = parse_config({"data": {"name": "npz", "path": "my.npz"}, "model": {"name": "F1"},
                         "train": {"batch_size": 64, "epochs": 20, "optimizer": "adam",
                                   "lr": 0.001, "seed": 0}})  # fmt: skip
-    assert cfg.model.bn == "batch" and cfg.model.width == 1.0
+    assert cfg.model.bn == "running" and cfg.model.width == 1.0
     assert cfg.data.val_fraction == 0.1 and cfg.remedies == {}
 
 

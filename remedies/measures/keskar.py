@@ -96,7 +96,10 @@ def keskar_sharpness(
         jac=True,
         method="L-BFGS-B",
         bounds=Bounds(-bound, bound),
-        options={"maxiter": iters},
+        # gtol/ftol 0: run all `iters` iterations. SciPy's default gtol (1e-5) ends the solve at
+        # iteration 0 near a very low-loss minimum, where the gradient is tiny but the box still
+        # holds a much higher loss — exactly the sharp minima this metric must see.
+        options={"maxiter": iters, "gtol": 0.0, "ftol": 0.0},
     )
     fmax = best["f"]
     return KeskarResult(
