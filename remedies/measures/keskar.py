@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import Bounds, minimize
 
+from remedies.measures.lbfgsb import minimize_box
 from remedies.measures.objective import Objective, to_numpy64
 
 
@@ -90,17 +90,10 @@ def keskar_sharpness(
 
     rng = np.random.default_rng(seed)
     y0 = rng.uniform(-start, start, size=bound.shape) * bound
-    res = minimize(
-        neg_f,
-        y0,
-        jac=True,
-        method="L-BFGS-B",
-        bounds=Bounds(-bound, bound),
-        # gtol/ftol 0: run all `iters` iterations. SciPy's default gtol (1e-5) ends the solve at
-        # iteration 0 near a very low-loss minimum, where the gradient is tiny but the box still
-        # holds a much higher loss — exactly the sharp minima this metric must see.
-        options={"maxiter": iters, "gtol": 0.0, "ftol": 0.0},
-    )
+    # all `iters` iterations are run (no tolerance stop): SciPy's default gtol ends the solve at
+    # iteration 0 near a very low-loss minimum, where the gradient is tiny but the box still
+    # holds a much higher loss — exactly the sharp minima this metric must see
+    res = minimize_box(neg_f, y0, -bound, bound, maxiter=iters)
     fmax = best["f"]
     return KeskarResult(
         value=(fmax - f0) / (1.0 + f0) * 100.0,
