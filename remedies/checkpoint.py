@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,21 @@ def save_checkpoint(path: Path, result: TrainResult) -> Path:
     return path
 
 
+def _read(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    try:
+        payload = torch.load(Path(path), map_location=device, weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        raise ConfigError("checkpoint", f"cannot read {path}: {e}") from None
+    if not isinstance(payload, dict) or payload.get("format") != "remedies-checkpoint-v1":
+        raise ConfigError("checkpoint", f"{path} is not a remedies checkpoint")
+    return payload
+
+
+def load_checkpoint_config(path: Path) -> RunConfig:
+    """The run config stored in a checkpoint (no model is built)."""
+    return parse_config(_read(path)["config"])
+
+
 def load_checkpoint(
     path: Path, device: str | torch.device = "cpu", splits: Splits | None = None
 ) -> tuple[nn.Module, RunConfig, dict[str, Any]]:
@@ -49,12 +65,7 @@ def load_checkpoint(
     from remedies.hooks import TrainContext
     from remedies.trainer import build_model
 
-    try:
-        payload = torch.load(Path(path), map_location=device, weights_only=False)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise ConfigError("checkpoint", f"cannot read {path}: {e}") from None
-    if not isinstance(payload, dict) or payload.get("format") != "remedies-checkpoint-v1":
-        raise ConfigError("checkpoint", f"{path} is not a remedies checkpoint")
+    payload = _read(path, device)
     cfg = parse_config(payload["config"])
     splits = splits if splits is not None else load_data(cfg.data, device)
     model = build_model(cfg, splits, torch.device(device))

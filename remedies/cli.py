@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from remedies.errors import ConfigError
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Atomic write: a reader never sees half a file, a crash leaves none."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
+from remedies.io import write_json
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -6,11 +6,12 @@ The core's checkpoint and data loaders are imported lazily so `remedies.measures
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
+from remedies.errors import ConfigError
+from remedies.io import write_json
 from remedies.measures.interpolation import interpolate, plot_interpolation, write_csv
 from remedies.measures.runner import run_measures
 
@@ -52,8 +53,7 @@ def measure_command(
         "wall_time_s": time.perf_counter() - t0,
     }
     if json_out is not None:
-        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_out).write_text(json.dumps(out, indent=2, default=str))
+        write_json(json_out, out)
     return out
 
 
@@ -63,8 +63,15 @@ def interpolate_command(
     """Loss/accuracy along the path from checkpoint A (α = 0) to B (α = 1), α ∈ [−1, 2], on A's
     training and test data; writes interpolation_{path}.png and .csv into out_dir."""
     model_a, cfg, _, splits = _load(ckpt_a)
-    from remedies.checkpoint import load_checkpoint
+    from remedies.checkpoint import load_checkpoint, load_checkpoint_config
 
+    cfg_b = load_checkpoint_config(Path(ckpt_b))
+    if (cfg_b.model, cfg_b.data) != (cfg.model, cfg.data):
+        raise ConfigError(
+            "checkpoint_b",
+            f"{ckpt_b} has another model or data set than {ckpt_a}; "
+            "interpolation needs two runs of the same network on the same data",
+        )
     model_b, _, _ = load_checkpoint(Path(ckpt_b), splits.x_train.device, splits=splits)
     table = interpolate(
         model_a, model_b, (splits.x_train, splits.y_train), (splits.x_test, splits.y_test),
