@@ -30,12 +30,15 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     args = ap.parse_args()
 
+    import torch
+
     from remedies.config import apply_overrides, parse_config
     from remedies.data import load_data
     from remedies.service.optuna_space import define_by_run, make_sampler
     from remedies.service.report import hypervolume_2d
     from remedies.service.space import load_space, resolve
 
+    torch.set_num_threads(1)  # as a service trial with resources.cpu = 1
     space = load_space(args.space)
     space.base = apply_overrides(space.base, args.set)
     load_data(parse_config(space.base).data)
