@@ -75,6 +75,9 @@ class TrainConfig(Strict):
     grad_clip: float = Field(0.0, ge=0.0)  # clip the global grad norm at this value; 0 disables
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present, else CPU
+    # CPU threads for torch (null: torch's default). CPU results depend on it in the last bits,
+    # which training amplifies, so a search pins it per trial and its exports carry it.
+    threads: int | None = Field(None, ge=1, le=1024)
     eval_batch_size: int = Field(1000, ge=1)  # chunk size for evaluation passes
     checkpoint: bool = True  # save model + config + metrics to OUT/checkpoint.pt
 

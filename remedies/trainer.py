@@ -126,6 +126,8 @@ def train(
 ) -> TrainResult:
     """Train one config; per-epoch metrics go to `report`; the model is returned trained."""
     t0 = time.perf_counter()
+    if cfg.train.threads is not None:
+        torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     device = pick_device(cfg.train.device)
     splits = (splits or load_data(cfg.data)).to(device)

@@ -13,6 +13,7 @@ from typing import Any
 
 import optuna
 
+from remedies.catalog import REMEDIES
 from remedies.service.space import Dist, SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -44,8 +45,19 @@ class DefineByRun:
         out: dict[str, Any] = {}
         for path, d in space.params.items():
             out[path] = suggest(trial, path, d)
-        for name, choice in space.remedy_choices().items():
-            on = choice.always or trial.suggest_categorical(f"remedy.{name}", [False, True])
+        choices = space.remedy_choices()
+        # remedies that each replace the optimiser step (conservative, sam) exclude one another:
+        # one categorical picks at most one of them, so no trial is a config error
+        owners = [n for n, c in choices.items() if REMEDIES.get(n).replaces_step and not c.always]
+        owner = (
+            trial.suggest_categorical("remedy.step_owner", ["none", *owners])
+            if len(owners) > 1 else None
+        )  # fmt: skip
+        for name, choice in choices.items():
+            if owner is not None and name in owners:
+                on = owner == name
+            else:
+                on = choice.always or trial.suggest_categorical(f"remedy.{name}", [False, True])
             out[f"remedy.{name}"] = on
             if not on:
                 continue

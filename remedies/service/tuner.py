@@ -71,13 +71,11 @@ def objective_values(space: SearchSpace, metrics: dict[str, Any]) -> dict[str, f
 
 def trial_fn(config: dict[str, Any], ctx: SearchContext) -> None:
     """One Tune trial: resolve the run config, train in-process, log to MLflow, report."""
-    import torch
     from ray import tune
 
     from remedies.config import config_to_dict, flatten, parse_config
     from remedies.trainer import train
 
-    torch.set_num_threads(max(1, ctx.threads))
     space = SearchSpace.model_validate(ctx.space)
     uri = ctx.tracking_uri
     tctx = tune.get_context()
@@ -96,6 +94,8 @@ def trial_fn(config: dict[str, Any], ctx: SearchContext) -> None:
                                      "status": "running"}, parent=ctx.parent_run_id)  # fmt: skip
     try:
         cfg = parse_config(resolve(space, config))
+        if cfg.train.threads is None:  # pinned, so an export re-trains bit for bit on CPU
+            cfg.train.threads = max(1, ctx.threads)
         full = config_to_dict(cfg)
         tracking.log_params(uri, run_id, flatten(full))
         if ckpt is None:

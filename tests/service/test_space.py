@@ -54,7 +54,8 @@ def _bad(change: dict) -> str:
 def test_bad_inputs_name_the_field():
     assert "samplr: unknown key" in _bad({"samplr": {}})
     assert "sampler.name" in _bad({"sampler": {"name": "bayes"}}) and "tpe" in _bad(
-        {"sampler": {"name": "bayes"}})
+        {"sampler": {"name": "bayes"}}
+    )
     assert "params.train.lr" in _bad({"params/train.lr": {"type": "float", "low": 1}})
     assert "params.train.lrr" in _bad({"params/train.lrr": {"type": "float", "low": 1, "high": 2}})
     assert "log scale" in _bad({"params/train.lr": {"type": "float", "low": 0, "high": 1,
@@ -85,6 +86,28 @@ def test_define_by_run_is_conditional():
             assert "sam.rho" not in t.params and "sam" not in cfg["remedies"]
         study.tell(t, 0.0)
     assert seen_on and seen_off
+
+
+def test_step_owning_remedies_are_never_sampled_together():
+    import optuna
+
+    from remedies.config import parse_config
+
+    space = parse_space({**TINY, "remedies": {
+        "sam": {"rho": {"type": "float", "low": 0.01, "high": 0.5, "log": True}},
+        "conservative": {"lam": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
+        "lr_scaling": {},
+    }})  # fmt: skip
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(30):
+        t = study.ask()
+        s = define_by_run(space)(t)
+        assert not (s["remedy.sam"] and s["remedy.conservative"])
+        seen.add((s["remedy.sam"], s["remedy.conservative"]))
+        parse_config(resolve(space, s))  # every sampled trial is a valid run config
+        study.tell(t, 0.0)
+    assert seen == {(False, False), (True, False), (False, True)}
 
 
 def test_pareto_knee_hypervolume():
