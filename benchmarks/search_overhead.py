@@ -88,8 +88,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         os.chdir(d)
         t0 = time.perf_counter()
-        opts = SearchOptions(name="overhead", quiet=True, storage=f"{d}/studies.db",
-                             results_dir=f"{d}/ray")
+        opts = SearchOptions(
+            name="overhead", quiet=True, storage=f"{d}/studies.db", results_dir=f"{d}/ray"
+        )
         s = run_search(space, opts)
         wall = time.perf_counter() - t0
     ideal = work / args.concurrency
@@ -98,8 +99,10 @@ def main() -> None:
     print(f"service wall {wall:.1f}s (incl. Ray start-up) → ratio {wall / ideal:.2f} (goal ≤ 1.15)")
     run = s["wall_time_s"]  # from the Tuner's start: without Ray/MLflow/Optuna set-up
     print(f"service wall without set-up {run:.1f}s → ratio {run / ideal:.2f}")
-    print(f"plain process pool {pool_wall:.1f}s → service / pool {wall / pool_wall:.2f} "
-          f"(without set-up {run / pool_wall:.2f})")
+    print(
+        f"plain process pool {pool_wall:.1f}s → service / pool {wall / pool_wall:.2f} "
+        f"(without set-up {run / pool_wall:.2f})"
+    )
 
 
 if __name__ == "__main__":

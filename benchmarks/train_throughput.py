@@ -73,8 +73,11 @@ def bare_loop(cfg, splits, device, epochs: int) -> float:
 def engine(cfg, splits) -> float:
     """Samples/s of the engine's step loops (its per-epoch `train_time_s`, evaluation excluded)."""
     r = train(cfg, splits=splits, measure=False, progress=False)
-    return r.epochs_run * (r.n_train // r.batch_size) * r.batch_size / sum(
-        h["train_time_s"] for h in r.history
+    return (
+        r.epochs_run
+        * (r.n_train // r.batch_size)
+        * r.batch_size
+        / sum(h["train_time_s"] for h in r.history)
     )
 
 

@@ -50,11 +50,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--name", default=None, help="search name (default: SPACE-DATE-TIME)")
     s.add_argument("--num-samples", type=int, default=None, help="trials (overrides the file)")
     s.add_argument("--max-concurrent", type=int, default=None, help="trials at once")
-    s.add_argument("--tracking-uri", default=None,
-                   help="MLflow: sqlite:///mlflow.db (default) or http://HOST:PORT")
+    s.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow: sqlite:///mlflow.db (default) or http://HOST:PORT",
+    )
     s.add_argument("--experiment", default=None, help="MLflow experiment (default: space name)")
-    s.add_argument("--storage", default=DEFAULT_STORAGE,
-                   help=f"Optuna study storage: file or DB URL (default {DEFAULT_STORAGE})")
+    s.add_argument(
+        "--storage",
+        default=DEFAULT_STORAGE,
+        help=f"Optuna study storage: file or DB URL (default {DEFAULT_STORAGE})",
+    )
     s.add_argument("--address", default=None, help="existing Ray cluster (default: local)")
     s.add_argument("--resume", action="store_true", help="continue the search --name")
     s.add_argument("--results-dir", default="ray_results", help="Tune's trial folders")
@@ -65,8 +71,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("name")
     e.add_argument("--pick", choices=["pareto", "best-accuracy", "knee"], default="knee")
     e.add_argument("--out", type=Path, default=Path("best.yaml"))
-    e.add_argument("--all-pareto", type=Path, default=None, metavar="DIR",
-                   help="also write every Pareto trial to DIR/trial_NNNN.yaml")
+    e.add_argument(
+        "--all-pareto",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write every Pareto trial to DIR/trial_NNNN.yaml",
+    )
     e.add_argument("--storage", default=DEFAULT_STORAGE)
     e.set_defaults(func=cmd_export)
 

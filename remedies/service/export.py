@@ -24,8 +24,9 @@ def render(study_name: str, row: dict[str, Any], objs: list[tuple[str, str]], ho
         raise ConfigError("NAME", f"trial {row['number']} has no stored config")
     parse_config(cfg)  # what we write must be accepted by `remedies train` as is
     measured = ", ".join(f"{m} = {value_of(row, m):.6g}" for m, _ in objs)
-    extra = (f"train_accuracy = {row['train_accuracy']:.6g}, "
-             f"test_accuracy = {row['test_accuracy']:.6g}")
+    extra = (
+        f"train_accuracy = {row['train_accuracy']:.6g}, test_accuracy = {row['test_accuracy']:.6g}"
+    )
     head = (f"# exported from search {study_name!r}, trial {row['number']} "
             f"(Tune {row['tune_trial']}, MLflow run {row['mlflow_run']}), pick: {how}\n"
             f"# measured: {measured}\n# also: {extra}\n"

@@ -36,9 +36,11 @@ class Progress(Callback):
         pending = sum(t.status == "PENDING" for t in trials)
         counts = {s: list(self.done.values()).count(s) for s in ("complete", "pruned", "failed")}
         best = "  ".join(f"best {k} {v:.4g} ({n})" for k, (v, n) in self.best.items())
-        return (f"[{time.time() - self.t0:6.0f}s] trials {len(self.done)}/{self.space.num_samples}"
-                f" done ({counts['complete']} complete, {counts['pruned']} pruned, "
-                f"{counts['failed']} failed), {running} running, {pending} pending  {best}")
+        return (
+            f"[{time.time() - self.t0:6.0f}s] trials {len(self.done)}/{self.space.num_samples}"
+            f" done ({counts['complete']} complete, {counts['pruned']} pruned, "
+            f"{counts['failed']} failed), {running} running, {pending} pending  {best}"
+        )
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.epochs[trial.trial_id] = result.get("epoch")

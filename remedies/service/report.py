@@ -63,9 +63,11 @@ def knee(points: list[list[float]]) -> int:
     """The front point closest to the utopia point after min-max normalisation of each objective."""
     lo = [min(c) for c in zip(*points, strict=True)]
     hi = [max(c) for c in zip(*points, strict=True)]
+
     def dist(p: list[float]) -> float:
         return math.sqrt(sum(((h - v) / (h - low) if h > low else 0.0) ** 2
                              for v, low, h in zip(p, lo, hi, strict=True)))  # fmt: skip
+
     return min(range(len(points)), key=lambda i: dist(points[i]))
 
 
@@ -167,9 +169,14 @@ def text_report(study: optuna.Study) -> str:
         out.append(f"{r['number']:>6} {r['state'].lower():>9} {_fmt(r['epochs'], 6)} "
                    f"{_fmt(r['val_accuracy'])} {_fmt(r['train_accuracy'])} "
                    f"{_fmt(r['test_accuracy'])} {_fmt(s, 10)}  {params}")  # fmt: skip
-    out += ["", f"Pareto front ({len(front)} trials):", front_table(study, front), "",
-            "How well each sharpness measure tracked the generalization gap (train − val accuracy)",
-            "across the completed trials (Kendall τ; +1 = sharper always meant a larger gap):"]
+    out += [
+        "",
+        f"Pareto front ({len(front)} trials):",
+        front_table(study, front),
+        "",
+        "How well each sharpness measure tracked the generalization gap (train − val accuracy)",
+        "across the completed trials (Kendall τ; +1 = sharper always meant a larger gap):",
+    ]
     for k, tau, p, n in kendall(study):
         out.append(f"  {k:<28} τ = {tau:+.3f}  (p = {p:.3g}, n = {n})")
     return "\n".join(out)
@@ -238,8 +245,12 @@ def finish_search(study: optuna.Study, uri: str, parent: str, wall: float) -> di
     try:
         with tempfile.TemporaryDirectory() as d:
             tracking.log_files(uri, parent, write_artifacts(study, Path(d)))
-        metrics = {"trials": len(rows), "pareto_size": len(front), "wall_time_s": wall,
-                   **{f"trials_{k.lower()}": v for k, v in counts.items()}}
+        metrics = {
+            "trials": len(rows),
+            "pareto_size": len(front),
+            "wall_time_s": wall,
+            **{f"trials_{k.lower()}": v for k, v in counts.items()},
+        }
         tracking.log_metrics(uri, parent, metrics)
     except Exception as e:  # artifacts are a convenience; the study already holds the results
         print(f"warning: could not log the search artifacts to MLflow: {e}")

@@ -194,10 +194,15 @@ class StudySearch(OptunaSearch):
         if frozen.state.is_finished():
             # a resumed search: the interrupted driver failed this trial; record the outcome of
             # its re-run as a new trial with the same parameters
-            self._ot_study.add_trial(optuna.trial.create_trial(
-                state=state, values=values, params=frozen.params,
-                distributions=frozen.distributions,
-                user_attrs={**frozen.user_attrs, **attrs, "resumed_from": frozen.number}))
+            self._ot_study.add_trial(
+                optuna.trial.create_trial(
+                    state=state,
+                    values=values,
+                    params=frozen.params,
+                    distributions=frozen.distributions,
+                    user_attrs={**frozen.user_attrs, **attrs, "resumed_from": frozen.number},
+                )
+            )
             return
         for k, v in attrs.items():
             ot.set_user_attr(k, v)
@@ -377,8 +382,10 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
         done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
         status = "FINISHED" if done >= space.num_samples else "KILLED"
         if status == "KILLED":
-            print(f"search interrupted; continue it with: remedies search {space_path or 'SPACE'}"
-                  f" --name {name} --resume")
+            print(
+                f"search interrupted; continue it with: remedies search {space_path or 'SPACE'}"
+                f" --name {name} --resume"
+            )
     except KeyboardInterrupt:
         status = "KILLED"
         raise

@@ -18,8 +18,11 @@ def test_ray_cluster_yaml_validates():
     validate_config(prepare_config(raw))
     assert raw["available_node_types"][raw["head_node_type"]]["resources"] == {"CPU": 0}
     assert any("mlflow server" in c for c in raw["head_start_ray_commands"])
-    assert any("GPU" in str(t.get("resources", {})) or "g" in t["node_config"]["InstanceType"][:2]
-               for n, t in raw["available_node_types"].items() if n != raw["head_node_type"])
+    assert any(
+        "GPU" in str(t.get("resources", {})) or "g" in t["node_config"]["InstanceType"][:2]
+        for n, t in raw["available_node_types"].items()
+        if n != raw["head_node_type"]
+    )
 
 
 def test_a_typo_fails_validation():

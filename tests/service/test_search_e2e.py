@@ -111,9 +111,14 @@ def test_retried_trial_continues_its_run(ray_local, mlflow_server, tmp_path, mon
 def test_scalarized_objective():
     from remedies.service.tuner import directions, objective_values
 
-    raw = {**TINY, "scalarize": True,
-           "objectives": [{"name": "val_accuracy", "mode": "max"},
-                          {"name": "keskar_full_eps1e-03", "mode": "min", "weight": 2.0}]}
+    raw = {
+        **TINY,
+        "scalarize": True,
+        "objectives": [
+            {"name": "val_accuracy", "mode": "max"},
+            {"name": "keskar_full_eps1e-03", "mode": "min", "weight": 2.0},
+        ],
+    }
     space = parse_space(raw)
     assert directions(space) == ("score", "max")
     v = objective_values(space, {"val_accuracy": 80.0, "keskar_full_eps1e-03": 5.0})
