@@ -96,11 +96,20 @@ def log_params(uri: str, run_id: str, params: dict[str, Any]) -> None:
 
 
 def log_metrics(uri: str, run_id: str, metrics: dict[str, Any], step: int = 0) -> None:
+    log_metric_rows(uri, run_id, [metrics], [step])
+
+
+def log_metric_rows(uri: str, run_id: str, rows: list[dict[str, Any]], steps: list[int]) -> None:
+    """Several steps' metrics in as few HTTP/SQL calls as possible (≤ 1000 values a call)."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    ms = [Metric(k, float(v), now, step) for k, v in metrics.items()
-          if isinstance(v, (int, float)) and not isinstance(v, bool)]  # fmt: skip
+    ms = [
+        Metric(k, float(v), now, step)
+        for row, step in zip(rows, steps, strict=True)
+        for k, v in row.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
     c = client(uri)
     for i in range(0, len(ms), 1000):
         c.log_batch(run_id, metrics=ms[i : i + 1000])
