@@ -56,3 +56,14 @@ def test_overrides_parse_yaml_values_and_nest():
 
 def test_flatten():
     assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": {}}) == {"a.b": 1, "a.c.d": 2, "e": {}}
+
+
+def test_shipped_run_configs_validate():
+    from pathlib import Path
+
+    from remedies.config import load_config
+
+    paths = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert paths
+    for p in paths:
+        load_config(p)
