@@ -4,13 +4,15 @@
     curved: w(α) = sin(απ/2) w_B + cos(απ/2) w_A
 
 over all trainable parameters (BN γ/β included, as the paper's code did), α ∈ [−1, 2] at 25 points
-by default. Loss and accuracy are evaluated in eval mode with model A's buffers (running BN
-statistics are not interpolated; with batch-statistics BN they do not exist). Both models are
-left exactly as found.
+by default, in eval mode. With running-statistics BN the statistics are re-estimated on the
+training set at every α (`torch.optim.swa_utils.update_bn`, as mode-connectivity studies do):
+evaluating w(α) with A's statistics would make even α = 1 — model B itself — look broken. With
+batch-statistics BN there is nothing to re-estimate. Both models are left exactly as found.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 from collections.abc import Sequence
@@ -20,6 +22,8 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import vector_to_parameters
+from torch.optim.swa_utils import update_bn
 
 from remedies.measures.objective import ModelObjective
 from remedies.measures.runner import preserved
@@ -56,14 +60,21 @@ def interpolate(
     with preserved(model_a), preserved(model_b):
         model_a.eval()
         model_b.eval()
-        tr = ModelObjective(model_a, *train, chunk_size=chunk_size)
-        te = ModelObjective(model_a, *test, chunk_size=chunk_size)
+        # a private copy whose BN buffers are re-estimated per point; the objectives read them
+        model = copy.deepcopy(model_a).eval()
+        tr = ModelObjective(model, *train, chunk_size=chunk_size)
+        te = ModelObjective(model, *test, chunk_size=chunk_size)
         wb = ModelObjective(model_b, *train[:1], train[1][:1]).w0
         if wb.shape != tr.w0.shape:
             raise ValueError("the two models have different parameter shapes")
+        params = [p for p in model.parameters() if p.requires_grad]  # tr.w0's order
         rows = []
         for a in alphas:
             w = path_point(tr.w0, wb, a, path)
+            if tr.bn_kind == "running":
+                with torch.no_grad():
+                    vector_to_parameters(w, params)
+                update_bn(train[0].split(chunk_size), model)
             rows.append({
                 "alpha": float(a),
                 "train_loss": tr.loss(w), "train_acc": tr.accuracy(w),
@@ -108,7 +119,15 @@ def plot_interpolation(
     ax2.set_ylabel("accuracy (%)", color="r")
     ax2.set_ylim(0, 100)
     lines = ax.get_lines() + ax2.get_lines()
-    ax.legend(lines, [ln.get_label() for ln in lines], loc="upper center", fontsize=8)
+    ax.legend(
+        lines,
+        [ln.get_label() for ln in lines],
+        loc="upper center",
+        fontsize=8,
+        ncol=4,
+        bbox_to_anchor=(0.5, -0.16),
+        frameon=False,
+    )  # below the axes: never over a curve
     if title:
         ax.set_title(title)
     fig.tight_layout()
