@@ -221,11 +221,15 @@ def write_artifacts(study: optuna.Study, d: Path) -> list[Path]:
         paths.append(d / "pareto.png")
     fig, ax = plt.subplots(figsize=(6, 4.5))
     skeys = sorted({k for r in rows for k in r["sharpness"]})
+    xs: list[float] = []
     for i, k in enumerate(skeys):
         pts = [(r["sharpness"][k], r["val_accuracy"]) for r in rows
                if finite(r["sharpness"].get(k)) and finite(r["val_accuracy"])]  # fmt: skip
         ax.scatter([a for a, _ in pts], [b for _, b in pts], label=k, c=f"C{i}", s=18)
-    ax.set_xscale("symlog"), ax.set_xlabel("sharpness"), ax.set_ylabel("val_accuracy (%)")
+        xs += [a for a, _ in pts]
+    # sharpness spans decades across measures and remedies; symlog only when 0 or less occurs
+    ax.set_xscale("log" if xs and min(xs) > 0 else "symlog")
+    ax.set_xlabel("sharpness"), ax.set_ylabel("val_accuracy (%)")
     if skeys:
         ax.legend(fontsize=8)
     ax.set_title("accuracy vs sharpness, all measured trials")
