@@ -12,6 +12,7 @@ Contract between the pieces (see stack.md's traps):
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -70,6 +71,17 @@ def objective_values(space: SearchSpace, metrics: dict[str, Any]) -> dict[str, f
     return vals
 
 
+def asha_rungs(space: SearchSpace, epochs: int) -> set[int]:
+    """The epochs at which ASHA compares trials: grace_period · reduction_factor^k."""
+    if not space.asha.enabled:
+        return set()
+    rungs, m = set(), float(space.asha.grace_period)
+    while m <= epochs:
+        rungs.add(math.ceil(m))
+        m *= space.asha.reduction_factor
+    return rungs
+
+
 def trial_fn(config: dict[str, Any], ctx: SearchContext) -> None:
     """One Tune trial: resolve the run config, train in-process, log to MLflow, report."""
     from ray import tune
@@ -106,17 +118,19 @@ def trial_fn(config: dict[str, Any], ctx: SearchContext) -> None:
             tune.report({"epoch": 0, "mlflow_run_id": run_id},
                         checkpoint=tune.Checkpoint.from_directory(d))  # fmt: skip
 
-        # per-epoch rows go to MLflow and Tune at most every REPORT_INTERVAL_S (and at the
-        # last epoch): short epochs would otherwise keep the driver busy on a core the trials
-        # need. MLflow is written first, so a trial ASHA stops inside tune.report loses nothing;
-        # ASHA records a rung at the first report past it, so skipped epochs are harmless.
+        # per-epoch rows go to MLflow and Tune at most every REPORT_INTERVAL_S, and always at
+        # ASHA's rung epochs and the last one: short epochs would otherwise keep the driver busy
+        # on a core the trials need, while ASHA still decides exactly where it would have.
+        # MLflow is written first, so a trial ASHA stops inside tune.report loses nothing.
         pending: list[dict[str, Any]] = []
         last = [time.monotonic()]
+        rungs = asha_rungs(space, cfg.train.epochs)
 
         def report(row: dict[str, Any]) -> None:
             pending.append(row)
             end = row["epoch"] >= cfg.train.epochs or not finite(row.get("val_accuracy"))
-            if time.monotonic() - last[0] >= REPORT_INTERVAL_S or end or ctx.crash_once_after_epoch:
+            due = time.monotonic() - last[0] >= REPORT_INTERVAL_S or row["epoch"] in rungs
+            if due or end or ctx.crash_once_after_epoch:
                 tracking.log_metric_rows(uri, run_id, pending, [r["epoch"] for r in pending])
                 pending.clear()
                 last[0] = time.monotonic()
