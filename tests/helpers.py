@@ -10,6 +10,11 @@ from pathlib import Path
 import numpy as np
 
 
+def _dump(obj: dict, path: Path) -> None:
+    with open(path, "wb") as f:
+        pickle.dump(obj, f)
+
+
 def write_idx(path: Path, arr: np.ndarray, gz: bool = False) -> None:
     """IDX format: magic (0, 0, 0x08 = ubyte, ndim), big-endian int32 dims, raw bytes."""
     header = struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + b"".join(
@@ -17,7 +22,8 @@ def write_idx(path: Path, arr: np.ndarray, gz: bool = False) -> None:
     )
     data = header + arr.astype(np.uint8).tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)
-    (gzip.open if gz else open)(path, "wb").write(data)
+    with (gzip.open if gz else open)(path, "wb") as f:
+        f.write(data)
 
 
 def write_mnist(root: Path, n_train: int = 50, n_test: int = 20, gz: bool = True, seed: int = 0):
@@ -44,11 +50,11 @@ def write_cifar10(root: Path, per_batch: int = 8, n_test: int = 10, seed: int = 
         d = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
              b"labels": [int(v) for v in rng.integers(0, 10, per_batch)],
              b"batch_label": f"training batch {i} of 5".encode()}  # fmt: skip
-        pickle.dump(d, open(base / f"data_batch_{i}", "wb"))
+        _dump(d, base / f"data_batch_{i}")
         batches.append(d)
     t = {b"data": rng.integers(0, 256, (n_test, 3072), dtype=np.uint8),
          b"labels": [int(v) for v in rng.integers(0, 10, n_test)]}  # fmt: skip
-    pickle.dump(t, open(base / "test_batch", "wb"))
+    _dump(t, base / "test_batch")
     return batches, t
 
 
@@ -61,7 +67,7 @@ def write_cifar100(root: Path, n_train: int = 30, n_test: int = 10, seed: int = 
         d = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
              b"fine_labels": [int(v) for v in rng.integers(0, 100, n)],
              b"coarse_labels": [int(v) for v in rng.integers(0, 20, n)]}  # fmt: skip
-        pickle.dump(d, open(base / name, "wb"))
+        _dump(d, base / name)
         out[name] = d
     return out
 

@@ -32,7 +32,7 @@ def test_train_learns_and_reports_every_epoch(npz):
     # steps: 360 training samples // 32 = 11 full batches per epoch (the partial batch is dropped)
     assert [row["steps"] for row in rows] == [11, 22, 33, 44]
     # the final metrics are an eval-mode pass over the split, independent of the running averages
-    splits = load_data(r.config.data)
+    splits = load_data(r.config.data, r.device)
     assert evaluate(r.model, splits.x_test, splits.y_test, 1000)[1] == pytest.approx(
         r.test_accuracy
     )
@@ -86,11 +86,11 @@ def test_checkpoint_round_trip(tmp_path, npz, bn):
         update={"model": cfg_for(npz).model.model_copy(update={"bn": bn})}
     )
     r = train(cfg, out_dir=tmp_path, measure=False, progress=False)
-    model, cfg2, metrics = load_checkpoint(r.checkpoint)
+    model, cfg2, metrics = load_checkpoint(r.checkpoint, r.device)  # trained on CUDA when present
     assert cfg2 == cfg and metrics["test_accuracy"] == r.test_accuracy
     for (k, v), (k2, v2) in zip(r.model.state_dict().items(), model.state_dict().items()):
         assert k == k2 and torch.equal(v, v2)
-    splits = load_data(cfg.data)
+    splits = load_data(cfg.data, r.device)
     assert evaluate(model, splits.x_test, splits.y_test, 1000)[1] == r.test_accuracy
 
 
