@@ -8,6 +8,9 @@ metrics, no run left RUNNING, and an export that `remedies train` re-runs to the
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import optuna
 import pytest
@@ -124,3 +127,23 @@ def test_scalarized_objective():
     v = objective_values(space, {"val_accuracy": 80.0, "keskar_full_eps1e-03": 5.0})
     assert v["score"] == pytest.approx(70.0)
     assert objective_values(space, {"val_accuracy": 80.0})["score"] is None
+
+
+@pytest.mark.slow
+def test_cli_search_joins_an_existing_cluster(ray_local, mlflow_server, tmp_path):
+    """`remedies search --address` from another process runs its trials on a running cluster
+    (here the test session's own Ray) and logs to a tracking server."""
+    address = ray_local.get_runtime_context().gcs_address
+    space = {**TINY, "name": "addr", "num_samples": 2, "asha": {"enabled": False}}
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+    exe = Path(sys.executable).with_name("remedies")
+    proc = subprocess.run(
+        [str(exe), "search", "space.yaml", "--name", "addr-1", "--address", address,
+         "--tracking-uri", mlflow_server, "--storage", "studies.db", "--quiet"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    study = load_study("addr-1", str(tmp_path / "studies.db"))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    assert len(tracking.child_runs(mlflow_server, "addr", parent)) == 2
