@@ -147,3 +147,47 @@ def test_cli_search_joins_an_existing_cluster(ray_local, mlflow_server, tmp_path
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
     parent = study.user_attrs["mlflow_parent_run_id"]
     assert len(tracking.child_runs(mlflow_server, "addr", parent)) == 2
+
+
+@pytest.mark.slow
+def test_interrupted_search_resumes(mlflow_server, tmp_path):
+    """Ctrl-C the driver mid-search, then `--resume`: the search finishes, nothing is left
+    RUNNING in the study or in MLflow, and the parent run is the same one."""
+    import signal
+    import time
+
+    space = {**TINY, "name": "resume", "num_samples": 4, "max_concurrent": 1,
+             "asha": {"enabled": False}}  # fmt: skip
+    space["base"] = {**TINY["base"], "train": {**TINY["base"]["train"], "epochs": 6}}
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+    exe = str(Path(sys.executable).with_name("remedies"))
+    args = [exe, "search", "space.yaml", "--name", "res-1", "--tracking-uri", mlflow_server,
+            "--storage", "studies.db", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while True:  # interrupt once the first trial has finished
+        time.sleep(0.5)
+        assert proc.poll() is None and time.time() < deadline, "search ended before interrupt"
+        try:
+            trials = load_study("res-1", str(tmp_path / "studies.db")).trials
+        except Exception:  # the study is not created yet
+            continue
+        if any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
+            break
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    study = load_study("res-1", str(tmp_path / "studies.db"))
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    assert optuna.trial.TrialState.RUNNING not in [t.state for t in study.trials]
+
+    done = subprocess.run([*args, "--resume"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    study = load_study("res-1", str(tmp_path / "studies.db"))
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) >= 4, states
+    assert optuna.trial.TrialState.RUNNING not in states
+    assert study.user_attrs["mlflow_parent_run_id"] == parent
+    assert tracking.run_status(mlflow_server, parent) == "FINISHED"
+    kids = tracking.child_runs(mlflow_server, "resume", parent)
+    assert kids and all(k.info.status != "RUNNING" for k in kids)
