@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +12,7 @@ from torch import nn
 from remedies.catalog import build_remedies
 from remedies.config import RunConfig, config_to_dict, parse_config
 from remedies.errors import ConfigError
+from remedies.io import atomic_target
 
 if TYPE_CHECKING:
     from remedies.data import Splits
@@ -32,9 +32,8 @@ def save_checkpoint(path: Path, result: TrainResult) -> Path:
         "metrics": summary,
         "history": result.history,
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_target(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

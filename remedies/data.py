@@ -30,6 +30,7 @@ import torch
 
 from remedies.config import DataConfig
 from remedies.errors import ConfigError
+from remedies.io import atomic_target
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x_train, y_train, x_test, y_test
 
@@ -302,7 +303,5 @@ def _download(url: str, dest: Path, md5: str) -> Path:
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    with atomic_target(path) as tmp:
+        np.savez(tmp, **arrays)

@@ -6,13 +6,13 @@ in a later release must not silently change what an exported recipe means.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from remedies.errors import ConfigError
+from remedies.io import atomic_write_text
 from remedies.service.report import load_study, objectives_of, pick, value_of
 
 
@@ -34,14 +34,6 @@ def render(study_name: str, row: dict[str, Any], objs: list[tuple[str, str]], ho
     return head + yaml.safe_dump(cfg, sort_keys=False)
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """A reader never sees half a file; an error leaves none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def export(name: str, storage: str, how: str = "knee", out: Path | None = Path("best.yaml"),
            all_pareto: Path | None = None) -> list[Path]:  # fmt: skip
     study = load_study(name, storage)
@@ -61,5 +53,5 @@ def export(name: str, storage: str, how: str = "knee", out: Path | None = Path("
         else:
             texts.append((out, render(name, chosen[0], objs, how)))
     for path, text in texts:
-        atomic_write(path, text)
+        atomic_write_text(path, text)
     return [p for p, _ in texts]
