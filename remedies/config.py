@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from remedies.errors import ConfigError
+from remedies.errors import ConfigError, describe
 from remedies.measures.config import MeasureConfig
 
 DATASETS = ("mnist1d", "npz", "mnist", "cifar10", "cifar100", "timit")
@@ -139,12 +139,7 @@ def _format_error(err: ValidationError) -> str:
     if isinstance(inner, ConfigError):  # raised by a nested validator with its own field path
         return str(inner)
     loc = ".".join(str(p) for p in e["loc"])
-    msg = e["msg"].removeprefix("Value error, ")
-    if e["type"] == "extra_forbidden":
-        return f"{loc}: unknown key; {_allowed_keys(e['loc'])}"
-    got = e.get("input")
-    shown = "" if isinstance(got, dict) or e["type"] in ("value_error",) else f" (got {got!r})"
-    return f"{loc}: {msg}{shown}"
+    return f"{loc}: {describe(e, _allowed_keys(e['loc']))}"
 
 
 def _allowed_keys(loc: tuple) -> str:

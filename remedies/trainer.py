@@ -110,9 +110,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int) -> 
 
 def build_model(cfg: RunConfig, splits: Splits, device: torch.device) -> nn.Module:
     m = cfg.model
-    return create_model(m.name, splits.input_shape, splits.num_classes, bn=m.bn, width=m.width).to(
-        device
-    )
+    model = create_model(m.name, splits.input_shape, splits.num_classes, bn=m.bn, width=m.width)
+    return model.to(device)
 
 
 def train(

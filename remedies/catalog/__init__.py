@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from remedies.errors import ConfigError
+from remedies.errors import ConfigError, describe
 from remedies.hooks import Remedy
 from remedies.registry import Registry
 
@@ -45,11 +45,7 @@ def validate_remedies(raw: dict[str, dict[str, Any] | None]) -> dict[str, dict[s
         except ValidationError as err:
             e = err.errors()[0]
             loc = ".".join(str(p) for p in e["loc"])
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] == "extra_forbidden":
-                msg = f"unknown key; allowed: {', '.join(cls.Config.model_fields)}"
-            elif e["type"] != "value_error" and not isinstance(e.get("input"), dict):
-                msg += f" (got {e.get('input')!r})"  # range errors quote the bad value
+            msg = describe(e, f"allowed: {', '.join(cls.Config.model_fields)}")
             field = f"remedies.{name}.{loc}" if loc else f"remedies.{name}"
             raise ConfigError(field, msg) from None
         if cls.replaces_step:

@@ -34,7 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from remedies.config import apply_overrides, parse_config, read_yaml
-from remedies.errors import ConfigError
+from remedies.errors import ConfigError, describe
 
 RESULT_METRICS = ("val_accuracy", "train_accuracy", "test_accuracy", "gap", "val_loss",
                   "train_loss", "wall_time_s")  # fmt: skip
@@ -192,12 +192,7 @@ def _format(err: ValidationError, prefix: str = "") -> str:
     e = err.errors()[0]
     loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
     loc = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "space"
-    msg = e["msg"].removeprefix("Value error, ")
-    if e["type"] == "extra_forbidden":
-        return f"{loc}: unknown key"
-    if e["type"] == "literal_error":
-        return f"{loc}: {msg} (got {e.get('input')!r})"
-    return f"{loc}: {msg}"
+    return f"{loc}: {describe(e)}"
 
 
 def parse_space(raw: dict[str, Any], origin: Path | None = None) -> SearchSpace:
