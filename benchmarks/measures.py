@@ -10,7 +10,11 @@
     and numpy), its algorithm is run instead as `pyhessian_style_power_iteration` below — a
     re-implementation, labelled as such in the output.
 (b) Keskar ε-sharpness (ε = 1e-3, full space, 10 L-BFGS-B iterations): wall time against
-    (function evaluations × one full-data loss+gradient pass). Goal ≤ 1.2×.
+    (function evaluations × one full-data loss+gradient pass + the forward pass for f(x) itself),
+    each pass timed (median of 3 after a warm-up) just before each of the
+    Keskar runs, the median ratio reported. Goal ≤ 1.2×. The time inside SciPy's
+    compiled L-BFGS-B (≈ 40 ms a call on a million bounded variables, independent of the data
+    size) is printed apart: it is why the ratio falls as --samples grows.
 
 Model: F1 (5 × 512 MLP, BN in batch mode as the paper's code, ≈ 1.07 M parameters) trained
 briefly with large batches on MNIST-1D (the `mnist1d` package via remedies.data; a seeded
@@ -76,7 +80,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=8000)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--reps", type=int, default=3, help="timed repetitions (median reported)")
+    ap.add_argument("--reps", type=int, default=5, help="timed repetitions (median reported)")
     ap.add_argument("--only", choices=["lambda_max", "keskar"], help="run one part only")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -151,23 +155,35 @@ def lambda_max_part(model, x, y, obj, reps: int) -> None:
 
 
 def keskar_part(obj, reps: int) -> None:
-    """(b) Keskar: wall time vs its floor, function evaluations × one full-data loss+grad pass."""
-    passes = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        obj.loss_grad(obj.w0)
-        passes.append(time.perf_counter() - t0)
-    one_pass = statistics.median(passes)
-    runs = [keskar_sharpness(obj, 1e-3, iters=10) for _ in range(reps)]
-    r = sorted(runs, key=lambda r: r.wall_time_s)[len(runs) // 2]
-    floor = r.nfev * one_pass
+    """(b) Keskar: wall time vs its floor — the passes no implementation can avoid: one forward
+    pass for f(x) and one full-data loss+gradient pass per function evaluation."""
+
+    def timed(fn, k: int = 3) -> float:
+        fn()  # warm-up: first-touch allocations are not part of a pass
+        ts = []
+        for _ in range(k):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+
+    rows = []
+    for _ in range(reps):  # the floor is re-timed next to each run: the machine's speed drifts
+        one_pass = timed(lambda: obj.loss_grad(obj.w0))
+        forward = timed(lambda: obj.loss(obj.w0))
+        r = keskar_sharpness(obj, 1e-3, iters=10)
+        floor = r.nfev * one_pass + forward
+        rows.append((r.wall_time_s / floor, r, one_pass, forward, floor))
+    ratio, r, one_pass, forward, floor = sorted(rows, key=lambda row: row[0])[len(rows) // 2]
+    ours = r.wall_time_s - r.solver_time_s - floor
     print(
         f"(b) Keskar ε=1e-3 full space: value {r.value:.3f}, {r.nit} iterations, {r.nfev} "
-        f"loss+grad evaluations, {r.wall_time_s:.2f} s (median of {reps}); "
-        f"one full-data pass {one_pass:.3f} s"
+        f"loss+grad evaluations + f(x), {r.wall_time_s:.2f} s; one full-data loss+grad pass "
+        f"{one_pass:.3f} s, forward {forward:.3f} s → floor {floor:.2f} s (median run of {reps})"
     )
-    print(f"    RATIO Keskar time / (evals × pass) = {r.wall_time_s / floor:.2f}  (goal ≤ 1.2)")
-
+    print(f"    of the excess: SciPy setulb {r.solver_time_s:.2f} s, everything else {ours:.2f} s")
+    print(f"    ratios of all runs: {', '.join(f'{row[0]:.2f}' for row in rows)}")
+    print(f"    RATIO Keskar time / floor = {ratio:.2f}  (median; goal ≤ 1.2)")
 
 if __name__ == "__main__":
     main()

@@ -65,6 +65,7 @@ def _keskar(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) -> l
             "subspace_dim": dim, "subspace_seed": None if dim is None else kc.seed,
             "start": kc.start, "solver": "L-BFGS-B", "iters": kc.iters, "solver_iters": r.nit,
             "function_evals": r.nfev, "f0": r.f0, "fmax": r.fmax, "wall_time_s": r.wall_time_s,
+            "solver_time_s": r.solver_time_s,
         })  # fmt: skip
     return out
 
