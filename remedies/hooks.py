@@ -12,7 +12,8 @@ Order inside one run (see `remedies.trainer.train`):
                  augment(x, y, ctx) -> (x, y)            training batches only
                  loss(model, x, y, loss, ctx) -> loss    extra terms / mixed losses
                  step(closure, ctx) -> loss | None       replaces zero_grad/backward/step
-                 after_backward(ctx)                     edit gradients before the step
+                                                         (steps via ctx.optimizer_step())
+                 after_backward(ctx)                     edit gradients before every step
       on_epoch_end(epoch, ctx) -> dict                   extra per-epoch metrics
 """
 
@@ -52,6 +53,17 @@ class TrainContext:
     step: int = 0  # optimiser steps taken so far
     current_batch_size: int = 0
     state: dict[str, Any] = field(default_factory=dict)  # scratch space per remedy name
+    # the trainer's gradient edits (after_backward hooks, then train.grad_clip), run before every
+    # optimiser step — also the steps a step-owning remedy takes through `optimizer_step`
+    before_step: Callable[[], None] | None = None
+
+    def optimizer_step(self) -> None:
+        """Edit the gradients as the run is configured, then step: step-owning remedies (sam,
+        conservative) call this instead of `optimizer.step()`, so clipping and gradient hooks apply
+        to their steps exactly as to the default one."""
+        if self.before_step is not None:
+            self.before_step()
+        self.optimizer.step()
 
 
 class Remedy:
@@ -90,7 +102,7 @@ class Remedy:
         return None
 
     def after_backward(self, ctx: TrainContext) -> None:
-        """Edit `p.grad` in place before the optimiser step (default step only)."""
+        """Edit `p.grad` in place before each optimiser step (a step-owning remedy's too)."""
 
     def on_epoch_end(self, epoch: int, ctx: TrainContext) -> dict[str, float]:
         return {}

@@ -142,6 +142,14 @@ def train(
     model = ctx.model
     opt = ctx.optimizer = make_optimizer(cfg, model.parameters())
     stepper: Remedy | None = next((r for r in remedies if r.replaces_step), None)
+
+    def before_step() -> None:
+        for r in remedies:
+            r.after_backward(ctx)
+        if cfg.train.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+
+    ctx.before_step = before_step
     for r in remedies:
         ctx.epochs = r.epochs(ctx.epochs, ctx)
     gen = torch.Generator().manual_seed(cfg.train.seed)  # batch order, independent of init RNG
@@ -192,11 +200,7 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 loss = closure()
                 loss.backward()
-                for r in remedies:
-                    r.after_backward(ctx)
-                if cfg.train.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-                opt.step()
+                ctx.optimizer_step()
             ctx.step += 1
             # accumulate on the device: no host sync inside the step loop
             loss_sum += loss.detach()

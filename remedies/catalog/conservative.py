@@ -41,7 +41,7 @@ class Conservative(Remedy):
                 for p, a in zip(params, anchor, strict=True):
                     if p.grad is not None:
                         p.grad.add_(p - a, alpha=lam)  # ∇ (λ/2)‖x − x_k‖²
-            ctx.optimizer.step()
+            ctx.optimizer_step()
             if first is None:
                 first = loss.detach()  # f_B(x_k): the batch loss the trainer logs
         return first  # type: ignore[return-value]

@@ -77,5 +77,5 @@ class SAM(Remedy):
         with torch.no_grad():
             for p, d in zip(params, e, strict=True):
                 p.sub_(d)
-        ctx.optimizer.step()
+        ctx.optimizer_step()
         return loss.detach()
