@@ -28,7 +28,7 @@ BASE: dict[str, Any] = {
 }  # fmt: skip
 SB_BATCH = 64
 REMEDY_ROWS = ["augment", "conservative", "adversarial", "warm_start", "lr_scaling", "ghost_bn",
-               "sam", "train_longer", "batch_ramp"]  # fmt: skip
+               "sam", "train_longer", "batch_ramp", "trust_ratio"]  # fmt: skip
 SHARP = ("keskar_full_eps1e-03", "keskar_full_eps5e-04")
 
 
@@ -39,8 +39,8 @@ def row_config(row: str, seed: int, overrides: list[str]) -> dict[str, Any]:
     raw = apply_overrides(BASE, [f"train.seed={seed}", *overrides])
     if row == "SB":
         raw["train"]["batch_size"] = SB_BATCH
-    elif row != "LB":
-        raw["remedies"] = {row: {}}
+    elif row != "LB":  # the row's remedy at its defaults, or as `--set remedies.<row>.…` says
+        raw["remedies"] = {row: raw.get("remedies", {}).get(row, {})}
     return raw
 
 

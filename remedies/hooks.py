@@ -14,6 +14,7 @@ Order inside one run (see `remedies.trainer.train`):
                  step(closure, ctx) -> loss | None       replaces zero_grad/backward/step
                                                          (steps via ctx.optimizer_step())
                  after_backward(ctx)                     edit gradients before every step
+                 after_step(ctx)                         edit the update after every step
       on_epoch_end(epoch, ctx) -> dict                   extra per-epoch metrics
 """
 
@@ -56,6 +57,7 @@ class TrainContext:
     # the trainer's gradient edits (after_backward hooks, then train.grad_clip), run before every
     # optimiser step — also the steps a step-owning remedy takes through `optimizer_step`
     before_step: Callable[[], None] | None = None
+    after_step: Callable[[], None] | None = None  # the remedies' after_step hooks
 
     def optimizer_step(self) -> None:
         """Edit the gradients as the run is configured, then step: step-owning remedies (sam,
@@ -64,6 +66,8 @@ class TrainContext:
         if self.before_step is not None:
             self.before_step()
         self.optimizer.step()
+        if self.after_step is not None:
+            self.after_step()
 
 
 class Remedy:
@@ -103,6 +107,9 @@ class Remedy:
 
     def after_backward(self, ctx: TrainContext) -> None:
         """Edit `p.grad` in place before each optimiser step (a step-owning remedy's too)."""
+
+    def after_step(self, ctx: TrainContext) -> None:
+        """Edit the parameters right after each optimiser step (e.g. rescale the update)."""
 
     def on_epoch_end(self, epoch: int, ctx: TrainContext) -> dict[str, float]:
         return {}

@@ -149,7 +149,11 @@ def train(
         if cfg.train.grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
 
-    ctx.before_step = before_step
+    def after_step() -> None:
+        for r in remedies:
+            r.after_step(ctx)
+
+    ctx.before_step, ctx.after_step = before_step, after_step
     for r in remedies:
         ctx.epochs = r.epochs(ctx.epochs, ctx)
     gen = torch.Generator().manual_seed(cfg.train.seed)  # batch order, independent of init RNG

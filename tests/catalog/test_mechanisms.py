@@ -390,3 +390,60 @@ def test_augment_images_through_trainer(tmp_path):
            "remedies": {"augment": {}, "ghost_bn": {"ghost_batch": 16}}}  # fmt: skip
     r = train(parse_config(raw), measure=False, progress=False)
     assert r.epochs_run == 2 and not r.diverged
+
+
+# -------------------------------------------------------------------------------- trust_ratio
+
+
+def _trust_step(opt_name: str, trust: float, lr: float, lr_t: float | None = None):
+    """One step of a trust-ratio run and, on a copy, the plain base optimiser's step."""
+    import copy
+
+    model = tiny_mlp(bn="running")
+    twin = copy.deepcopy(model)
+    make = {"sgd": lambda ps: torch.optim.SGD(ps, lr=lr),
+            "adam": lambda ps: torch.optim.Adam(ps, lr=lr)}[opt_name]  # fmt: skip
+    ctx = make_ctx(model, opt=make(model.parameters()), lr=lr)
+    r = build("trust_ratio", trust=trust)
+    ctx.before_step = lambda: r.after_backward(ctx)
+    ctx.after_step = lambda: r.after_step(ctx)
+    x, y = batch()
+    w0 = [p.detach().clone() for p in model.parameters()]
+    for m, opt in ((model, ctx.optimizer), (twin, None)):
+        opt = opt or make(twin.parameters())
+        for g in opt.param_groups:
+            g["lr"] = lr_t or lr
+        opt.zero_grad()
+        F.cross_entropy(m(x), y).backward()
+        ctx.optimizer_step() if m is model else opt.step()
+    return w0, list(model.parameters()), list(twin.parameters())
+
+
+def test_trust_ratio_is_lars_for_plain_sgd():
+    # SGD without momentum: u = g, so each weight matrix moves by exactly trust·‖w‖·g/‖g‖
+    # (LARS with η·γ = trust); biases and BN parameters keep the base step −lr·g
+    trust, lr = 3e-3, 0.1
+    w0, new, base = _trust_step("sgd", trust, lr)
+    for w, p, b in zip(w0, new, base, strict=True):
+        g = (w - b.detach()) / lr  # the gradient, recovered from the plain SGD step
+        if w.ndim > 1:
+            expected = w - trust * w.norm() * g / g.norm()
+        else:
+            expected = b.detach()
+        assert torch.allclose(p.detach(), expected, atol=1e-7)
+
+
+@pytest.mark.parametrize("lr_factor", [1.0, 2.5])
+def test_trust_ratio_is_lamb_for_adam_and_follows_the_lr_schedule(lr_factor):
+    # Adam: the direction stays Adam's update, its length becomes trust·‖w‖·lr_t/lr₀ per layer
+    trust, lr = 1e-3, 1e-3
+    w0, new, base = _trust_step("adam", trust, lr, lr_t=lr * lr_factor)
+    for w, p, b in zip(w0, new, base, strict=True):
+        d, d_adam = p.detach() - w, b.detach() - w
+        if w.ndim == 1:
+            assert torch.allclose(d, d_adam, atol=1e-8)
+            continue
+        assert d.norm().item() == pytest.approx(trust * lr_factor * w.norm().item(), rel=1e-4)
+        cos = (d * d_adam).sum() / (d.norm() * d_adam.norm())
+        assert cos.item() == pytest.approx(1.0, abs=1e-5)
+        assert not torch.allclose(d, d_adam)  # it did change the step
