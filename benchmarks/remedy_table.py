@@ -28,7 +28,7 @@ BASE: dict[str, Any] = {
 }  # fmt: skip
 SB_BATCH = 64
 REMEDY_ROWS = ["augment", "conservative", "adversarial", "warm_start", "lr_scaling", "ghost_bn",
-               "sam", "train_longer", "batch_ramp", "trust_ratio"]  # fmt: skip
+               "sam", "train_longer", "batch_ramp", "trust_ratio", "grad_noise"]  # fmt: skip
 SHARP = ("keskar_full_eps1e-03", "keskar_full_eps5e-04")
 
 

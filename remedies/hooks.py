@@ -10,6 +10,7 @@ Order inside one run (see `remedies.trainer.train`):
     per epoch:   batch_size(epoch, b, ctx) -> b          batch-size schedule
       per step:  lr(lr, t, ctx) -> lr                    t = fractional epoch (warmup per step)
                  augment(x, y, ctx) -> (x, y)            training batches only
+                 sample_weights(y, ctx) -> w | None      per-sample weights of the batch loss
                  loss(model, x, y, loss, ctx) -> loss    extra terms / mixed losses
                  step(closure, ctx) -> loss | None       replaces zero_grad/backward/step
                                                          (steps via ctx.optimizer_step())
@@ -94,6 +95,11 @@ class Remedy:
 
     def augment(self, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext):
         return x, y
+
+    def sample_weights(self, y: torch.Tensor, ctx: TrainContext) -> torch.Tensor | None:
+        """Weights (mean 1) of the per-sample losses in the batch loss; None leaves them at 1.
+        Weights from several remedies multiply."""
+        return None
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: torch.Tensor,
              ctx: TrainContext) -> torch.Tensor:  # fmt: skip

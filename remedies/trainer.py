@@ -188,12 +188,19 @@ def train(
             for r in remedies:
                 x, y = r.augment(x, y, ctx)
 
+            weights = None  # per-sample loss weights (gradient-noise remedies), drawn per batch
+            for r in remedies:
+                if (w := r.sample_weights(y, ctx)) is not None:
+                    weights = w if weights is None else weights * w
             seen: dict[str, torch.Tensor] = {}
 
-            def closure(x=x, y=y, seen=seen) -> torch.Tensor:
+            def closure(x=x, y=y, seen=seen, weights=weights) -> torch.Tensor:
                 logits = model(x)
                 seen.setdefault("logits", logits.detach())
-                loss = F.cross_entropy(logits, y)
+                if weights is None:
+                    loss = F.cross_entropy(logits, y)
+                else:
+                    loss = (F.cross_entropy(logits, y, reduction="none") * weights).mean()
                 for r in remedies:
                     loss = r.loss(model, x, y, loss, ctx)
                 return loss

@@ -12,7 +12,7 @@ from remedies.errors import ConfigError
 from remedies.trainer import train
 
 BUILT = ["augment", "conservative", "adversarial", "warm_start", "lr_scaling", "ghost_bn", "sam",
-         "train_longer", "batch_ramp", "trust_ratio"]  # fmt: skip
+         "train_longer", "batch_ramp", "trust_ratio", "grad_noise"]  # fmt: skip
 
 
 def tiny(remedies: dict, **train_kw) -> dict:
@@ -52,7 +52,7 @@ def test_unknown_key_is_one_line_error(name):
     ("lr_scaling", "warmup_epochs", 20), ("ghost_bn", "ghost_batch", 4),
     ("train_longer", "factor", 20), ("sam", "eta", 1.0),
     ("batch_ramp", "factor", 1), ("batch_ramp", "milestones", [0.8, 0.5]),
-    ("trust_ratio", "trust", 0.5),
+    ("trust_ratio", "trust", 0.5), ("grad_noise", "scale", 1.5), ("grad_noise", "sb_batch", 0),
 ])  # fmt: skip
 def test_out_of_range_names_the_field(name, param, bad):
     with pytest.raises(ConfigError, match=rf"remedies\.{name}\.{param}"):

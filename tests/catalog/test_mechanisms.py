@@ -447,3 +447,55 @@ def test_trust_ratio_is_lamb_for_adam_and_follows_the_lr_schedule(lr_factor):
         cos = (d * d_adam).sum() / (d.norm() * d_adam.norm())
         assert cos.item() == pytest.approx(1.0, abs=1e-5)
         assert not torch.allclose(d, d_adam)  # it did change the step
+
+
+# --------------------------------------------------------------------------------- grad_noise
+
+
+def test_grad_noise_has_sb_shaped_covariance():
+    # the gradient of the reweighted loss, over many weight draws: mean = the LB gradient ḡ,
+    # covariance = scale·(1/b − 1/B)·Σ̂ with Σ̂ the per-sample gradient covariance — Σ̂ computed
+    # independently, per sample, with torch.func
+    from torch.func import functional_call, grad, vmap
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    x, y = batch(n=32, d=3, classes=2)
+    B, b, scale = 32, 8, 1.0
+    r = build("grad_noise", scale=scale, sb_batch=b)
+    ctx = make_ctx(model, batch_size=B)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def sample_loss(p, xi, yi):
+        return F.cross_entropy(functional_call(model, p, (xi[None],)), yi[None])
+
+    per = vmap(grad(sample_loss), in_dims=(None, 0, 0))(params, x, y)
+    G = torch.cat([per[k].reshape(B, -1) for k in params], dim=1).double()  # B × 8
+    g_bar = G.mean(0)
+    sigma = (G - g_bar).T @ (G - g_bar) / B
+    expected_cov = scale * (1 / b - 1 / B) * sigma
+
+    draws = []
+    for _ in range(6000):
+        w = r.sample_weights(y, ctx)
+        assert w.mean().item() == pytest.approx(1.0, abs=1e-6)
+        model.zero_grad()
+        (F.cross_entropy(model(x), y, reduction="none") * w).mean().backward()
+        draws.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]).double())
+    D = torch.stack(draws)
+    assert torch.allclose(D.mean(0), g_bar, atol=4e-3)
+    cov = torch.cov(D.T)
+    rel = (cov - expected_cov).norm() / expected_cov.norm()
+    assert rel < 0.08, rel
+    # and it is not isotropic: the shape follows Σ̂
+    iso = torch.eye(8, dtype=torch.float64) * expected_cov.trace() / 8
+    assert (cov - iso).norm() / expected_cov.norm() > 0.3
+
+
+def test_grad_noise_off_for_small_batches_and_zero_scale():
+    x, y = batch(n=16)
+    ctx = make_ctx(tiny_mlp(), batch_size=16)
+    assert build("grad_noise", sb_batch=64).sample_weights(y, ctx) is None  # B ≤ b: SB already
+    assert build("grad_noise", scale=0.0, sb_batch=4).sample_weights(y, ctx) is None
+    w = build("grad_noise", scale=1.0, sb_batch=4).sample_weights(y, ctx)
+    assert w.shape == (16,) and w.std().item() > 0.5  # s = √3
