@@ -84,10 +84,11 @@ def asha_rungs(space: SearchSpace, epochs: int) -> set[int]:
 
 def trial_fn(config: dict[str, Any], ctx: SearchContext) -> None:
     """One Tune trial: resolve the run config, train in-process, log to MLflow, report."""
+    import ray
     from ray import tune
 
     from remedies.config import config_to_dict, flatten, parse_config
-    from remedies.trainer import train
+    from remedies.trainer import pick_device, train
 
     space = SearchSpace.model_validate(ctx.space)
     uri = ctx.tracking_uri
@@ -111,6 +112,9 @@ def trial_fn(config: dict[str, Any], ctx: SearchContext) -> None:
             cfg.train.threads = max(1, ctx.threads)
         full = config_to_dict(cfg)
         tracking.log_params(uri, run_id, flatten(full))
+        # where it runs: the GPUs Ray gave the trial (its CUDA_VISIBLE_DEVICES), torch's device
+        tracking.set_tags(uri, run_id, {"gpu_ids": ",".join(map(str, ray.get_gpu_ids())) or "none",
+                                        "device": str(pick_device(cfg.train.device))})  # fmt: skip
         if ckpt is None:
             tracking.log_yaml(uri, run_id, full, "config.yaml")
         with tempfile.TemporaryDirectory() as d:

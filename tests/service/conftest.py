@@ -17,7 +17,10 @@ import pytest
 def ray_local():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # one declared GPU (Ray schedules it whether or not a physical one exists): the GPU
+    # scheduling path runs on CPU-only CI too; trials there fall back to torch's CPU device
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)  # fmt: skip
     yield ray
     ray.shutdown()
 

@@ -191,3 +191,29 @@ def test_interrupted_search_resumes(mlflow_server, tmp_path):
     assert tracking.run_status(mlflow_server, parent) == "FINISHED"
     kids = tracking.child_runs(mlflow_server, "resume", parent)
     assert kids and all(k.info.status != "RUNNING" for k in kids)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("gpu", "share"), [("auto", "1.0"), (0.5, "0.5")])
+def test_trials_get_gpus_when_the_cluster_has_them(ray_local, mlflow_server, tmp_path, gpu, share):
+    """The session cluster declares one GPU: `gpu: auto` asks a whole GPU per trial, a fraction
+    packs trials onto it; each trial's run records the GPU Ray gave it and torch's device (CUDA
+    where there is one, else the CPU fallback)."""
+    import torch
+
+    assert ray_local.cluster_resources().get("GPU") == 1
+    space = {**TINY, "name": f"gpu-{share}", "num_samples": 2, "asha": {"enabled": False},
+             "resources": {"cpu": 1, "gpu": gpu}}  # fmt: skip
+    storage = str(tmp_path / "studies.db")
+    opts = SearchOptions(name=f"gpu-{share}", tracking_uri=mlflow_server, storage=storage,
+                         results_dir=str(tmp_path / "ray"), quiet=True)  # fmt: skip
+    assert run_search(parse_space(space), opts)["trials"] == 2
+    study = load_study(f"gpu-{share}", storage)
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    kids = tracking.child_runs(mlflow_server, f"gpu-{share}", parent)
+    assert len(kids) == 2
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    for k in kids:
+        assert k.data.tags["gpu_ids"] == "0"
+        assert k.data.tags["device"].startswith(device)
+        assert k.data.params["train.device"] == "auto"
