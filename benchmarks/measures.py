@@ -185,5 +185,6 @@ def keskar_part(obj, reps: int) -> None:
     print(f"    ratios of all runs: {', '.join(f'{row[0]:.2f}' for row in rows)}")
     print(f"    RATIO Keskar time / floor = {ratio:.2f}  (median; goal ≤ 1.2)")
 
+
 if __name__ == "__main__":
     main()

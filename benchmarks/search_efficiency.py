@@ -27,8 +27,14 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 import optuna
 
 
-def run(space_path: str, sets: list[str], sampler_name: str, seed: int, trials: int,
-        startup: int | None = None) -> list[tuple[float, float]]:
+def run(
+    space_path: str,
+    sets: list[str],
+    sampler_name: str,
+    seed: int,
+    trials: int,
+    startup: int | None = None,
+) -> list[tuple[float, float]]:
     """One search of `trials` trials with one sampler: (val_accuracy, sharpness) per trial."""
     import torch
 

@@ -145,10 +145,13 @@ def test_cli_validate_ok(tmp_path, npz, capsys):
     assert "valid" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("remedies", "opt_steps_per_batch"),
-                         [({}, 1), ({"sam": {}}, 1), ({"conservative": {"inner_steps": 3}}, 3)])
-def test_grad_clip_bounds_every_optimiser_step_also_remedy_owned_ones(npz, remedies,
-                                                                      opt_steps_per_batch):
+@pytest.mark.parametrize(
+    ("remedies", "opt_steps_per_batch"),
+    [({}, 1), ({"sam": {}}, 1), ({"conservative": {"inner_steps": 3}}, 3)],
+)
+def test_grad_clip_bounds_every_optimiser_step_also_remedy_owned_ones(
+    npz, remedies, opt_steps_per_batch
+):
     # plain SGD (no momentum) at lr 1: each optimiser step moves the weights by lr·‖clipped g‖,
     # so with clipping at 1e-4 one epoch (11 batches) moves them at most 11·k·1e-4 in total
     from remedies.trainer import build_model, seed_everything
@@ -158,8 +161,13 @@ def test_grad_clip_bounds_every_optimiser_step_also_remedy_owned_ones(npz, remed
 
     def run(clip):
         cfg = cfg_for(npz, epochs=1, optimizer="sgd", momentum=0.0, lr=1.0, grad_clip=clip)
-        cfg = cfg.model_copy(update={"remedies": parse_config(
-            {**cfg.model_dump(mode="json"), "remedies": remedies}).remedies})
+        cfg = cfg.model_copy(
+            update={
+                "remedies": parse_config(
+                    {**cfg.model_dump(mode="json"), "remedies": remedies}
+                ).remedies
+            }
+        )
         seed_everything(cfg.train.seed)  # the trainer's own initialisation, replayed
         w0 = weights(build_model(cfg, load_data(cfg.data), torch.device("cpu")))
         r = train(cfg, measure=False, progress=False)
