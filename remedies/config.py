@@ -129,6 +129,19 @@ class RunConfig(Strict):
 
         return validate_remedies(v)
 
+    @model_validator(mode="after")
+    def _per_sample_measures(self) -> RunConfig:
+        batch_bn = self.model.bn == "batch" or self.measure.bn == "train"
+        if self.measure.noise_scale.enabled and batch_bn:
+            raise ConfigError("measure.noise_scale.enabled", NOISE_SCALE_BN)
+        return self
+
+
+NOISE_SCALE_BN = (
+    "the gradient noise scale needs per-sample gradients, which batch-statistics BN does not "
+    "have (it couples the samples); allowed with model.bn: running and measure.bn: eval"
+)
+
 
 # ---------------------------------------------------------------------------- loading & errors
 

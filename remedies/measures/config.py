@@ -73,6 +73,13 @@ class AdaptiveConfig(_Section):
     seed: int = 0
 
 
+class NoiseScaleConfig(_Section):
+    """Gradient noise scale B_simple = tr Σ / ‖G‖² (`noise_scale`; McCandlish et al. 2018): an
+    estimate of the critical batch size, from exact per-sample gradients. Needs BN running/none."""
+
+    enabled: bool = False
+
+
 class MeasureConfig(BaseModel):
     """Which sharpness/curvature measures `remedies train` and `remedies measure` compute."""
 
@@ -82,6 +89,7 @@ class MeasureConfig(BaseModel):
     lambda_max: LambdaMaxConfig = LambdaMaxConfig()
     trace: TraceConfig = TraceConfig()
     adaptive: AdaptiveConfig = AdaptiveConfig()
+    noise_scale: NoiseScaleConfig = NoiseScaleConfig()
     # samples per forward pass; with no batch-statistics BN it only bounds memory (chunks are
     # weighted by size, so the value equals the full-batch one)
     chunk_size: PositiveInt = 4096

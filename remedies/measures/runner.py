@@ -18,11 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from remedies.errors import ConfigError
 from remedies.measures.adaptive import average_sharpness, worst_case_sharpness
 from remedies.measures.config import MeasureConfig
 from remedies.measures.hutchinson import hutchinson_trace
 from remedies.measures.keskar import keskar_sharpness
 from remedies.measures.lanczos import lanczos_top
+from remedies.measures.noise_scale import gradient_noise_scale
 from remedies.measures.objective import ModelObjective
 from remedies.registry import Registry
 
@@ -138,6 +140,14 @@ def _adaptive(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) ->
     return out
 
 
+@MEASURES.register("noise_scale")
+def _noise_scale(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) -> list[Record]:
+    r = gradient_noise_scale(obj)
+    return [{"key": "noise_scale", "value": r.b_simple, "trace_sigma": r.trace_sigma,
+             "grad_norm_sq": r.grad_norm_sq, "estimator": "per-sample gradients (exact)",
+             "vmap_chunk": r.chunk, "wall_time_s": r.wall_time_s}]  # fmt: skip
+
+
 _FAMILY_OF_KEY = (
     (_KESKAR_KEY, "keskar"),
     (re.compile(r"lambda_(max|\d+)"), "lambda_max"),
@@ -154,6 +164,7 @@ def _families(cfg: MeasureConfig, names: list[str] | None) -> dict[str, set[str]
             "lambda_max": cfg.lambda_max.enabled,
             "trace": cfg.trace.enabled or False,
             "adaptive": cfg.adaptive.enabled,
+            "noise_scale": cfg.noise_scale.enabled,
         }
         return {f: None for f in MEASURES if enabled.get(f)}
     out: dict[str, set[str] | None] = {}
@@ -234,6 +245,10 @@ def run_measures(
             "dtype": str(obj.w0.dtype).removeprefix("torch."),
             "device": str(obj.w0.device),
         }
+        if "noise_scale" in families and obj.bn_kind == "batch":  # refuse before any work
+            from remedies.config import NOISE_SCALE_BN
+
+            raise ConfigError("--measure noise_scale", NOISE_SCALE_BN)
         for family, keys in families.items():
             for rec in MEASURES.get(family)(obj, cfg, keys):
                 asked = keys is None or family in keys or rec["key"].removesuffix("_se") in keys
