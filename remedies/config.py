@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from remedies.errors import ConfigError, describe
-from remedies.measures.config import MeasureConfig
+from remedies.measures.config import NOISE_SCALE_BN, MeasureConfig
 
 DATASETS = ("mnist1d", "npz", "mnist", "cifar10", "cifar100", "timit")
 _FRACTION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
@@ -135,12 +135,6 @@ class RunConfig(Strict):
         if self.measure.noise_scale.enabled and batch_bn:
             raise ConfigError("measure.noise_scale.enabled", NOISE_SCALE_BN)
         return self
-
-
-NOISE_SCALE_BN = (
-    "the gradient noise scale needs per-sample gradients, which batch-statistics BN does not "
-    "have (it couples the samples); allowed with model.bn: running and measure.bn: eval"
-)
 
 
 # ---------------------------------------------------------------------------- loading & errors

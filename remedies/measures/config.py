@@ -73,6 +73,13 @@ class AdaptiveConfig(_Section):
     seed: int = 0
 
 
+# the one refusal text for noise_scale with batch-statistics BN (config, runner and function)
+NOISE_SCALE_BN = (
+    "the gradient noise scale needs per-sample gradients, which batch-statistics BN does not "
+    "have (it couples the samples); allowed with model.bn: running and measure.bn: eval"
+)
+
+
 class NoiseScaleConfig(_Section):
     """Gradient noise scale B_simple = tr Σ / ‖G‖² (`noise_scale`; McCandlish et al. 2018): an
     estimate of the critical batch size, from exact per-sample gradients. Needs BN running/none."""

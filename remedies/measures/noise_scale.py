@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch.func import functional_call, grad, vmap
 
+from remedies.measures.config import NOISE_SCALE_BN
 from remedies.measures.objective import ModelObjective
 
 
@@ -38,10 +39,7 @@ class NoiseScaleResult:
 
 def gradient_noise_scale(obj: ModelObjective, *, max_floats: int = 1 << 22) -> NoiseScaleResult:
     if obj.bn_kind == "batch":
-        raise ValueError(
-            "noise_scale needs per-sample gradients, but batch-statistics BN couples the samples; "
-            "measure a model built with model.bn: running or none"
-        )
+        raise ValueError(NOISE_SCALE_BN)
     t0 = time.perf_counter()
     n = obj.w0.numel()
     chunk = max(1, min(obj.n_samples, max_floats // n))

@@ -20,7 +20,7 @@ from torch import nn
 
 from remedies.errors import ConfigError
 from remedies.measures.adaptive import average_sharpness, worst_case_sharpness
-from remedies.measures.config import MeasureConfig
+from remedies.measures.config import NOISE_SCALE_BN, MeasureConfig
 from remedies.measures.hutchinson import hutchinson_trace
 from remedies.measures.keskar import keskar_sharpness
 from remedies.measures.lanczos import lanczos_top
@@ -246,8 +246,6 @@ def run_measures(
             "device": str(obj.w0.device),
         }
         if "noise_scale" in families and obj.bn_kind == "batch":  # refuse before any work
-            from remedies.config import NOISE_SCALE_BN
-
             raise ConfigError("--measure noise_scale", NOISE_SCALE_BN)
         for family, keys in families.items():
             for rec in MEASURES.get(family)(obj, cfg, keys):
