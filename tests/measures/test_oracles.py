@@ -189,6 +189,15 @@ def test_worst_case_l2_negative_definite_gives_zero() -> None:  # λ_max⁺ = ma
     assert r.value == 0.0
 
 
+def test_worst_case_reports_the_evaluations_it_made() -> None:
+    # zero curvature: the gradient vanishes at the first step and the ascent stops there, so
+    # f0 + one loss_grad + the end point = 3 evaluations, not steps + 2
+    for h, expected in ((torch.zeros(4, 4, dtype=D), 3), (torch.eye(4, dtype=D), 7)):
+        obj = Quadratic(h, w_star(4))
+        r = worst_case_sharpness(obj, 0.1, "l2", steps=5)
+        assert r.n_evals == obj.n_evals == expected
+
+
 def test_adaptive_l2_is_half_rho2_lambda_max_dhd() -> None:
     n, rho = 40, 0.2
     h = random_psd(n, 4, torch.cat([torch.tensor([20.0]), torch.rand(n - 1)]))
