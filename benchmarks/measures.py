@@ -4,10 +4,13 @@
                                   [--reps 3] [--lambda-reps 1] [--only lambda_max|keskar]
 
 (a) λ_max: our Lanczos (relative eigenvalue bound 1e-3) against PyHessian's
-    `hessian(model, criterion, data=(x, y)).eigenvalues()` (power iteration, tol 1e-3), both
-    timed from scratch (gradient-graph construction included), both checked against a tightly
-    converged Lanczos reference (bound 1e-8). Goal: our time ≤ 0.5× PyHessian's, relative error
-    ≤ 1e-3. If PyHessian is not installed (`pip install --no-deps pyhessian`; it needs only torch
+    `hessian(model, criterion, data=(x, y)).eigenvalues()` (power iteration), both timed from
+    scratch (gradient-graph construction included), both checked against a tightly converged
+    Lanczos reference (bound 1e-8), at matching accuracy: PyHessian's tol (1e-3, then 1e-4, …)
+    is tightened until its relative error is ≤ 1e-3 too — its tol bounds the change between two
+    iterations, and slow power-iteration convergence leaves the error well above it (at tol 1e-3:
+    5e-2 on 8000 samples, 3e-3 on 60 000). Goal: our time ≤ 0.5× PyHessian's. If PyHessian
+    is not installed (`pip install --no-deps pyhessian`; it needs only torch
     and numpy), its algorithm is run instead as `pyhessian_style_power_iteration` below — a
     re-implementation, labelled as such in the output.
 (b) Keskar ε-sharpness (ε = 1e-3, full space, 10 L-BFGS-B iterations): wall time against
@@ -22,7 +25,7 @@
     fixed cost's larger share on small data, and on a GPU, where a pass takes milliseconds, the
     SciPy solver dominates the measurement.
 
-(a) costs ≈ 4 min per PyHessian run at 60 000 samples, hence its own --lambda-reps (default 1).
+(a) costs minutes per PyHessian run at 60 000 samples, hence its own --lambda-reps (default 1).
 
 Model: F1 (5 × 512 MLP, BN in batch mode as the paper's code, ≈ 1.07 M parameters) trained
 briefly with large batches on MNIST-1D (the `mnist1d` package via remedies.data; a seeded
@@ -45,6 +48,10 @@ from remedies.measures.lanczos import lanczos_top
 from remedies.measures.objective import ModelObjective
 from remedies.models import create_model
 
+TARGET_ERROR = 1e-3  # relative error of λ_max both methods must reach (the issue's "matching")
+BASELINE_TOLS = (1e-3, 1e-4, 1e-5, 1e-6)  # PyHessian's stopping tol, tightened until it does
+MAX_POWER_ITERS = 2000  # PyHessian's default 100 would stop before a tight tol is met
+
 
 def load(samples: int, device: str) -> tuple[torch.Tensor, torch.Tensor, str]:
     try:
@@ -62,7 +69,7 @@ def load(samples: int, device: str) -> tuple[torch.Tensor, torch.Tensor, str]:
         return x.to(device), y.to(device), "synthetic"
 
 
-def pyhessian_style_power_iteration(model, x, y, tol=1e-3, max_iter=100):
+def pyhessian_style_power_iteration(model, x, y, tol=1e-3, max_iter=MAX_POWER_ITERS):
     """PyHessian 0.1's `hessian(...).eigenvalues()` algorithm (single-batch mode), re-implemented:
     build the gradient graph once, then power iteration until two consecutive Rayleigh quotients
     differ by less than tol relatively."""
@@ -131,36 +138,54 @@ def lambda_max_part(model, x, y, obj, reps: int) -> None:
     try:
         from pyhessian import hessian
 
-        def baseline() -> float:
+        def baseline(tol: float) -> float:
             m = copy.deepcopy(model)
             h = hessian(m, F.cross_entropy, data=(x, y), cuda=x.is_cuda)
-            return h.eigenvalues(tol=1e-3)[0][0]
+            return h.eigenvalues(maxIter=MAX_POWER_ITERS, tol=tol)[0][0]
 
         name = "PyHessian 0.1 hessian(...).eigenvalues()"
     except ImportError:
 
-        def baseline() -> float:
-            return pyhessian_style_power_iteration(copy.deepcopy(model), x, y)
+        def baseline(tol: float) -> float:
+            return pyhessian_style_power_iteration(copy.deepcopy(model), x, y, tol, MAX_POWER_ITERS)
 
         name = "pyhessian_style_power_iteration (PyHessian not installed; re-implementation)"
 
-    t_ours, t_base, errs_ours, errs_base, products = [], [], [], [], []
+    def timed_baseline(tol: float, seed: int) -> tuple[float, float]:
+        torch.manual_seed(seed)
+        t0 = time.perf_counter()
+        lam = baseline(tol)
+        return time.perf_counter() - t0, abs(lam - lam_ref) / abs(lam_ref)
+
+    # matching accuracy: PyHessian's tol bounds the change between two power iterations, not the
+    # error (slow convergence leaves errors far above tol), so tighten it until the error is met
+    print(f"(a) baseline: {name}")
+    for tol in BASELINE_TOLS:
+        t, err = timed_baseline(tol, 0)
+        print(f"    baseline tol {tol:.0e}: {t:6.2f} s, rel. error {err:.1e}")
+        if err <= TARGET_ERROR:
+            break
+    else:
+        print(f"    (no tol reached {TARGET_ERROR:.0e}: the ratio below favours the baseline)")
+    t_base, errs_base = [t], [err]
+    for rep in range(1, reps):
+        t, err = timed_baseline(tol, rep)
+        t_base.append(t)
+        errs_base.append(err)
+
+    t_ours, errs_ours, products = [], [], []
     for rep in range(reps):
         torch.manual_seed(rep)
-        t0 = time.perf_counter()
-        lam_b = baseline()
-        t_base.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         lam_o, k = ours()
         t_ours.append(time.perf_counter() - t0)
         errs_ours.append(abs(lam_o - lam_ref) / abs(lam_ref))
-        errs_base.append(abs(lam_b - lam_ref) / abs(lam_ref))
         products.append(k)
     to, tb = statistics.median(t_ours), statistics.median(t_base)
-    print(f"(a) baseline: {name}")
     print(f"    ours     {to:6.2f} s  (median of {reps}; {products} products), "
           f"max rel. error {max(errs_ours):.1e}")  # fmt: skip
-    print(f"    baseline {tb:6.2f} s  (median of {reps}), max rel. error {max(errs_base):.1e}")
+    print(f"    baseline {tb:6.2f} s  (median of {reps} at tol {tol:.0e}), "
+          f"max rel. error {max(errs_base):.1e}")  # fmt: skip
     print(f"    RATIO λ_max time ours / baseline = {to / tb:.2f}  (goal ≤ 0.5)")
 
 
