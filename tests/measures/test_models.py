@@ -109,8 +109,9 @@ def test_batch_bn_is_never_split_silently() -> None:
     assert obj.bn_kind == "batch" and obj.chunk == 50  # memory chunking ignored: one BN batch
     assert obj.loss(obj.w0) == pytest.approx(float(F.cross_entropy(model(x), y).detach()))
     obj10 = ModelObjective(model, x, y, bn_batch_size=10)
-    expected = sum(float(F.cross_entropy(model(x[i : i + 10]), y[i : i + 10]))
-                   for i in range(0, 50, 10)) / 5  # fmt: skip
+    with torch.no_grad():
+        expected = sum(float(F.cross_entropy(model(x[i : i + 10]), y[i : i + 10]))
+                       for i in range(0, 50, 10)) / 5  # fmt: skip
     assert obj10.chunk == 10 and obj10.loss(obj10.w0) == pytest.approx(expected, rel=1e-12)
     _, details = run_measures(model, x, y, MeasureConfig(bn_batch_size=10, chunk_size=7),
                               names=["keskar_full_eps1e-03"])  # fmt: skip
@@ -236,14 +237,19 @@ def test_interpolation_endpoints_paths_and_outputs(tmp_path) -> None:
         return m
 
     a_, b_ = with_train_stats(a), with_train_stats(b)
+
+    def ce(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+        with torch.no_grad():  # a reference value: no gradient graph behind it
+            return float(F.cross_entropy(m(x), y))
+
     row0 = next(r for r in table if r["alpha"] == 0.0)
-    assert row0["train_loss"] == pytest.approx(float(F.cross_entropy(a_(x), y)), rel=1e-9)
+    assert row0["train_loss"] == pytest.approx(ce(a_, x, y), rel=1e-9)
     assert row0["test_acc"] == pytest.approx(float((a_(xt).argmax(1) == yt).double().mean()))
     # A's own (deliberately off) running mean is NOT what the path uses
-    assert row0["train_loss"] != pytest.approx(float(F.cross_entropy(a(x), y)), rel=1e-6)
+    assert row0["train_loss"] != pytest.approx(ce(a, x, y), rel=1e-6)
     curved = interpolate(a, b, (x, y), (xt, yt), alphas=[0.0, 1.0], path="curved")
     assert curved[0]["train_loss"] == pytest.approx(row0["train_loss"], rel=1e-12)
-    assert curved[1]["train_loss"] == pytest.approx(float(F.cross_entropy(b_(x), y)), rel=1e-9)
+    assert curved[1]["train_loss"] == pytest.approx(ce(b_, x, y), rel=1e-9)
     assert all(torch.equal(b.state_dict()[k], v) for k, v in before.items())
     png = plot_interpolation(table, tmp_path / "fig3.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
