@@ -286,19 +286,15 @@ def _download(url: str, dest: Path, md5: str) -> Path:
     """Fetch `url` to `dest` atomically and verify its checksum; a failure leaves nothing behind."""
     if dest.exists() and _md5(dest) == md5:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(dest.suffix + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:
-            while block := r.read(1 << 20):
-                f.write(block)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise ConfigError("data.download", f"could not download {url}: {e}") from None
-    if _md5(tmp) != md5:
-        tmp.unlink(missing_ok=True)
-        raise ConfigError("data.download", f"checksum mismatch for {url}; file discarded")
-    tmp.replace(dest)
+    with atomic_target(dest) as tmp:  # replaces dest only if no error is raised inside
+        try:
+            with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:
+                while block := r.read(1 << 20):
+                    f.write(block)
+        except OSError as e:
+            raise ConfigError("data.download", f"could not download {url}: {e}") from None
+        if _md5(tmp) != md5:
+            raise ConfigError("data.download", f"checksum mismatch for {url}; file discarded")
     return dest
 
 

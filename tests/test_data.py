@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from remedies.config import DataConfig
-from remedies.data import load_data
+from remedies.data import _download, _md5, load_data
 from remedies.errors import ConfigError
 from tests.helpers import write_cifar10, write_cifar100, write_mnist, write_npz
 
@@ -28,6 +28,20 @@ def test_mnist_idx_reader(tmp_path, gz):
 def test_mnist_missing_without_download_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match=r"data.path: no MNIST copy .* data.download: true"):
         load_data(DataConfig(name="mnist", path=tmp_path))
+
+
+def test_download_is_atomic_and_checksummed(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"mnist bytes" * 1000)
+    dest = tmp_path / "cache" / "train-images-idx3-ubyte.gz"
+    with pytest.raises(ConfigError, match="data.download: checksum mismatch"):
+        _download(src.as_uri(), dest, md5="0" * 32)
+    assert not dest.parent.exists() or list(dest.parent.iterdir()) == []  # nothing half-written
+    with pytest.raises(ConfigError, match="data.download: could not download"):
+        _download((tmp_path / "absent.bin").as_uri(), dest, md5="0" * 32)
+    assert list(dest.parent.iterdir()) == []
+    assert _download(src.as_uri(), dest, md5=_md5(src)) == dest
+    assert dest.read_bytes() == src.read_bytes() and list(dest.parent.iterdir()) == [dest]
 
 
 def test_cifar10_pickle_reader(tmp_path):
