@@ -130,13 +130,16 @@ def trial_fn(config: dict[str, Any], ctx: SearchContext) -> None:
         last = [time.monotonic()]
         rungs = asha_rungs(space, cfg.train.epochs)
 
+        def flush() -> None:
+            tracking.log_metric_rows(uri, run_id, pending, [r["epoch"] for r in pending])
+            pending.clear()
+
         def report(row: dict[str, Any]) -> None:
             pending.append(row)
             end = row["epoch"] >= cfg.train.epochs or not finite(row.get("val_accuracy"))
             due = time.monotonic() - last[0] >= REPORT_INTERVAL_S or row["epoch"] in rungs
             if due or end or ctx.crash_once_after_epoch:
-                tracking.log_metric_rows(uri, run_id, pending, [r["epoch"] for r in pending])
-                pending.clear()
+                flush()
                 last[0] = time.monotonic()
                 va = row.get("val_accuracy")
                 tune.report({"epoch": row["epoch"], ASHA_METRIC: va if finite(va) else 0.0,
@@ -146,7 +149,7 @@ def trial_fn(config: dict[str, Any], ctx: SearchContext) -> None:
 
         result = train(cfg, report=report, progress=False)
         if pending:  # epochs the budget grew by (train_longer) or a divergence left unsent
-            tracking.log_metric_rows(uri, run_id, pending, [r["epoch"] for r in pending])
+            flush()
         metrics: dict[str, Any] = {
             "val_accuracy": result.val_accuracy, "train_accuracy": result.train_accuracy,
             "test_accuracy": result.test_accuracy,
