@@ -34,3 +34,20 @@ def atomic_write_text(path: Path, text: str) -> Path:
 
 def write_json(path: Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on a folder (flock on the folder itself, so no lock file is left).
+
+    Why: two searches started together in one folder would both create `mlflow.db` and the
+    Optuna database; whoever arrives second waits here, then finds the store ready.
+    """
+    import fcntl
+
+    fd = os.open(Path(folder), os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

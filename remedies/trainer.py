@@ -122,8 +122,16 @@ def train(
     out_dir: Path | None = None,
     measure: bool = True,
     progress: bool = True,
+    resume: dict[str, Any] | None = None,
+    expose_state: Callable[[Callable[[], dict[str, Any]]], None] | None = None,
 ) -> TrainResult:
-    """Train one config; per-epoch metrics go to `report`; the model is returned trained."""
+    """Train one config; per-epoch metrics go to `report`; the model is returned trained.
+
+    `expose_state` receives, once, a function that snapshots the complete training state at the
+    last finished epoch (weights, optimiser, every RNG, step, history); `resume` takes such a
+    snapshot and continues from the epoch after it, so an interrupted run ends where an
+    uninterrupted one would (bit for bit on CPU with the same thread count).
+    """
     t0 = time.perf_counter()
     if cfg.train.threads is not None:
         torch.set_num_threads(cfg.train.threads)
@@ -160,7 +168,23 @@ def train(
 
     history: list[dict[str, Any]] = []
     diverged_epoch: int | None = None
-    for epoch in range(ctx.epochs):
+    start = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        gen.set_state(resume["batch_rng"])
+        _set_rngs(resume["rngs"])
+        history, ctx.step, start = list(resume["history"]), resume["step"], resume["epoch"]
+        t0 -= sum(r["epoch_time_s"] for r in history)  # the wall time of the epochs already run
+
+    def capture() -> dict[str, Any]:
+        return {"epoch": len(history), "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "batch_rng": gen.get_state(), "rngs": _get_rngs(), "step": ctx.step,
+                "history": list(history)}  # fmt: skip
+
+    if expose_state is not None:
+        expose_state(capture)
+    for epoch in range(start, ctx.epochs):
         te = time.perf_counter()
         ctx.epoch = epoch
         # batch size for this epoch (warm start, ramps); the incomplete last batch is dropped so
@@ -263,6 +287,27 @@ def train(
 
         result.checkpoint = str(save_checkpoint(Path(out_dir) / "checkpoint.pt", result))
     return result
+
+
+def _get_rngs() -> dict[str, Any]:
+    """Every RNG a remedy or the loop may draw from, as tensors and plain numbers only, so a
+    snapshot loads with `torch.load(weights_only=True)`."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    rngs = {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                      float(cached)]}  # fmt: skip
+    if torch.cuda.is_available():
+        rngs["cuda"] = torch.cuda.get_rng_state_all()
+    return rngs
+
+
+def _set_rngs(rngs: dict[str, Any]) -> None:
+    torch.set_rng_state(rngs["torch"])
+    keys, pos, has_gauss, cached = rngs["numpy"]
+    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(rngs["python"])
+    if "cuda" in rngs and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rngs["cuda"])
 
 
 def _print_progress(row: dict[str, Any], epochs: int, elapsed: float) -> None:

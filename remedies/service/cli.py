@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 DEFAULT_STORAGE = "remedies_studies.db"
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    """Exit 0: finished with a complete trial; 1: finished with none; 130: interrupted (the
+    resume command is printed); 2: bad input, before anything was created."""
     from remedies.service.space import load_space
 
     space = load_space(args.space)  # every error surfaces here, before Ray or MLflow start
@@ -20,12 +23,17 @@ def cmd_search(args: argparse.Namespace) -> int:
                          results_dir=args.results_dir, experiment=args.experiment,
                          quiet=args.quiet)  # fmt: skip
     s = run_search(space, opts, space_path=str(args.space))
-    counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(s["counts"].items()))
-    print(f"\nsearch {s['name']}: {s['trials']} trials ({counts}) in {s['wall_time_s']:.0f}s")
-    print(f"Pareto front ({len(s['front'])} trials):\n{s['table']}")
-    print(f"\nnext: remedies report {s['name']}   |   remedies export {s['name']} --out best.yaml"
-          f"   |   mlflow ui --backend-store-uri sqlite:///mlflow.db")  # fmt: skip
-    return 0
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(s.counts.items()))
+    print(f"\nsearch {s.name}: {s.trials} trials ({counts}) in {s.wall_time_s:.0f}s")
+    print(f"Pareto front ({len(s.front)} trials):\n{s.table}")
+    if s.interrupted:
+        print(f"\nsearch interrupted; continue it with: {s.resume_hint}", file=sys.stderr)
+    elif s.exit_code == 0:
+        print(f"\nnext: remedies report {s.name}   |   remedies export {s.name} --out best.yaml"
+              f"   |   mlflow ui --backend-store-uri sqlite:///mlflow.db")  # fmt: skip
+    else:
+        print("\nno trial completed: see the failures above and in MLflow", file=sys.stderr)
+    return s.exit_code
 
 
 def cmd_export(args: argparse.Namespace) -> int:

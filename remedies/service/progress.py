@@ -1,4 +1,8 @@
-"""The live progress table a search prints (Tune's own tables are turned off with verbose=0)."""
+"""The live progress lines a search prints (Tune's own tables are off: verbose=0).
+
+Why our own: Tune's reporter cannot show a multi-objective "best", and its table of every trial's
+config is unreadable for conditional spaces. Imports no Ray: the tuner feeds it decisions.
+"""
 
 from __future__ import annotations
 
@@ -6,76 +10,72 @@ import sys
 import time
 from typing import Any
 
-from ray.tune import Callback
-
-from remedies.service.optuna_space import finite
+from remedies.service.outcome import Decision, Outcome
 from remedies.service.space import SearchSpace
 
+SHOWN = (Outcome.COMPLETE, Outcome.PRUNED, Outcome.FAILED, Outcome.DIVERGED)
 
-class Progress(Callback):
-    """A status line every `every` seconds, and one line per finished trial with the best so far.
 
-    Why our own: Tune's reporter cannot show a multi-objective "best", and its table of every
-    trial's config is unreadable for conditional spaces.
-    """
+class Progress:
+    """A status line every `every` seconds, one line per decided trial, best so far and an ETA."""
 
-    def __init__(self, space: SearchSpace, every: float = 30.0, quiet: bool = False) -> None:
+    def __init__(self, space: SearchSpace, *, every: float = 30.0, quiet: bool = False,
+                 before: dict[str, int] | None = None) -> None:  # fmt: skip
         self.space, self.every, self.quiet = space, every, quiet
         self.t0 = time.time()
         self.last = 0.0
-        self.done: dict[str, str] = {}
-        self.best: dict[str, tuple[float, str]] = {}
-        self.epochs: dict[str, Any] = {}
+        self.counts: dict[Outcome, int] = {o: 0 for o in Outcome}
+        for k, v in (before or {}).items():  # trials decided before a resume
+            if Outcome(k).finished:
+                self.counts[Outcome(k)] += v
+        self.before = sum(self.counts.values())
+        self.best: dict[str, tuple[float, int]] = {}
+        self.tracking = ""
 
     def _print(self, msg: str) -> None:
         if not self.quiet:
             print(msg, file=sys.stdout, flush=True)
 
-    def _status(self, trials) -> str:
-        running = sum(t.status == "RUNNING" and t.trial_id not in self.done for t in trials)
-        pending = sum(t.status == "PENDING" for t in trials)
-        counts = {s: list(self.done.values()).count(s) for s in ("complete", "pruned", "failed")}
-        best = "  ".join(f"best {k} {v:.4g} ({n})" for k, (v, n) in self.best.items())
-        return (
-            f"[{time.time() - self.t0:6.0f}s] trials {len(self.done)}/{self.space.num_samples}"
-            f" done ({counts['complete']} complete, {counts['pruned']} pruned, "
-            f"{counts['failed']} failed), {running} running, {pending} pending  {best}"
-        )
+    @property
+    def done(self) -> int:
+        return sum(self.counts[o] for o in SHOWN)
 
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.epochs[trial.trial_id] = result.get("epoch")
+    def status(self, running: int, pending: int) -> str:
+        n, total = self.done, self.space.num_samples
+        elapsed = time.time() - self.t0
+        new = n - self.before
+        eta = f"  ETA {elapsed / new * (total - n):.0f}s" if new > 0 and n < total else ""
+        counts = ", ".join(f"{self.counts[o]} {o.value}" for o in SHOWN)
+        best = "  ".join(f"best {k} {v:.4g} (#{t})" for k, (v, t) in self.best.items())
+        return (f"[{elapsed:6.0f}s] trials {n}/{total} done ({counts}), {running} running, "
+                f"{pending} pending{eta}  {best}{self.tracking}")  # fmt: skip
 
-    def on_step_end(self, iteration, trials, **info):
-        if time.time() - self.last >= self.every:
+    def tick(self, running: int, pending: int, *, retries: int = 0, unsent: int = 0) -> None:
+        """Called on every scheduler step; prints at most every `every` seconds (at once when
+        the tracking server's state changes, so an outage is never silent)."""
+        tracking = (f"  tracking server unreachable: {unsent} writes queued, {retries} retries"
+                    if unsent else "")  # fmt: skip
+        changed, self.tracking = tracking != self.tracking, tracking
+        if changed or time.time() - self.last >= self.every:
             self.last = time.time()
-            self._print(self._status(trials))
+            self._print(self.status(running, pending))
 
-    def _finish(self, trials, trial, status: str) -> None:
-        res = trial.last_result or {}
-        if status == "complete" and not res.get("final"):
-            status = "pruned"
-        if status == "complete" and res.get("diverged"):
-            status = "failed"
-        self.done[trial.trial_id] = status
+    def decided(self, number: int, d: Decision, result: dict[str, Any], running: int,
+                pending: int) -> None:  # fmt: skip
+        self.counts[d.outcome] += 1
+        if d.outcome == Outcome.INTERRUPTED:
+            return
         vals = ""
-        if status == "complete":
+        if d.outcome == Outcome.COMPLETE:
             parts = []
             for o in self.space.objectives:
-                v = res.get(o.name)
-                if finite(v):
-                    parts.append(f"{o.name} {v:.4g}")
-                    old = self.best.get(o.name)
-                    better = old is None or (v > old[0] if o.mode == "max" else v < old[0])
-                    if better:
-                        self.best[o.name] = (v, trial.trial_id)
+                v = result.get(o.name)
+                parts.append(f"{o.name} {v:.4g}")
+                old = self.best.get(o.name)
+                if old is None or (v > old[0] if o.mode == "max" else v < old[0]):
+                    self.best[o.name] = (v, number)
             vals = "  " + "  ".join(parts)
-        epochs = res.get("epoch", 0)
-        self._print(f"  trial {trial.trial_id} {status:<8} after {epochs} epochs{vals}")
-        self._print(self._status(trials))
+        why = f"  ({d.reason})" if d.reason else ""
+        self._print(f"  trial #{number} {d.outcome.value:<8} after {d.epochs} epochs{vals}{why}")
+        self._print(self.status(running, pending))
         self.last = time.time()
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self._finish(trials, trial, "complete")
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(trials, trial, "failed")

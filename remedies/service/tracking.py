@@ -9,19 +9,57 @@ from outside (ASHA). Explicit ids make all three straightforward and touch no pr
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
 
 from remedies.errors import ConfigError
+from remedies.io import folder_lock
 
 PARENT_TAG = "mlflow.parentRunId"
 DEFAULT_URI = "sqlite:///mlflow.db"
+# MLflow's HTTP client retries a dead server for minutes without a word; fail fast instead and
+# retry visibly here (RunLog), where the progress line can say so
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+OUTAGE_LIMIT_S = float(os.environ.get("REMEDIES_TRACKING_OUTAGE_LIMIT_S", "900"))
+log = logging.getLogger("remedies.tracking")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where runs go. Credentials are kept apart from the URI, so the URI can be printed,
+    stored in the study and passed around, and the password is only ever an environment
+    variable of the processes that talk to the server (MLflow reads MLFLOW_TRACKING_*)."""
+
+    uri: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def apply(self) -> None:
+        """Make this process's MLflow client send the credentials (driver and trial workers)."""
+        if self.username is not None:
+            os.environ["MLFLOW_TRACKING_USERNAME"] = self.username
+        if self.password is not None:
+            os.environ["MLFLOW_TRACKING_PASSWORD"] = self.password
+
+
+def mask(uri: str) -> str:
+    """The URI with any password replaced by *** (for messages)."""
+    p = urlsplit(uri)
+    if p.password is None:
+        return uri
+    host = p.hostname or ""
+    port = f":{p.port}" if p.port else ""
+    return urlunsplit((p.scheme, f"{p.username}:***@{host}{port}", p.path, p.query, p.fragment))
 
 
 def client(uri: str):
@@ -30,27 +68,85 @@ def client(uri: str):
     return MlflowClient(tracking_uri=uri, registry_uri=uri if uri.startswith("sqlite") else None)
 
 
-def resolve_uri(uri: str | None) -> str:
-    """Default: `sqlite:///mlflow.db` in the working directory, made absolute for Ray workers."""
+def resolve(uri: str | None) -> Target:
+    """`--tracking-uri` (or MLFLOW_TRACKING_URI, or `sqlite:///mlflow.db` here) made usable by
+    every worker: a SQLite path made absolute, `user:pass@` moved out of the URI."""
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    allowed = "allowed: sqlite:///PATH.db or http(s)://[USER:PASSWORD@]HOST:PORT"
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = f"sqlite:///{Path(uri.removeprefix('sqlite:///')).resolve()}"
-    if uri.startswith("file:") or "://" not in uri:
-        raise ConfigError("--tracking-uri", f"{uri!r}: the file store is refused by MLflow ≥ 3.13; "
-                          "allowed: sqlite:///PATH.db or http(s)://HOST:PORT")  # fmt: skip
-    return uri
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        if not folder.is_dir():
+            raise ConfigError("--tracking-uri", f"folder {folder} does not exist")
+        return Target(uri)
+    p = urlsplit(uri)
+    if p.scheme not in ("http", "https") or not p.hostname:
+        if uri.startswith("file:") or "://" not in uri:
+            raise ConfigError("--tracking-uri", f"{mask(uri)!r}: the file store is refused by "
+                              f"MLflow ≥ 3.13; {allowed}")  # fmt: skip
+        raise ConfigError("--tracking-uri", f"{mask(uri)!r}: unsupported; {allowed}")
+    try:
+        port = f":{p.port}" if p.port else ""
+    except ValueError:
+        raise ConfigError("--tracking-uri", f"{mask(uri)!r}: bad port; {allowed}") from None
+    bare = urlunsplit((p.scheme, f"{p.hostname}{port}", p.path, p.query, p.fragment)).rstrip("/")
+    if p.username is not None:
+        return Target(bare, unquote(p.username), unquote(p.password or ""))
+    return Target(bare, os.environ.get("MLFLOW_TRACKING_USERNAME"),
+                  os.environ.get("MLFLOW_TRACKING_PASSWORD"))  # fmt: skip
 
 
-def check_reachable(uri: str) -> None:
-    """Fail fast (one line) when a tracking server is down, before any trial starts."""
-    if not uri.startswith("http"):
+def resolve_uri(uri: str | None) -> str:
+    return resolve(uri).uri
+
+
+def preflight(target: Target) -> None:
+    """Fail fast (one line, before Ray starts) when the server is down or refuses us."""
+    if not target.uri.startswith("http"):
         return
+    import base64
+    import urllib.error
     import urllib.request
 
     try:
-        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10).read()
+        urllib.request.urlopen(f"{target.uri}/health", timeout=10).read()
+    except (OSError, ValueError) as e:
+        why = getattr(e, "reason", None) or e
+        raise ConfigError("--tracking-uri", f"no MLflow server answers at {target.uri} ({why})"
+                          ) from None  # fmt: skip
+    req = urllib.request.Request(f"{target.uri}/api/2.0/mlflow/experiments/search?max_results=1")
+    if target.username is not None:
+        token = base64.b64encode(f"{target.username}:{target.password or ''}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+    try:
+        urllib.request.urlopen(req, timeout=10).read()
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403):
+            who = "no credentials" if target.username is None else f"user {target.username!r}"
+            raise ConfigError("--tracking-uri", f"the MLflow server at {target.uri} refused "
+                              f"{who} (HTTP {e.code}); set MLFLOW_TRACKING_USERNAME and "
+                              "MLFLOW_TRACKING_PASSWORD or pass http://USER:PASSWORD@HOST:PORT"
+                              ) from None  # fmt: skip
+        raise ConfigError("--tracking-uri", f"the MLflow server at {target.uri} answered HTTP "
+                          f"{e.code} to a search request") from None  # fmt: skip
     except OSError as e:
-        raise ConfigError("--tracking-uri", f"no MLflow server answers at {uri} ({e})") from None
+        raise ConfigError("--tracking-uri", f"no MLflow server answers at {target.uri} ({e})"
+                          ) from None  # fmt: skip
+
+
+def prepare_store(uri: str) -> None:
+    """Create (or migrate) a SQLite tracking database once, under a lock on its folder: two
+    drivers creating `mlflow.db` together would both run MLflow's migrations and one dies."""
+    if not uri.startswith("sqlite:///"):
+        return
+    folder = Path(uri.removeprefix("sqlite:///")).parent
+    with folder_lock(folder):
+        client(uri).search_experiments(max_results=1)
+
+
+def check_reachable(uri: str) -> None:
+    preflight(resolve(uri))
 
 
 def experiment_id(uri: str, name: str) -> str:
@@ -134,6 +230,72 @@ def log_files(uri: str, run_id: str, paths: Iterable[Path]) -> None:
         c.log_artifact(run_id, str(p))
 
 
+class TrackingLost(RuntimeError):
+    """The tracking server stayed away longer than OUTAGE_LIMIT_S: the trial fails, saying so."""
+
+
+class Outbox:
+    """Tracking writes that survive an outage: queued in order, retried until the server is
+    back, never dropped. `flush` never raises for a connection error before the outage limit;
+    past it, `TrackingLost`. Both the trial (metrics) and the driver (run lifecycle) use one."""
+
+    def __init__(self, limit_s: float | None = None) -> None:
+        self.ops: list[tuple[str, Callable[[], Any]]] = []
+        self.retries = 0
+        self.down_since: float | None = None
+        self.last_error = ""
+        self.limit_s = OUTAGE_LIMIT_S if limit_s is None else limit_s
+
+    def put(self, what: str, op: Callable[[], Any]) -> None:
+        self.ops.append((what, op))
+
+    @property
+    def pending(self) -> int:
+        return len(self.ops)
+
+    def flush(self) -> bool:
+        """Send what is queued; True when nothing is left."""
+        while self.ops:
+            what, op = self.ops[0]
+            try:
+                op()
+            except Exception as e:  # MLflow raises its own types for HTTP and SQL errors
+                self.retries += 1
+                self.last_error = f"{what}: {str(e).splitlines()[0][:200] if str(e) else e!r}"
+                now = time.monotonic()
+                if self.down_since is None:
+                    self.down_since = now
+                    log.warning("tracking server unavailable (%s); will retry", self.last_error)
+                if now - self.down_since > self.limit_s:
+                    raise TrackingLost(f"tracking server away for {now - self.down_since:.0f}s "
+                                       f"({self.last_error})") from None  # fmt: skip
+                return False
+            self.ops.pop(0)
+            if self.down_since is not None:
+                log.warning("tracking server back after %.0fs", time.monotonic() - self.down_since)
+            self.down_since = None
+        return True
+
+    def drain(self, timeout_s: float, every_s: float = 2.0) -> bool:
+        """Flush until empty or `timeout_s` passed (the end of a trial or of a search)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.flush():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(every_s)
+        return True
+
+
+def close_run(uri: str, run_id: str, status: str, tags: dict[str, Any]) -> None:
+    """Tag a run with its decided outcome and end it — unless it already ended: a finished
+    trial's run is never rewritten (resume, retried closes after an outage)."""
+    c = client(uri)
+    if c.get_run(run_id).info.status != "RUNNING":
+        return
+    set_tags(uri, run_id, tags)
+    c.set_terminated(run_id, status=status)
+
+
 def end_run(uri: str, run_id: str, status: str = "FINISHED") -> None:
     """FINISHED / FAILED / KILLED. Idempotent: a run already terminated keeps its status."""
     c = client(uri)
@@ -157,17 +319,6 @@ def child_runs(uri: str, exp_name: str, parent: str) -> list[Any]:
         return []
     return c.search_runs([exp.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent}'",
                          max_results=10000)  # fmt: skip
-
-
-def close_children(uri: str, exp_id: str, parent: str, status: str) -> int:
-    """End trial runs a stopped driver left RUNNING (KILLED, tag status); a resume reopens them."""
-    c = client(uri)
-    runs = c.search_runs([exp_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent}' and "
-                         "attributes.status = 'RUNNING'", max_results=10000)  # fmt: skip
-    for r in runs:
-        set_tags(uri, r.info.run_id, {"status": status})
-        c.set_terminated(r.info.run_id, status="KILLED")
-    return len(runs)
 
 
 def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:

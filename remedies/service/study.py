@@ -1,0 +1,134 @@
+"""The Optuna study of one search: created once, asked, told once per trial — the only writer.
+
+Every trial is `ask`ed here before Tune starts it and `tell`s here exactly once, from the trial's
+one `Decision`. A trial a dead driver left RUNNING is not failed: it is *the same trial* that
+`--resume` continues (same number, parameters and MLflow run), so a search always ends with
+exactly `num_samples` Optuna trials.
+
+Only public Optuna APIs: the storage object is ours (`open_storage`), so its `get_study_id_*` /
+`set_trial_user_attr` methods are used directly instead of `study._storage` / `trial._trial_id`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from remedies.errors import ConfigError
+from remedies.io import folder_lock
+from remedies.service.optuna_space import DefineByRun, make_sampler, storage_url
+from remedies.service.outcome import Decision, Outcome
+from remedies.service.space import SearchSpace
+
+
+def sqlite_file(storage: str) -> Path | None:
+    url = storage_url(storage)
+    if not url.startswith("sqlite:///"):
+        return None
+    return Path(url.removeprefix("sqlite:///")).resolve()
+
+
+def _storage(storage: str, create: bool) -> optuna.storages.RDBStorage:
+    """RDB storage; creating a SQLite file happens under a lock on its folder (parallel drivers)."""
+    url = storage_url(storage)
+    f = sqlite_file(storage)
+    if f is not None:
+        url = f"sqlite:///{f}"
+        if not f.parent.is_dir():
+            raise ConfigError("--storage", f"folder {f.parent} does not exist")
+        if not create and not f.exists():
+            raise ConfigError("--storage", f"no study database at {f}")
+    kw = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+    if f is not None and create:
+        with folder_lock(f.parent):
+            return optuna.storages.RDBStorage(url, engine_kwargs=kw)
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kw)
+    except Exception as e:  # a URL whose server is down or that names no database
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError("--storage", f"cannot open {storage!r}: {first[:200]}") from None
+
+
+def study_exists(storage: str, name: str) -> bool:
+    """Whether `name` is in `storage`, creating nothing when the SQLite file is absent."""
+    f = sqlite_file(storage)
+    if f is not None and not f.exists():
+        if not f.parent.is_dir():
+            raise ConfigError("--storage", f"folder {f.parent} does not exist")
+        return False
+    st = _storage(storage, create=False)
+    return name in {s.study_name for s in optuna.get_all_study_summaries(st)}
+
+
+class Study:
+    """One search's study. `create` or `load`, then `ask`/`tell` per trial."""
+
+    def __init__(self, storage: str, name: str, space: SearchSpace) -> None:
+        self.storage = _storage(storage, create=True)
+        self.name, self.space = name, space
+        self.study: optuna.Study | None = None
+
+    # --------------------------------------------------------------------- lifecycle
+    def create(self, directions: list[str], attrs: dict[str, Any]) -> None:
+        self.study = optuna.create_study(study_name=self.name, storage=self.storage,
+                                         directions=directions,
+                                         sampler=make_sampler(self.space))  # fmt: skip
+        for k, v in attrs.items():
+            self.study.set_user_attr(k, v)
+
+    def load(self) -> None:
+        self.study = optuna.load_study(study_name=self.name, storage=self.storage,
+                                       sampler=make_sampler(self.space))  # fmt: skip
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        assert self.study is not None
+        return self.study.user_attrs
+
+    def _trial_id(self, number: int) -> int:
+        sid = self.storage.get_study_id_from_name(self.name)
+        return self.storage.get_trial_id_from_study_id_trial_number(sid, number)
+
+    # ------------------------------------------------------------------------ trials
+    def ask(self) -> tuple[int, dict[str, Any]]:
+        """A new trial and its sampled values (the remedy space is conditional: define-by-run)."""
+        assert self.study is not None
+        trial = self.study.ask()
+        return trial.number, DefineByRun(self.space)(trial)
+
+    def set_attrs(self, number: int, attrs: dict[str, Any]) -> None:
+        tid = self._trial_id(number)
+        for k, v in attrs.items():
+            self.storage.set_trial_user_attr(tid, k, v)
+
+    def tell(self, number: int, decision: Decision, attrs: dict[str, Any]) -> None:
+        """Record the one decision. INTERRUPTED leaves the trial RUNNING for `--resume`."""
+        assert self.study is not None
+        self.set_attrs(number, {**attrs, "state": decision.outcome.value,
+                                "epochs_run": decision.epochs,
+                                **({"error": decision.reason} if decision.reason else {})})  # fmt: skip
+        if not decision.outcome.finished:
+            return
+        state = optuna.trial.TrialState[decision.outcome.optuna_state]
+        self.study.tell(number, decision.values, state=state, skip_if_finished=True)
+
+    def trials(self) -> list[optuna.trial.FrozenTrial]:
+        assert self.study is not None
+        return self.study.get_trials(deepcopy=False)
+
+    def unfinished(self) -> list[optuna.trial.FrozenTrial]:
+        """Trials launched and never decided (driver killed or interrupted): to be continued."""
+        return [t for t in self.trials() if t.state == optuna.trial.TrialState.RUNNING]
+
+    def finished_count(self) -> int:
+        return sum(t.state.is_finished() for t in self.trials())
+
+    def counts(self) -> dict[str, int]:
+        """Outcome counts as the decisions recorded them (a RUNNING trial: running/interrupted)."""
+        out: dict[str, int] = {}
+        for t in self.trials():
+            o = t.user_attrs.get("state") or Outcome.RUNNING.value
+            out[o] = out.get(o, 0) + 1
+        return out

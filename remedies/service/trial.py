@@ -1,0 +1,170 @@
+"""One trial, worker side: train a sampled config, checkpoint it, log to its MLflow run, report.
+
+Imports no Ray: `tuner.py` calls `run_trial` with a `send` function (Tune's report). The trial
+does not open or close its MLflow run — the driver does both, from the trial's one decision —
+it only logs into the run it is given.
+
+Order at every report (at most every REPORT_INTERVAL_S, and always at ASHA's rungs and the end):
+training state saved → the epochs' metrics queued to MLflow → Tune told. So a trial killed at any
+point restarts from a state whose epochs are all either logged or still to be logged from the
+saved history (`_catch_up`): never a metric step twice, never one lost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from remedies.service import tracking
+from remedies.service.space import SearchSpace, resolve
+
+REPORT_INTERVAL_S = 1.0  # per-epoch reporting period of a trial (seconds)
+ASHA_METRIC = "epoch_val_accuracy"
+STATE_FILE = "state.pt"
+
+
+@dataclass
+class TrialSpec:
+    """Everything a trial needs, decided by the driver before it starts."""
+
+    number: int  # the Optuna trial number (stable across retries and resumes)
+    run_id: str  # its MLflow run, opened by the driver
+    sample: dict[str, Any]  # the sampled values
+    space: dict[str, Any]  # SearchSpace as JSON
+    target: tracking.Target
+    threads: int
+    state_dir: str  # where its training state lives between attempts
+    rungs: tuple[int, ...] = ()  # ASHA's comparison epochs: always reported
+    crash_once_after_epoch: int | None = None  # tests: the first attempt raises after this epoch
+
+
+def finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def asha_rungs(space: SearchSpace, epochs: int) -> tuple[int, ...]:
+    """The epochs at which ASHA compares trials: grace_period · reduction_factor^k."""
+    if not space.asha.enabled:
+        return ()
+    rungs, m = set(), float(space.asha.grace_period)
+    while m <= epochs:
+        rungs.add(math.ceil(m))
+        m *= space.asha.reduction_factor
+    return tuple(sorted(rungs))
+
+
+def objective_values(space: SearchSpace, metrics: dict[str, Any]) -> dict[str, float | None]:
+    vals = {o.name: metrics.get(o.name) for o in space.objectives}
+    if space.scalarize:
+        if all(finite(v) for v in vals.values()):
+            vals["score"] = sum(o.weight * (1 if o.mode == "max" else -1) * vals[o.name]  # type: ignore[operator]
+                                for o in space.objectives)  # fmt: skip
+        else:
+            vals["score"] = None
+    return vals
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    import torch
+
+    from remedies.io import atomic_target
+
+    with atomic_target(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _catch_up(uri: str, run_id: str, history: list[dict[str, Any]]) -> None:
+    """Log the saved epochs the run does not have yet (a kill between save and log)."""
+    have = {s for s, _ in tracking.metric_history(uri, run_id, "epoch_time_s")}
+    rows = [r for r in history if r["epoch"] not in have]
+    tracking.log_metric_rows(uri, run_id, rows, [r["epoch"] for r in rows])
+
+
+def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None], gpu_ids: str) -> None:
+    import torch
+
+    from remedies.config import config_to_dict, flatten, parse_config
+    from remedies.trainer import pick_device, train
+
+    spec.target.apply()
+    uri, run_id = spec.target.uri, spec.run_id
+    space = SearchSpace.model_validate(spec.space)
+    cfg = parse_config(resolve(space, spec.sample))
+    if cfg.train.threads is None:  # pinned, so an export re-trains bit for bit on CPU
+        cfg.train.threads = max(1, spec.threads)
+    full = config_to_dict(cfg)
+    state_path = Path(spec.state_dir) / STATE_FILE
+    resume = torch.load(state_path, weights_only=True) if state_path.exists() else None
+    out = tracking.Outbox()
+    out.put("params", lambda: tracking.log_params(uri, run_id, flatten(full)))
+    out.put("tags", lambda: tracking.set_tags(uri, run_id, {
+        "gpu_ids": gpu_ids or "none", "device": str(pick_device(cfg.train.device)),
+        "attempt_resumed_at_epoch": resume["epoch"] if resume else 0}))  # fmt: skip
+    if resume is None:
+        out.put("config.yaml", lambda: tracking.log_yaml(uri, run_id, full, "config.yaml"))
+    else:
+        hist = resume["history"]
+        out.put("catch-up", lambda: _catch_up(uri, run_id, hist))
+    out.flush()
+
+    pending: list[dict[str, Any]] = []
+    capture: list[Callable[[], dict[str, Any]]] = []
+    last = [time.monotonic()]
+
+    def tell(row: dict[str, Any]) -> None:
+        va = row.get("val_accuracy")
+        send({"epoch": row["epoch"], ASHA_METRIC: va if finite(va) else 0.0,
+              "tracking_retries": out.retries, "tracking_pending": out.pending})  # fmt: skip
+
+    def report(row: dict[str, Any]) -> None:
+        pending.append(row)
+        end = row["epoch"] >= cfg.train.epochs or not finite(row.get("val_accuracy"))
+        due = time.monotonic() - last[0] >= REPORT_INTERVAL_S or row["epoch"] in spec.rungs
+        if not (due or end or spec.crash_once_after_epoch):
+            return
+        if finite(row.get("train_loss")):
+            _save_state(state_path, capture[0]())
+        rows = list(pending)
+        out.put(f"epochs {rows[0]['epoch']}-{rows[-1]['epoch']}",
+                lambda: tracking.log_metric_rows(uri, run_id, rows, [r["epoch"] for r in rows]))
+        pending.clear()
+        out.flush()
+        last[0] = time.monotonic()
+        tell(row)  # ASHA may stop the trial in here (SystemExit): all is saved and queued
+        if resume is None and row["epoch"] == spec.crash_once_after_epoch:
+            raise RuntimeError("injected fault (first attempt only)")
+
+    Path(spec.state_dir).mkdir(parents=True, exist_ok=True)
+    result = train(cfg, report=report, progress=False, resume=resume,
+                   expose_state=capture.append)  # fmt: skip
+    if pending:  # epochs the budget grew by (train_longer) or a divergence left unsent
+        rows = list(pending)
+        out.put("last epochs", lambda: tracking.log_metric_rows(uri, run_id, rows,
+                                                                [r["epoch"] for r in rows]))
+    metrics: dict[str, Any] = {
+        "val_accuracy": result.val_accuracy, "train_accuracy": result.train_accuracy,
+        "test_accuracy": result.test_accuracy,
+        "gap": result.train_accuracy - result.val_accuracy,
+        "val_loss": result.val_loss, "train_loss": result.train_loss,
+        "wall_time_s": result.wall_time_s, **result.sharpness,
+    }  # fmt: skip
+    objs = objective_values(space, metrics)
+    final = {f"final_{k}": v for k, v in metrics.items() if finite(v)}
+
+    def log_final() -> None:  # once: a trial resumed after its end must not log them twice
+        if "final_val_accuracy" not in tracking.client(uri).get_run(run_id).data.metrics:
+            tracking.log_metrics(uri, run_id, final, step=result.epochs_run)
+
+    out.put("final metrics", log_final)
+    if not out.drain(timeout_s=out.limit_s):
+        raise tracking.TrackingLost(f"could not log to {uri}: {out.last_error}")
+    send({**{k: v for k, v in {**metrics, **objs}.items() if finite(v)}, "final": 1,
+          "diverged": result.diverged, "epoch": result.epochs_run,
+          "epochs_run": result.epochs_run, "config_json": json.dumps(full),
+          "sharpness_json": json.dumps(result.sharpness),
+          "tracking_retries": out.retries, "tracking_pending": 0})  # fmt: skip
