@@ -37,6 +37,10 @@ class DataConfig(Strict):
     max_train: int | None = Field(None, ge=1)  # keep only the first N training samples (cheap runs)
     download: bool = False  # mnist/cifar: fetch (with checksums) when no local copy exists
     cache_dir: Path | None = None  # default: $REMEDIES_CACHE or ~/.cache/remedies
+    # classes the model outputs. null: the data set's own count (mnist/mnist1d/cifar10: 10,
+    # cifar100: 100), or max label + 1 for npz/timit — and then every class below it must occur
+    # in the training labels, so a stray label (99 in 10-class data) is an error, not 100 outputs
+    num_classes: int | None = Field(None, ge=2)
 
     @model_validator(mode="after")
     def _path_needed(self) -> DataConfig:

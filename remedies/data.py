@@ -22,6 +22,8 @@ import os
 import pickle
 import tarfile
 import urllib.request
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,11 @@ from remedies.errors import ConfigError
 from remedies.io import atomic_target
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x_train, y_train, x_test, y_test
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+# class counts fixed by the data set itself (npz and timit are inferred from their labels)
+KNOWN_CLASSES = {"mnist1d": 10, "mnist": 10, "cifar10": 10, "cifar100": 100}
+# what a truncated or corrupt file raises from numpy, zipfile, gzip, zlib or pickle
+_CORRUPT = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, KeyError)
 
 
 @dataclass
@@ -77,38 +84,63 @@ def read_mnist1d(cfg: DataConfig) -> Arrays:
         args.num_samples = cfg.num_samples
         d = make_dataset(args)
         _atomic_savez(path, x_train=d["x"], y_train=d["y"], x_test=d["x_test"], y_test=d["y_test"])
-    return read_npz(path, "data.num_samples")
+    # the cache is ours: a damaged one names where it lives and how to get a fresh one
+    return read_npz(path, "data.cache_dir", "; delete it and it is generated again")
 
 
-def read_npz(path: Path, field: str = "data.path") -> Arrays:
+def _why(e: BaseException) -> str:
+    """An exception as one short line (library messages may span lines or be empty)."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
+
+
+def read_npz(path: Path, field: str = "data.path", hint: str = "") -> Arrays:
+    """x_train, y_train, x_test, y_test from an .npz; any unreadable file is one ConfigError.
+
+    Arrays are read eagerly inside the try: NpzFile decompresses lazily, so a truncated member
+    would otherwise fail later, outside this function, as a traceback.
+    """
+    path = Path(path)
+    if not path.is_file():
+        want = ", ".join(NPZ_KEYS)
+        raise ConfigError(field, f"no such file {path}; expected an .npz with {want}")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f]
-            if missing:
-                raise ConfigError(
-                    field,
-                    f"{path} lacks arrays {', '.join(missing)}; "
-                    "expected x_train, y_train, x_test, y_test",
-                )
-            return f["x_train"], f["y_train"], f["x_test"], f["y_test"]
-    except (OSError, ValueError) as e:
-        if isinstance(e, ConfigError):
-            raise
-        raise ConfigError(field, f"cannot read {path} as .npz: {e}") from None
+        f = np.load(path, allow_pickle=False)
+    except _CORRUPT as e:
+        raise ConfigError(field, f"cannot read {path} as .npz ({_why(e)}){hint}") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise ConfigError(field, f"{path} holds a single array, not an .npz archive with "
+                          f"{', '.join(NPZ_KEYS)}")  # fmt: skip
+    with f:
+        missing = [k for k in NPZ_KEYS if k not in f]
+        if missing:
+            raise ConfigError(
+                field,
+                f"{path} lacks arrays {', '.join(missing)}; expected {', '.join(NPZ_KEYS)}",
+            )
+        try:
+            return tuple(np.asarray(f[k]) for k in NPZ_KEYS)  # type: ignore[return-value]
+        except _CORRUPT as e:
+            raise ConfigError(field, f"{path} is truncated or corrupt ({_why(e)}){hint}") from None
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            data = f.read()
+    except _CORRUPT as e:  # a truncated .gz raises EOFError, a damaged one BadGzipFile/zlib
+        raise ConfigError("data.path", f"cannot read {path} ({_why(e)})") from None
     magic = int.from_bytes(data[0:4], "big")
-    if magic >> 8 != 0x08:  # 0x08 = unsigned byte payload
+    if len(data) < 4 or magic >> 8 != 0x08:  # 0x08 = unsigned byte payload
         raise ConfigError("data.path", f"{path} is not an IDX file of unsigned bytes")
     ndim = magic & 0xFF
+    if len(data) < 4 + 4 * ndim:
+        raise ConfigError("data.path", f"{path} is truncated inside its header")
     shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(shape)):
-        raise ConfigError("data.path", f"{path} is truncated: header says {shape}")
+        raise ConfigError("data.path", f"{path} is truncated or corrupt: header says shape "
+                          f"{shape}, file holds {arr.size} bytes of data")  # fmt: skip
     return arr.reshape(shape)
 
 
@@ -143,20 +175,29 @@ def read_mnist(cfg: DataConfig) -> Arrays:
                     "point data.path at a folder holding MNIST/raw, or set data.download: true",
                 )
             found[name] = _download(MNIST_MIRROR + name + ".gz", raw / f"{name}.gz", md5)
-    xtr, ytr = (
-        _read_idx(found["train-images-idx3-ubyte"]),
-        _read_idx(found["train-labels-idx1-ubyte"]),
-    )
-    xte, yte = (
-        _read_idx(found["t10k-images-idx3-ubyte"]),
-        _read_idx(found["t10k-labels-idx1-ubyte"]),
-    )
+    arrays = {name: _read_idx(p) for name, p in found.items()}
+    for name, arr in arrays.items():
+        want = 3 if "images" in name else 1  # (N, rows, cols) images, (N,) labels
+        if arr.ndim != want:
+            raise ConfigError("data.path", f"{found[name]} holds a {arr.ndim}-D array; "
+                              f"{name} must be {want}-D")  # fmt: skip
+    xtr, ytr = arrays["train-images-idx3-ubyte"], arrays["train-labels-idx1-ubyte"]
+    xte, yte = arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"]
     return xtr[:, None], ytr, xte[:, None], yte  # (N, 1, 28, 28) uint8
 
 
-def _unpickle(path: Path) -> dict:
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="bytes")
+def _unpickle(path: Path, label_key: bytes) -> dict:
+    """One CIFAR batch; a truncated or foreign pickle is one ConfigError, not a traceback."""
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+    except (*_CORRUPT, pickle.UnpicklingError, AttributeError, ImportError, IndexError,
+            TypeError) as e:  # fmt: skip
+        raise ConfigError("data.path", f"cannot read {path} as a CIFAR batch ({_why(e)})") from None
+    if not isinstance(d, dict) or b"data" not in d or label_key not in d:
+        raise ConfigError("data.path", f"{path} is not a CIFAR batch: expected a dict with "
+                          f"{b'data'!r} and {label_key!r}")  # fmt: skip
+    return d
 
 
 def read_cifar(cfg: DataConfig) -> Arrays:
@@ -180,10 +221,20 @@ def read_cifar(cfg: DataConfig) -> Arrays:
             tar.extractall(root, filter="data")
 
     def load(files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-        parts = [_unpickle(p) for p in files]
-        x = np.concatenate([np.asarray(p[b"data"], dtype=np.uint8) for p in parts])
-        y = np.concatenate([np.asarray(p[key], dtype=np.int64) for p in parts])
-        return x.reshape(-1, 3, 32, 32), y
+        xs, ys = [], []
+        for p in files:
+            d = _unpickle(p, key)
+            try:
+                x = np.asarray(d[b"data"], dtype=np.uint8)
+                y = np.asarray(d[key], dtype=np.int64)
+            except (ValueError, TypeError, OverflowError) as e:
+                raise ConfigError("data.path", f"{p} holds non-numeric data ({_why(e)})") from None
+            if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or y.shape != (len(x),):
+                raise ConfigError("data.path", f"{p} is corrupt: data {x.shape}, labels "
+                                  f"{y.shape}; expected (N, 3072) and (N,)")  # fmt: skip
+            xs.append(x)
+            ys.append(y)
+        return np.concatenate(xs).reshape(-1, 3, 32, 32), np.concatenate(ys)
 
     return *load(train_files), *load(test_files)
 
@@ -201,10 +252,19 @@ def read_timit(cfg: DataConfig) -> Arrays:
                 f"{root} lacks {', '.join(m + '.npy' for m in missing)} "
                 "(TIMIT is user-supplied: 360-dim frame features and integer labels)",
             )
-        arrays = tuple(np.load(root / f"{n}.npy", allow_pickle=False) for n in names)
-    if arrays[0].ndim != 2 or arrays[0].shape[1] != 360 or arrays[2].shape[1:] != (360,):
-        raise ConfigError("data.path", f"TIMIT features must be (N, 360), got {arrays[0].shape}")
+        arrays = tuple(_read_npy(root / f"{n}.npy") for n in names)
+    for i in (0, 2):
+        if arrays[i].ndim != 2 or arrays[i].shape[1] != 360:
+            raise ConfigError("data.path", f"TIMIT features must be (N, 360), got "
+                              f"{arrays[i].shape} in {NPZ_KEYS[i]}")  # fmt: skip
     return arrays  # type: ignore[return-value]
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except _CORRUPT as e:  # truncated: "cannot reshape array…"/EOF; pickled: refused
+        raise ConfigError("data.path", f"cannot read {path} as .npy ({_why(e)})") from None
 
 
 READERS = {"mnist1d": read_mnist1d, "npz": lambda c: read_npz(c.path), "mnist": read_mnist,
@@ -226,6 +286,9 @@ def _check(arrays: Arrays) -> None:
             raise ConfigError("data", f"y_{name} has negative labels; labels must be 0..C-1")
         if not np.issubdtype(x.dtype, np.number):
             raise ConfigError("data", f"x_{name} must be numeric, got dtype {x.dtype}")
+        if x.ndim < 2:
+            raise ConfigError("data", f"x_{name} must hold one row per sample (≥ 2-D), "
+                              f"got shape {x.shape}")  # fmt: skip
         if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
             raise ConfigError("data", f"x_{name} contains NaN or infinite values")
     if x_tr.shape[1:] != x_te.shape[1:]:
@@ -233,6 +296,51 @@ def _check(arrays: Arrays) -> None:
                           f"samples have {x_te.shape[1:]}")  # fmt: skip
     if len(y_tr) < 2:
         raise ConfigError("data", "the training set needs at least 2 samples")
+
+
+def _num_classes(y_tr: np.ndarray, y_te: np.ndarray, cfg: DataConfig) -> int:
+    """The model's output count. Inferred as max label + 1 only when every class below it occurs
+    in the training labels: a stray label (99 in 10-class data) would otherwise silently make a
+    100-way classifier whose extra outputs no sample ever trains."""
+    top_tr = int(y_tr.max())
+    top = max(top_tr, int(y_te.max()) if len(y_te) else 0)
+    where = "y_train" if top_tr == top else "y_test"
+    if cfg.num_classes is not None:
+        n = cfg.num_classes
+        if top >= n:
+            raise ConfigError("data.num_classes", f"is {n} but {where} holds label {top}; "
+                              f"allowed: labels 0..{n - 1} or num_classes ≥ {top + 1}")  # fmt: skip
+        return n
+    known = KNOWN_CLASSES.get(cfg.name)
+    if known is not None:
+        if top >= known:
+            raise ConfigError("data.path", f"{cfg.name} has {known} classes but {where} holds "
+                              f"label {top}; the copy is corrupt")  # fmt: skip
+        return known
+    present = np.unique(y_tr)  # sorted; no bincount: a stray huge label must not allocate
+    if len(present) < top + 1:
+        missing = _gaps(present.tolist(), top)
+        noun = "class" if missing[1] == 1 else "classes"
+        verb = "occurs" if missing[1] == 1 else "occur"
+        raise ConfigError(
+            "data",
+            f"{noun} {missing[0]} never {verb} in the training labels (max label {top}"
+            f"{'' if where == 'y_train' else ', in y_test'}); "
+            "set data.num_classes if that is intended",
+        )
+    return top + 1
+
+
+def _gaps(present: list[int], top: int, shown: int = 4) -> tuple[str, int]:
+    """The labels in 0..top absent from sorted `present`, as ('3, 10..98', count)."""
+    runs, count, nxt = [], 0, 0
+    for v in [*present, top + 1]:
+        if v > nxt:
+            runs.append(str(nxt) if v - 1 == nxt else f"{nxt}..{v - 1}")
+            count += v - nxt
+        nxt = max(nxt, v + 1)
+    text = ", ".join(runs[:shown]) + (f", … ({count} in all)" if len(runs) > shown else "")
+    return text, count
 
 
 def _to_float(x: np.ndarray) -> torch.Tensor:
@@ -257,7 +365,7 @@ def make_splits(arrays: Arrays, cfg: DataConfig) -> Splits:
         raise ConfigError(
             "data.val_fraction", f"leaves {len(train_idx)} training samples; lower it"
         )
-    num_classes = int(max(y_tr.max(), y_te.max() if len(y_te) else 0)) + 1
+    num_classes = _num_classes(y_tr, y_te, cfg)
     return Splits(
         x_train=_to_float(x_tr[train_idx]), y_train=_labels(y_tr[train_idx]),
         x_val=_to_float(x_tr[val_idx]), y_val=_labels(y_tr[val_idx]),

@@ -69,11 +69,14 @@ def test_timit_feature_files(tmp_path):
     for split, n in (("train", 30), ("test", 10)):
         np.save(tmp_path / f"{split}_features.npy", rng.normal(size=(n, 360)).astype(np.float32))
         np.save(tmp_path / f"{split}_labels.npy", rng.integers(0, 1973, n))
-    s = load_data(DataConfig(name="timit", path=tmp_path, val_fraction=0.1))
+    # 30 frames cannot cover 1973 classes: the count is stated, not inferred
+    cfg = DataConfig(name="timit", path=tmp_path, val_fraction=0.1, num_classes=1973)
+    s = load_data(cfg)
     assert s.input_shape == (360,) and len(s.y_train) == 27 and len(s.y_val) == 3
+    assert s.num_classes == 1973
     np.save(tmp_path / "test_features.npy", rng.normal(size=(10, 39)))
     with pytest.raises(ConfigError, match="360"):
-        load_data(DataConfig(name="timit", path=tmp_path))
+        load_data(cfg)
 
 
 def test_npz_validation_split_is_seeded_and_disjoint(tmp_path):
@@ -114,3 +117,196 @@ def test_mnist1d_generated_locally_and_cached(tmp_path):
     assert len(s.y_train) + len(s.y_val) == 400 and len(s.y_test) == 100
     assert list(tmp_path.glob("mnist1d_n500*.npz"))
     assert torch.equal(load_data(cfg).x_train, s.x_train)
+
+
+# ------------------------------------------------------------------------------ class count
+
+
+def _labelled_npz(path, y_train, y_test):
+    """An npz whose labels are exactly the given ones (features are noise)."""
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.normal(size=(len(y_train), 4)).astype(np.float32),
+             y_train=y_train, x_test=rng.normal(size=(len(y_test), 4)).astype(np.float32),
+             y_test=y_test)  # fmt: skip
+    return path
+
+
+def test_stray_label_names_the_missing_classes(tmp_path):
+    p = _labelled_npz(tmp_path / "d.npz", [*range(10)] * 5 + [99], list(range(10)))
+    with pytest.raises(ConfigError) as e:
+        load_data(DataConfig(name="npz", path=p))
+    assert str(e.value) == (
+        "data: classes 10..98 never occur in the training labels (max label 99); "
+        "set data.num_classes if that is intended"
+    )
+    # stated explicitly, the same file is accepted with that many outputs
+    assert load_data(DataConfig(name="npz", path=p, num_classes=100)).num_classes == 100
+
+
+def test_every_class_present_is_inferred(tmp_path):
+    p = _labelled_npz(tmp_path / "d.npz", [*range(7)] * 4, [0, 1])
+    assert load_data(DataConfig(name="npz", path=p, val_fraction=0.0)).num_classes == 7
+
+
+@pytest.mark.parametrize(
+    "y_train, y_test, message",
+    [
+        ([0, 1, 2, 4] * 5, [0], "data: class 3 never occurs in the training labels (max label 4);"),
+        ([0, 1] * 10, [0, 12], "data: classes 2..12 never occur in the training labels "
+                               "(max label 12, in y_test);"),
+        ([0, 2, 4, 6, 8, 10, 12] * 3, [0], "data: classes 1, 3, 5, 7, … (6 in all) never occur"),
+    ],
+)  # fmt: skip
+def test_gaps_are_described(tmp_path, y_train, y_test, message):
+    p = _labelled_npz(tmp_path / "d.npz", y_train, y_test)
+    with pytest.raises(ConfigError) as e:
+        load_data(DataConfig(name="npz", path=p, val_fraction=0.0))
+    assert str(e.value).startswith(message)
+
+
+def test_labels_beyond_num_classes_name_the_field(tmp_path):
+    p = _labelled_npz(tmp_path / "d.npz", [*range(10)] * 3, [0, 1])
+    with pytest.raises(ConfigError) as e:
+        load_data(DataConfig(name="npz", path=p, num_classes=5))
+    assert str(e.value) == (
+        "data.num_classes: is 5 but y_train holds label 9; allowed: labels 0..4 or num_classes ≥ 10"
+    )
+
+
+def test_num_classes_is_range_checked():
+    from remedies.config import parse_config
+
+    with pytest.raises(ConfigError, match=r"^data\.num_classes: .*greater than or equal to 2"):
+        parse_config({"data": {"num_classes": 1}})
+
+
+def test_known_data_sets_keep_their_class_count(tmp_path):
+    # 20 MNIST samples need not show all 10 digits; a label 10 is a damaged copy
+    write_mnist(tmp_path, n_train=20, n_test=5)
+    assert load_data(DataConfig(name="mnist", path=tmp_path, val_fraction=0.0)).num_classes == 10
+    from tests.helpers import write_idx
+
+    write_idx(tmp_path / "MNIST/raw/train-labels-idx1-ubyte.gz", np.full(20, 10), gz=True)
+    with pytest.raises(ConfigError, match=r"^data\.path: mnist has 10 classes but y_train holds "):
+        load_data(DataConfig(name="mnist", path=tmp_path))
+
+
+# ----------------------------------------------------------------- truncated and corrupt files
+
+
+def _one_line(cfg: DataConfig, match: str) -> str:
+    with pytest.raises(ConfigError, match=match) as e:
+        load_data(cfg)
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+def _cut(path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_truncated_npz(tmp_path, compressed):
+    p = tmp_path / "d.npz"
+    (np.savez_compressed if compressed else np.savez)(p, **dict(np.load(write_npz(p))))
+    _cut(p)
+    _one_line(DataConfig(name="npz", path=p), r"^data\.path: cannot read .*d\.npz as \.npz \(")
+
+
+def test_npz_with_a_damaged_member(tmp_path):
+    # the zip directory is intact, a compressed member is not: found only when it is read
+    p = tmp_path / "d.npz"
+    np.savez_compressed(p, **dict(np.load(write_npz(p))))
+    data = bytearray(p.read_bytes())
+    mid = len(data) // 3
+    data[mid : mid + 64] = bytes(64)
+    p.write_bytes(bytes(data))
+    _one_line(DataConfig(name="npz", path=p), r"^data\.path: .*d\.npz is truncated or corrupt \(")
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"", r"cannot read .* as \.npz"),
+        (b"x_train,y_train\n1,2\n", r"cannot read .* as \.npz"),
+        (None, r"holds a single array, not an \.npz archive"),
+    ],
+    ids=["empty", "text", "npy"],
+)
+def test_not_an_npz(tmp_path, content, match):
+    p = tmp_path / "d.npz"
+    if content is None:
+        with open(p, "wb") as f:
+            np.save(f, np.zeros(3))
+    else:
+        p.write_bytes(content)
+    _one_line(DataConfig(name="npz", path=p), rf"^data\.path: .*{match}")
+
+
+def test_missing_npz(tmp_path):
+    _one_line(DataConfig(name="npz", path=tmp_path / "absent.npz"), r"^data\.path: no such file")
+
+
+@pytest.mark.parametrize(
+    "gz, keep, match",
+    [
+        (True, 0.5, r"cannot read .*train-images-idx3-ubyte\.gz \(EOFError"),
+        (False, 0.5, r"train-images-idx3-ubyte is truncated or corrupt: header says shape"),
+        (False, 0.0001, r"train-images-idx3-ubyte is not an IDX file"),
+    ],
+)
+def test_truncated_mnist_idx(tmp_path, gz, keep, match):
+    write_mnist(tmp_path, gz=gz)
+    _cut(tmp_path / "MNIST/raw" / ("train-images-idx3-ubyte" + (".gz" if gz else "")), keep)
+    _one_line(DataConfig(name="mnist", path=tmp_path), rf"^data\.path: .*{match}")
+
+
+def test_mnist_idx_of_the_wrong_rank(tmp_path):
+    from tests.helpers import write_idx
+
+    write_mnist(tmp_path, gz=False)
+    write_idx(tmp_path / "MNIST/raw/train-labels-idx1-ubyte", np.zeros((50, 2)))
+    _one_line(DataConfig(name="mnist", path=tmp_path), r"^data\.path: .* holds a 2-D array")
+
+
+def test_truncated_cifar_pickle(tmp_path):
+    write_cifar10(tmp_path)
+    _cut(tmp_path / "cifar-10-batches-py/data_batch_3")
+    _one_line(DataConfig(name="cifar10", path=tmp_path),
+              r"^data\.path: cannot read .*data_batch_3 as a CIFAR batch")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "obj, match",
+    [
+        ([1, 2, 3], "is not a CIFAR batch"),
+        ({b"data": np.zeros((4, 100), np.uint8), b"fine_labels": [0] * 4}, r"expected \(N, 3072\)"),
+    ],
+)
+def test_foreign_cifar_pickle(tmp_path, obj, match):
+    import pickle
+
+    write_cifar100(tmp_path)
+    (tmp_path / "cifar-100-python/test").write_bytes(pickle.dumps(obj))
+    _one_line(DataConfig(name="cifar100", path=tmp_path), rf"^data\.path: .*{match}")
+
+
+def test_truncated_timit_npy(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 30), ("test", 10)):
+        np.save(tmp_path / f"{split}_features.npy", rng.normal(size=(n, 360)).astype(np.float32))
+        np.save(tmp_path / f"{split}_labels.npy", np.arange(n) % 3)
+    _cut(tmp_path / "train_features.npy")
+    _one_line(DataConfig(name="timit", path=tmp_path),
+              r"^data\.path: cannot read .*train_features\.npy as \.npy \(")  # fmt: skip
+
+
+def test_corrupt_mnist1d_cache_names_the_cache(tmp_path):
+    cfg = DataConfig(name="mnist1d", num_samples=200, cache_dir=tmp_path)
+    load_data(cfg)
+    (cache,) = tmp_path.glob("mnist1d_n200*.npz")
+    _cut(cache)
+    msg = _one_line(cfg, r"^data\.cache_dir: cannot read .*mnist1d_n200")
+    assert msg.endswith("delete it and it is generated again")

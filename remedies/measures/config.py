@@ -111,3 +111,72 @@ class MeasureConfig(BaseModel):
     # keep each chunk's gradient graph between Hessian-vector products: ≈ 2× faster products,
     # memory ≈ the full-batch double-backward graph; False rebuilds it per chunk and product
     hvp_cache: bool = True
+
+
+# ------------------------------------------------------------------------------- result keys
+# The one place that spells result keys: the runner names its values with these, and a search
+# space checks its objectives against `measure_keys` without running anything.
+
+FAMILIES = ("keskar", "lambda_max", "trace", "adaptive", "noise_scale")
+TRACE_KEYS = ("hessian_trace", "hessian_trace_se")
+NOISE_SCALE_KEY = "noise_scale"
+
+
+def fmt(v: float) -> str:
+    """1e-3 → '1e-03': the key spelling (two-digit exponent, as Python's %e writes it)."""
+    return f"{v:.0e}" if float(f"{v:.0e}") == v else f"{v:.2e}"
+
+
+def keskar_key(eps: float, dim: int | None) -> str:
+    """`keskar_full_eps1e-03` (full space) or `keskar_sub50_eps1e-03` (random 50-dim subspace)."""
+    return f"keskar_{'full' if dim is None else f'sub{dim}'}_eps{fmt(eps)}"
+
+
+def lambda_key(i: int) -> str:
+    """The i-th largest Hessian eigenvalue (0-based): `lambda_max`, `lambda_2`, …"""
+    return "lambda_max" if i == 0 else f"lambda_{i + 1}"
+
+
+def adaptive_key(kind: str, rho: float) -> str:
+    """`adaptive_l2_rho5e-01`, `adaptive_linf_rho2e-03`, `adaptive_avg_rho5e-02`."""
+    return f"adaptive_{kind}_rho{fmt(rho)}"
+
+
+def enabled_families(cfg: MeasureConfig) -> list[str]:
+    """The families a run computes with no `--measure` names (keskar needs a space to search)."""
+    on = {
+        "keskar": cfg.keskar.enabled and bool(cfg.keskar.full_space or cfg.keskar.subspace_dims),
+        "lambda_max": cfg.lambda_max.enabled,
+        "trace": cfg.trace.enabled,
+        "adaptive": cfg.adaptive.enabled,
+        "noise_scale": cfg.noise_scale.enabled,
+    }
+    return [f for f in FAMILIES if on[f]]
+
+
+def family_keys(cfg: MeasureConfig, family: str) -> list[str]:
+    """The keys one family reports when run as configured, in the runner's order."""
+    if family == "keskar":
+        kc = cfg.keskar
+        dims: list[int | None] = ([None] if kc.full_space else []) + list(kc.subspace_dims)
+        return [keskar_key(e, d) for d in dims for e in kc.eps]
+    if family == "lambda_max":
+        return [lambda_key(i) for i in range(cfg.lambda_max.k)]
+    if family == "trace":
+        return list(TRACE_KEYS)
+    if family == "adaptive":
+        ac = cfg.adaptive
+        pairs = (("l2", ac.l2_rho), ("linf", ac.linf_rho), ("avg", ac.average_rho))
+        return list(dict.fromkeys(adaptive_key(kind, r) for kind, rhos in pairs for r in rhos))
+    if family == "noise_scale":
+        return [NOISE_SCALE_KEY]
+    raise KeyError(family)
+
+
+def measure_keys(cfg: MeasureConfig) -> list[str]:
+    """Every key `run_measures(model, x, y, cfg)` reports for this section, without running it.
+
+    (lambda_max lists k keys; Lanczos can return fewer only on a model with fewer than k
+    parameters.)
+    """
+    return [key for family in enabled_families(cfg) for key in family_keys(cfg, family)]

@@ -20,7 +20,16 @@ from torch import nn
 
 from remedies.errors import ConfigError
 from remedies.measures.adaptive import average_sharpness, worst_case_sharpness
-from remedies.measures.config import NOISE_SCALE_BN, MeasureConfig
+from remedies.measures.config import (  # key spellings live with the config: one place
+    NOISE_SCALE_BN,
+    NOISE_SCALE_KEY,
+    TRACE_KEYS,
+    MeasureConfig,
+    adaptive_key,
+    enabled_families,
+    keskar_key,
+    lambda_key,
+)
 from remedies.measures.hutchinson import hutchinson_trace
 from remedies.measures.keskar import keskar_sharpness
 from remedies.measures.lanczos import lanczos_top
@@ -31,15 +40,6 @@ from remedies.registry import Registry
 Record = dict[str, Any]
 Runner = Callable[[ModelObjective, MeasureConfig, "set[str] | None"], list[Record]]
 MEASURES: Registry[Runner] = Registry("measure")
-
-
-def fmt(v: float) -> str:
-    """1e-3 → '1e-03': the key spelling (two-digit exponent, as Python's %e writes it)."""
-    return f"{v:.0e}" if float(f"{v:.0e}") == v else f"{v:.2e}"
-
-
-def keskar_key(eps: float, dim: int | None) -> str:
-    return f"keskar_{'full' if dim is None else f'sub{dim}'}_eps{fmt(eps)}"
 
 
 _KESKAR_KEY = re.compile(r"keskar_(?:full|sub(\d+))_eps([0-9.eE+-]+)")
@@ -85,7 +85,7 @@ def _lambda_max(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) 
     out = []
     for i, (lam, bound) in enumerate(zip(r.eigenvalues, r.error_bounds, strict=True)):
         out.append({
-            "key": "lambda_max" if i == 0 else f"lambda_{i + 1}", "value": lam,
+            "key": lambda_key(i), "value": lam,
             "error_bound": bound, "tol": lc.tol, "k": lc.k, "seed": lc.seed,
             "solver": "lanczos", "hvp_products": r.n_products, "converged": r.converged,
             "wall_time_s": wall,
@@ -105,8 +105,8 @@ def _trace(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) -> li
     common = {"probes": tc.probes, "seed": tc.seed, "estimator": "hutchinson-rademacher",
               "hvp_products": tc.probes, "wall_time_s": wall}  # fmt: skip
     return [
-        {"key": "hessian_trace", "value": r.trace, "std_error": r.std_error, **common},
-        {"key": "hessian_trace_se", "value": r.std_error, **common},
+        {"key": TRACE_KEYS[0], "value": r.trace, "std_error": r.std_error, **common},
+        {"key": TRACE_KEYS[1], "value": r.std_error, **common},
     ]
 
 
@@ -116,10 +116,10 @@ def _adaptive(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) ->
     todo: dict[str, tuple[str, float]] = {}
     if keys is None or "adaptive" in keys:
         for kind, rhos in (("l2", ac.l2_rho), ("linf", ac.linf_rho), ("avg", ac.average_rho)):
-            todo.update({f"adaptive_{kind}_rho{fmt(r)}": (kind, r) for r in rhos})
+            todo.update({adaptive_key(kind, r): (kind, r) for r in rhos})
     for key in keys or ():
         if (m := _ADAPTIVE_KEY.fullmatch(key)) is not None and m[1] == "adaptive":
-            todo[f"adaptive_{m[2]}_rho{fmt(float(m[3]))}"] = (m[2], float(m[3]))
+            todo[adaptive_key(m[2], float(m[3]))] = (m[2], float(m[3]))
     scale = obj.w0.abs() + ac.eta
     out = []
     for key, (kind, rho) in todo.items():
@@ -143,7 +143,7 @@ def _adaptive(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) ->
 @MEASURES.register("noise_scale")
 def _noise_scale(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) -> list[Record]:
     r = gradient_noise_scale(obj)
-    return [{"key": "noise_scale", "value": r.b_simple, "trace_sigma": r.trace_sigma,
+    return [{"key": NOISE_SCALE_KEY, "value": r.b_simple, "trace_sigma": r.trace_sigma,
              "grad_norm_sq": r.grad_norm_sq, "estimator": "per-sample gradients (exact)",
              "vmap_chunk": r.chunk, "wall_time_s": r.wall_time_s}]  # fmt: skip
 
@@ -159,14 +159,8 @@ _FAMILY_OF_KEY = (
 def _families(cfg: MeasureConfig, names: list[str] | None) -> dict[str, set[str] | None]:
     """family → None (run as configured) or the requested names for that family."""
     if names is None:
-        enabled = {
-            "keskar": cfg.keskar.enabled and (cfg.keskar.full_space or cfg.keskar.subspace_dims),
-            "lambda_max": cfg.lambda_max.enabled,
-            "trace": cfg.trace.enabled or False,
-            "adaptive": cfg.adaptive.enabled,
-            "noise_scale": cfg.noise_scale.enabled,
-        }
-        return {f: None for f in MEASURES if enabled.get(f)}
+        on = set(enabled_families(cfg))
+        return {f: None for f in MEASURES if f in on}
     out: dict[str, set[str] | None] = {}
     for name in names:
         family = name if name in MEASURES else None

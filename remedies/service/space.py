@@ -21,28 +21,26 @@ A space file is a complete run config (`base`) plus what to vary:
     resources: {cpu: 1, gpu: 0}      # per trial; gpu may be fractional; 'auto' = 1 GPU if any
 
 Why validate everything up front: a typo found after ten GPU-hours is a lost day. Every parameter
-path is probed against the real `RunConfig` at its range ends, so an unknown key or an
-out-of-range bound fails here with one line naming the field.
+path is probed against the real `RunConfig` at its range ends and at every categorical choice, so
+an unknown key or an out-of-range bound fails here with one line naming the field; and every
+objective must be a value each of those trial configs reports (a result metric, or a key its
+`measure:` section produces), or every trial would end without the value the search optimises.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from remedies.config import apply_overrides, parse_config, read_yaml
+from remedies.config import RunConfig, apply_overrides, parse_config, read_yaml
 from remedies.errors import ConfigError, describe
+from remedies.measures.config import measure_keys
 
+# what every finished trial reports besides its measures (remedies.service.tuner.trial_fn)
 RESULT_METRICS = ("val_accuracy", "train_accuracy", "test_accuracy", "gap", "val_loss",
                   "train_loss", "wall_time_s")  # fmt: skip
-# sharpness keys produced by remedies.measures (keskar_full_eps1e-03, lambda_max, ...)
-_MEASURE_KEY = re.compile(
-    r"^(keskar_(full|sub\d+)_eps[0-9.eE+-]+|lambda_(max|\d+)|hessian_trace|"
-    r"(adaptive|sharp)_(l2|linf|avg)_rho[0-9.eE+-]+)$"
-)
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 
 
@@ -83,7 +81,9 @@ class Dist(_Strict):
         return self
 
     def ends(self) -> list[Any]:
-        """The extreme values, used to probe the run config at validation time."""
+        """The values to probe the run config with at validation time: both ends of a range
+        (every value between is accepted when they are), or every categorical choice (each is a
+        separate value, so a bad one in the middle of the list must fail here too)."""
         if self.type == "categorical":
             return list(self.choices or [])
         cast = int if self.type == "int" else float
@@ -101,18 +101,11 @@ class RemedyChoice(_Strict):
 
 
 class Objective(_Strict):
-    name: str  # a result metric (val_accuracy, gap, ...) or a sharpness key (keskar_full_eps1e-03)
+    # a result metric (val_accuracy, gap, ...) or a key the base's measure section produces
+    # (keskar_full_eps1e-03, ...); checked against that section by parse_space, which has it
+    name: str = Field(min_length=1)
     mode: Literal["max", "min"]
     weight: float = Field(1.0, gt=0)  # used only by scalarize
-
-    @model_validator(mode="after")
-    def _known(self) -> Objective:
-        if self.name not in RESULT_METRICS and not _MEASURE_KEY.match(self.name):
-            raise ValueError(
-                f"unknown objective {self.name!r}; allowed: {', '.join(RESULT_METRICS)} or a "
-                "sharpness key such as keskar_full_eps1e-03, lambda_max, hessian_trace"
-            )
-        return self
 
 
 class Sampler(_Strict):
@@ -189,10 +182,15 @@ class SearchSpace(_Strict):
 
 
 def _format(err: ValidationError, prefix: str = "") -> str:
+    """One line for the first pydantic error; list positions read `objectives[1].mode`."""
     e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
-    loc = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "space"
-    return f"{loc}: {describe(e)}"
+    loc = prefix.rstrip(".")
+    for p in e["loc"]:
+        if isinstance(p, int):
+            loc += f"[{p}]"
+        elif not str(p).startswith("function-after"):
+            loc += f".{p}" if loc else str(p)
+    return f"{loc or 'space'}: {describe(e)}"
 
 
 def parse_space(raw: dict[str, Any], origin: Path | None = None) -> SearchSpace:
@@ -268,18 +266,43 @@ def _yaml(v: Any) -> str:
     return json.dumps(v) if not isinstance(v, str) else v
 
 
+def _check_objectives(space: SearchSpace, cfg: RunConfig, base_keys: list[str],
+                      when: str | None = None) -> None:  # fmt: skip
+    """Every objective must be a value a trial of `cfg` reports: a result metric or one of the
+    keys its measure section produces (computed from the config, nothing is run)."""
+    produced = measure_keys(cfg.measure)
+    for i, o in enumerate(space.objectives):
+        if o.name in RESULT_METRICS or o.name in produced:
+            continue
+        base = ", ".join(base_keys) or "none (every measure is off)"
+        if when is None:
+            msg = f"{o.name!r} is not a value any trial reports"
+        else:
+            msg = (f"{o.name!r} is not reported when {when} (that measure section produces: "
+                   f"{', '.join(produced) or 'none'})")  # fmt: skip
+        msg += (f"; allowed: {', '.join(RESULT_METRICS)}, or a key the base's measure section "
+                f"produces: {base}")  # fmt: skip
+        if "objectives" not in space.model_fields_set:
+            msg += " (these are the default objectives; set objectives: to choose others)"
+        raise ConfigError(f"objectives[{i}].name", msg)
+
+
 def _probe(space: SearchSpace) -> None:
-    """Parse the base, then the base with each parameter/remedy at each end of its range."""
+    """Parse the base, then the base with each parameter at each end of its range or at each of
+    its choices, then each remedy; check the objectives against every probed config."""
     try:
-        parse_config(base_raw(space))
+        base = parse_config(base_raw(space))
     except ConfigError as e:
         raise ConfigError("", f"base.{e}") from None
+    base_keys = measure_keys(base.measure)
+    _check_objectives(space, base, base_keys)
     for path, dist in space.params.items():
         for v in dist.ends():
             try:
-                parse_config(apply_overrides(base_raw(space), [f"{path}={_yaml(v)}"]))
+                cfg = parse_config(apply_overrides(base_raw(space), [f"{path}={_yaml(v)}"]))
             except ConfigError as e:
                 raise ConfigError(f"params.{path}", f"{v!r} is not accepted: {e}") from None
+            _check_objectives(space, cfg, base_keys, f"params.{path} is {v!r}")
     from remedies.catalog import REMEDIES
 
     for name, choice in space.remedy_choices().items():
@@ -291,13 +314,21 @@ def _probe(space: SearchSpace) -> None:
                     Dist.model_validate(val)
                 except ValidationError as err:
                     raise ConfigError("", _format(err, f"remedies.{name}.{key}.")) from None
-        for end in (0, -1):
-            params = {}
-            for key in choice.params:
-                v = space.remedy_param(name, key)
-                params[key] = v.ends()[end] if isinstance(v, Dist) else v  # type: ignore[index]
+        for params in _remedy_probes(space, name):
             sample = {f"remedy.{name}": True, **{f"{name}.{k}": v for k, v in params.items()}}
             try:
                 parse_config(resolve(space, sample))
             except ConfigError as e:
                 raise ConfigError(f"remedies.{name}", f"not accepted with {params}: {e}") from None
+
+
+def _remedy_probes(space: SearchSpace, name: str) -> list[dict[str, Any]]:
+    """The remedy's knobs all at their low ends, all at their high ends, and then each knob at
+    each of its values (every categorical choice) with the others low."""
+    dists = {key: space.remedy_param(name, key) for key in space.remedy_choices()[name].params}
+    values = {k: v.ends() if isinstance(v, Dist) else [v] for k, v in dists.items()}
+    low = {k: vs[0] for k, vs in values.items()}
+    probes = [low, {k: vs[-1] for k, vs in values.items()}]
+    for k, vs in values.items():
+        probes += [{**low, k: v} for v in vs[1:-1]]
+    return probes

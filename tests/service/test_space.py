@@ -129,3 +129,130 @@ def test_cli_bad_space_exits_2_and_leaves_nothing(tmp_path, monkeypatch, capsys)
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "remedies_studies.db").exists()
     assert main(["export", "nope", "--out", str(tmp_path / "x.yaml")]) == 2
     assert not (tmp_path / "x.yaml").exists()
+
+
+# ------------------------------------------------------------ objectives vs. what trials report
+
+
+def _space_error(raw: dict) -> str:
+    with pytest.raises(ConfigError) as e:
+        parse_space(raw)
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+ONE_EPS = {**TINY["base"], "measure": {"keskar": {"eps": [1e-3]}}}
+
+
+def test_objective_must_be_produced_by_the_base_measure_section():
+    objs = [
+        {"name": "val_accuracy", "mode": "max"},
+        {"name": "keskar_full_eps5e-04", "mode": "min"},
+    ]
+    msg = _space_error({**TINY, "base": ONE_EPS, "objectives": objs})
+    assert msg == (
+        "objectives[1].name: 'keskar_full_eps5e-04' is not a value any trial reports; allowed: "
+        "val_accuracy, train_accuracy, test_accuracy, gap, val_loss, train_loss, wall_time_s, "
+        "or a key the base's measure section produces: keskar_full_eps1e-03"
+    )
+    # the same name is fine once the section measures it
+    parse_space({**TINY, "objectives": [{"name": "keskar_full_eps5e-04", "mode": "min"}]})
+
+
+def test_objectives_follow_every_measure_family():
+    base = {**TINY["base"], "measure": {"keskar": {"enabled": False},
+                                        "lambda_max": {"enabled": True, "k": 2},
+                                        "trace": {"enabled": True}}}  # fmt: skip
+    ok = [{"name": n, "mode": "min"} for n in ("lambda_2", "hessian_trace_se", "gap")]
+    assert parse_space({**TINY, "base": base, "objectives": ok}).metric_names[0] == "lambda_2"
+    msg = _space_error({**TINY, "base": base, "objectives": [{"name": "lambda_3", "mode": "min"}]})
+    assert msg.startswith("objectives[0].name: 'lambda_3' is not a value any trial reports")
+    assert msg.endswith("produces: lambda_max, lambda_2, hessian_trace, hessian_trace_se")
+
+
+def test_default_objectives_without_keskar_say_they_are_the_defaults():
+    msg = _space_error(
+        {**TINY, "base": {**TINY["base"], "measure": {"keskar": {"enabled": False}}}}
+    )
+    assert msg.startswith("objectives[1].name: 'keskar_full_eps1e-03' is not a value")
+    assert "produces: none (every measure is off)" in msg and "default objectives" in msg
+
+
+def test_objective_checked_under_every_sampled_measure_value():
+    eps = {"type": "categorical", "choices": [[1e-3], [2e-3], [1e-3, 5e-4]]}
+    raw = {**TINY, "base": ONE_EPS, "params": {"measure.keskar.eps": eps}}
+    msg = _space_error(raw)  # default objectives: keskar_full_eps1e-03 is missing at [0.002]
+    assert msg.startswith(
+        "objectives[1].name: 'keskar_full_eps1e-03' is not reported when "
+        "params.measure.keskar.eps is [0.002] (that measure section produces: "
+        "keskar_full_eps2e-03); allowed: "
+    )
+    eps["choices"] = [[1e-3], [1e-3, 2e-3]]
+    parse_space(raw)
+    # a sampled switch turns the full-space measure off: its key vanishes in those trials
+    switch = {"type": "categorical", "choices": [True, False]}
+    raw = {**TINY, "base": ONE_EPS, "params": {"measure.keskar.full_space": switch}}
+    assert (
+        "when params.measure.keskar.full_space is False (that measure section produces: none)"
+        in _space_error(raw)
+    )
+
+
+def test_every_categorical_choice_is_probed():
+    bad_middle = {"type": "categorical", "choices": [64, "0%", 128]}
+    msg = _space_error({**TINY, "params": {"train.batch_size": bad_middle}})
+    assert msg.startswith("params.train.batch_size: '0%' is not accepted: train.batch_size:")
+    # a remedy knob: the middle choice is below ghost_batch's minimum of 16
+    g = {"ghost_bn": {"ghost_batch": {"type": "categorical", "choices": [16, 8, 32]}}}
+    msg = _space_error({**TINY, "remedies": g})
+    assert msg.startswith("remedies.ghost_bn: not accepted with {'ghost_batch': 8}: ")
+    g["ghost_bn"]["ghost_batch"]["choices"] = [16, 64, 32]
+    parse_space({**TINY, "remedies": g})
+
+
+def test_measure_keys_are_the_keys_run_measures_reports():
+    import torch
+
+    from remedies.measures import MeasureConfig, run_measures
+    from remedies.measures.config import measure_keys
+
+    cfg = MeasureConfig.model_validate({
+        "keskar": {"eps": [1e-3, 5e-4], "subspace_dims": [3], "iters": 1},
+        "lambda_max": {"enabled": True, "k": 2, "max_iter": 8},
+        "trace": {"enabled": True, "probes": 2},
+        "adaptive": {"enabled": True, "l2_rho": [0.5], "linf_rho": [2e-3, 1e-2],
+                     "average_rho": [0.05], "average_samples": 2, "steps": 1},
+        "noise_scale": {"enabled": True},
+    })  # fmt: skip
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    x, y = torch.randn(24, 4), torch.arange(24) % 3
+    values, _ = run_measures(model, x, y, cfg)
+    assert sorted(values) == sorted(measure_keys(cfg))  # (families run in registry order)
+    assert len(values) == 13  # 4 keskar (2 ε × full, sub3), 2 λ, 2 trace, 4 adaptive, 1 noise
+    off = MeasureConfig.model_validate({"keskar": {"full_space": False}})
+    assert measure_keys(off) == [] and run_measures(model, x, y, off)[0] == {}
+
+
+def test_storage_exists_reads_without_creating(tmp_path):
+    import sqlite3
+
+    import optuna
+
+    from remedies.service.optuna_space import storage_exists
+
+    assert not storage_exists(str(tmp_path / "absent.db"))
+    assert not storage_exists(f"sqlite:///{tmp_path / 'absent.db'}")
+    assert not storage_exists(str(tmp_path / "no_dir" / "x.db"))
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "text.db").write_text("not a database")
+    assert not storage_exists(str(tmp_path / "text.db"))
+    other = tmp_path / "other.db"  # an SQLite file of something else is not a study database
+    with sqlite3.connect(other) as c:
+        c.execute("CREATE TABLE t (x)")
+    before = other.read_bytes()
+    assert not storage_exists(str(other)) and other.read_bytes() == before
+    optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'real.db'}")
+    assert storage_exists(str(tmp_path / "real.db"))
+    assert storage_exists("postgresql://user@localhost/db")  # only a connection can tell
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db", "real.db", "text.db"]
