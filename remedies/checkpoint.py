@@ -1,11 +1,21 @@
-"""Saved runs: model weights + the complete resolved config + final metrics, in one file."""
+"""Saved runs: model weights + the complete resolved config + final metrics, in one file.
+
+The payload is tensors and plain data only (dict, list, str, int, float, bool, None), and it is
+read back with `torch.load(weights_only=True)`. Why: a checkpoint is a file users pass around and
+`remedies measure` / `interpolate` open; a full unpickle of a crafted file runs arbitrary code, the
+weights-only unpickler refuses any class or function it meets — so a foreign object is a one-line
+error naming it, never executed.
+"""
 
 from __future__ import annotations
 
+import enum
 import pickle
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -19,30 +29,81 @@ if TYPE_CHECKING:
     from remedies.trainer import TrainResult
 
 
+FORMAT = "remedies-checkpoint-v1"  # unchanged: older checkpoints hold the same plain data
+_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+_REASON = re.compile(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", re.DOTALL)
+
+
+def plain(obj: Any) -> Any:
+    """`obj` as data the weights-only unpickler accepts: dicts, lists, str, int, float, bool,
+    None. Numbers of numpy/torch types become Python numbers, arrays and tensors lists,
+    paths and anything else their text — so a remedy or measure that reports a numpy float or a
+    Path still saves a checkpoint that loads, instead of one that is refused later."""
+    if obj is None or type(obj) in (bool, int, float, str):  # exact: np.float64 is a float too
+        return obj
+    if isinstance(obj, (np.generic, np.ndarray, torch.Tensor)):
+        return plain(obj.tolist())  # a 0-d array or tensor gives a plain number
+    if isinstance(obj, enum.Enum):
+        return plain(obj.value)
+    for base in (bool, int, float, str):  # any other subclass of a plain type
+        if isinstance(obj, base):
+            return base(obj)
+    if isinstance(obj, dict):
+        return {_key(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [plain(v) for v in obj]
+    return str(obj)  # a Path, or any other object: its text, never the object
+
+
+def _key(k: Any) -> Any:
+    k = plain(k)
+    return k if k is None or type(k) in (bool, int, float, str) else str(k)
+
+
 def save_checkpoint(path: Path, result: TrainResult) -> Path:
-    """Write atomically (temp file + rename) so a crash never leaves a half-written checkpoint."""
+    """Write atomically (temp file + rename) so a crash never leaves a half-written checkpoint.
+
+    Weights are tensors; config, metrics and history pass through `plain`, so the file loads with
+    `torch.load(weights_only=True)`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     summary = result.summary()
     summary.pop("history", None)
     payload = {
-        "format": "remedies-checkpoint-v1",
-        "config": config_to_dict(result.config),
+        "format": FORMAT,
+        "config": plain(config_to_dict(result.config)),
         "model_state": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
-        "metrics": summary,
-        "history": result.history,
+        "metrics": plain(summary),
+        "history": plain(result.history),
     }
     with atomic_target(path) as tmp:
         torch.save(payload, tmp)
     return path
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200] or "unreadable"
+
+
 def _read(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """The payload, unpickled weights-only: tensors and plain data. A pickled class or function
+    anywhere in the file is refused (and named) before anything of it runs."""
     try:
-        payload = torch.load(Path(path), map_location=device, weights_only=False)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
-        raise ConfigError("checkpoint", f"cannot read {path}: {e}") from None
-    if not isinstance(payload, dict) or payload.get("format") != "remedies-checkpoint-v1":
+        payload = torch.load(Path(path), map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        if found := _GLOBAL.search(msg):
+            raise ConfigError("checkpoint", f"{path} contains a pickled object ({found.group(1)}), "
+                              "not only weights and plain data; refused without running it "
+                              "(load only checkpoints that remedies wrote)") from None  # fmt: skip
+        # torch's message is several lines of advice (incl. "load with weights_only=False");
+        # keep only the reason
+        found = _REASON.search(msg)
+        why = found.group(1) if found else "not a file torch.load(weights_only=True) accepts"
+        raise ConfigError("checkpoint", f"cannot read {path}: {_one_line(why)}") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as e:
+        raise ConfigError("checkpoint", f"cannot read {path}: {_one_line(str(e))}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ConfigError("checkpoint", f"{path} is not a remedies checkpoint")
     return payload
 

@@ -84,57 +84,6 @@ def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=s.seed)
 
 
-def storage_url(path: str) -> str:
-    """`--storage` accepts a database URL or a plain file path (→ SQLite)."""
-    return path if "://" in path else f"sqlite:///{path}"
-
-
-def storage_exists(path: str) -> bool:
-    """False when `--storage` names a SQLite database that is not there, or that holds no Optuna
-    studies: checked read-only, because opening it with Optuna would create the file (and its
-    tables), and `remedies report`/`export` of a mistyped path must leave nothing behind. Other
-    URLs (and an in-memory SQLite) count as present; connecting reports what is wrong with them.
-    """
-    import sqlite3
-    from contextlib import closing
-    from pathlib import Path
-    from urllib.parse import quote
-
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        url = make_url(storage_url(path))
-    except ArgumentError:
-        return True  # malformed: let the real open say so
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return True
-    db = Path(url.database)
-    if not db.is_file():
-        return False
-    try:
-        with closing(sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode=ro", uri=True)) as c:
-            row = c.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'studies'"
-            ).fetchone()
-    except sqlite3.OperationalError:
-        return True  # present but not readable this way (e.g. locked): let Optuna try
-    except sqlite3.DatabaseError:
-        return False  # a file, but not an SQLite database
-    return row is not None
-
-
-def open_storage(path: str) -> optuna.storages.BaseStorage:
-    """RDB storage (SQLite by default): the study, and so the Pareto front, outlives the driver.
-
-    No Optuna heartbeats: trials are asked/told by the search's searcher, not `study.optimize`;
-    a trial a dead driver left RUNNING is continued by `--resume` (see `study.py`).
-    """
-    url = storage_url(path)
-    kw = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kw)
-
-
 def finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 

@@ -15,15 +15,29 @@ from typing import Any
 import optuna
 
 from remedies.errors import ConfigError
-from remedies.service.optuna_space import finite, open_storage, trial_rows
+from remedies.service.optuna_space import finite, trial_rows
+from remedies.service.study import open_storage, storage_exists
 
 
 def load_study(name: str, storage: str) -> optuna.Study:
-    names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
+    """The study of search `name`. An absent database is refused before Optuna opens it, since
+    opening creates it: `report`/`export` of a mistyped path must not leave an empty file."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if not storage_exists(storage):
+        raise ConfigError("--storage", f"no such study database {storage}; a search creates it "
+                          "(remedies search SPACE --storage PATH)")  # fmt: skip
+    try:
+        db = open_storage(storage)
+        names = [s.study_name for s in optuna.get_all_study_summaries(db)]
+    except (SQLAlchemyError, RuntimeError, ValueError) as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        msg = f"cannot open {storage} as a study database ({why})"
+        raise ConfigError("--storage", msg) from None
     if name not in names:
         shown = ", ".join(names[-10:]) or "none"
         raise ConfigError("NAME", f"no search named {name!r} in {storage}; known: {shown}")
-    return optuna.load_study(study_name=name, storage=open_storage(storage))
+    return optuna.load_study(study_name=name, storage=db)
 
 
 def objectives_of(study: optuna.Study) -> list[tuple[str, str]]:
@@ -187,10 +201,7 @@ def text_report(study: optuna.Study) -> str:
 
 def write_artifacts(study: optuna.Study, d: Path) -> list[Path]:
     """pareto.png, accuracy_vs_sharpness.png (all trials) and pareto.csv in folder `d`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from remedies.service.plots import plot_accuracy_vs_sharpness, plot_pareto
 
     rows, front = front_rows(study)
     objs = objectives_of(study)
@@ -207,33 +218,17 @@ def write_artifacts(study: optuna.Study, d: Path) -> list[Path]:
     paths.append(csv_path)
     if len(objs) >= 2:
         (mx, _), (my, _) = objs[0], objs[1]
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        done = [r for r in rows if point(r, objs) is not None]
-        ax.scatter([value_of(r, my) for r in done], [value_of(r, mx) for r in done],
-                   c="lightgray", label="completed trials")  # fmt: skip
+        done = [(value_of(r, my), value_of(r, mx)) for r in rows if point(r, objs) is not None]
         fr = sorted(front, key=lambda r: value_of(r, my) or 0)
-        ax.plot([value_of(r, my) for r in fr], [value_of(r, mx) for r in fr], "o-", c="C3",
-                label="Pareto front")  # fmt: skip
-        for r in fr:
-            ax.annotate(str(r["number"]), (value_of(r, my), value_of(r, mx)), fontsize=8)
-        ax.set_xlabel(my), ax.set_ylabel(mx), ax.legend(), ax.set_title(study.study_name)
-        fig.tight_layout(), fig.savefig(d / "pareto.png", dpi=100), plt.close(fig)
+        fig = plot_pareto(done, [(value_of(r, my), value_of(r, mx), r["number"]) for r in fr],
+                          xlabel=my, ylabel=mx, title=study.study_name)  # fmt: skip
+        fig.savefig(d / "pareto.png", dpi=100)
         paths.append(d / "pareto.png")
-    fig, ax = plt.subplots(figsize=(6, 4.5))
     skeys = sorted({k for r in rows for k in r["sharpness"]})
-    xs: list[float] = []
-    for i, k in enumerate(skeys):
-        pts = [(r["sharpness"][k], r["val_accuracy"]) for r in rows
-               if finite(r["sharpness"].get(k)) and finite(r["val_accuracy"])]  # fmt: skip
-        ax.scatter([a for a, _ in pts], [b for _, b in pts], label=k, c=f"C{i}", s=18)
-        xs += [a for a, _ in pts]
-    # sharpness spans decades across measures and remedies; symlog only when 0 or less occurs
-    ax.set_xscale("log" if xs and min(xs) > 0 else "symlog")
-    ax.set_xlabel("sharpness"), ax.set_ylabel("val_accuracy (%)")
-    if skeys:
-        ax.legend(fontsize=8)
-    ax.set_title("accuracy vs sharpness, all measured trials")
-    fig.tight_layout(), fig.savefig(d / "accuracy_vs_sharpness.png", dpi=100), plt.close(fig)
+    series = {k: [(r["sharpness"][k], r["val_accuracy"]) for r in rows
+                  if finite(r["sharpness"].get(k)) and finite(r["val_accuracy"])]
+              for k in skeys}  # fmt: skip
+    plot_accuracy_vs_sharpness(series).savefig(d / "accuracy_vs_sharpness.png", dpi=100)
     paths.append(d / "accuracy_vs_sharpness.png")
     return paths
 

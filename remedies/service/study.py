@@ -18,9 +18,58 @@ import optuna
 
 from remedies.errors import ConfigError
 from remedies.io import folder_lock
-from remedies.service.optuna_space import DefineByRun, make_sampler, storage_url
+from remedies.service.optuna_space import DefineByRun, make_sampler
 from remedies.service.outcome import Decision, Outcome
 from remedies.service.space import SearchSpace
+
+
+def storage_url(path: str) -> str:
+    """`--storage` accepts a database URL or a plain file path (→ SQLite)."""
+    return path if "://" in path else f"sqlite:///{path}"
+
+
+def storage_exists(path: str) -> bool:
+    """False when `--storage` names a SQLite database that is not there, or that holds no Optuna
+    studies: checked read-only, because opening it with Optuna would create the file (and its
+    tables), and `remedies report`/`export` of a mistyped path must leave nothing behind. Other
+    URLs (and an in-memory SQLite) count as present; connecting reports what is wrong with them.
+    """
+    import sqlite3
+    from contextlib import closing
+    from pathlib import Path
+    from urllib.parse import quote
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(storage_url(path))
+    except ArgumentError:
+        return True  # malformed: let the real open say so
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return True
+    db = Path(url.database)
+    if not db.is_file():
+        return False
+    try:
+        with closing(sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode=ro", uri=True)) as c:
+            row = c.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'studies'"
+            ).fetchone()
+    except sqlite3.OperationalError:
+        return True  # present but not readable this way (e.g. locked): let Optuna try
+    except sqlite3.DatabaseError:
+        return False  # a file, but not an SQLite database
+    return row is not None
+
+
+def open_storage(path: str) -> optuna.storages.RDBStorage:
+    """RDB storage (SQLite by default): the study, and so the Pareto front, outlives the driver.
+
+    No Optuna heartbeats: trials are asked/told by the search's searcher, not `study.optimize`;
+    a trial a dead driver left RUNNING is continued by `--resume` (see `study.py`).
+    """
+    return _storage(path, create=False)
 
 
 def sqlite_file(storage: str) -> Path | None:
@@ -41,7 +90,7 @@ def _storage(storage: str, create: bool) -> optuna.storages.RDBStorage:
         if not create and not f.exists():
             raise ConfigError("--storage", f"no study database at {f}")
     kw = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
-    if f is not None and create:
+    if f is not None:  # readers too: Optuna migrates tables on open, racing a creating driver
         with folder_lock(f.parent):
             return optuna.storages.RDBStorage(url, engine_kwargs=kw)
     try:
@@ -54,9 +103,9 @@ def _storage(storage: str, create: bool) -> optuna.storages.RDBStorage:
 def study_exists(storage: str, name: str) -> bool:
     """Whether `name` is in `storage`, creating nothing when the SQLite file is absent."""
     f = sqlite_file(storage)
-    if f is not None and not f.exists():
-        if not f.parent.is_dir():
-            raise ConfigError("--storage", f"folder {f.parent} does not exist")
+    if f is not None and not f.parent.is_dir():
+        raise ConfigError("--storage", f"folder {f.parent} does not exist")
+    if not storage_exists(storage):
         return False
     st = _storage(storage, create=False)
     return name in {s.study_name for s in optuna.get_all_study_summaries(st)}

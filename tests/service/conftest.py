@@ -3,6 +3,7 @@ subprocess (SQLite backend, HTTP client) per test session — both are slow to s
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -11,6 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+# the session's own Ray binds to 127.0.0.1 like the search's (read when ray is first imported)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 @pytest.fixture(scope="session")
@@ -25,39 +29,68 @@ def ray_local():
     ray.shutdown()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 that a test can stop and start again (same port,
+    same database): what a tracking-server outage looks like to a search."""
+
+    def __init__(self, d: Path, extra: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+        self.d, self.extra, self.env = d, extra or [], env
+        d.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> MlflowServer:
+        mlflow_bin = Path(sys.executable).with_name("mlflow")
+        log = (self.d / "server.log").open("a")
+        self.proc = subprocess.Popen(
+            [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--backend-store-uri", f"sqlite:///{self.d / 'mlflow.db'}",
+             "--artifacts-destination", str(self.d / "artifacts"), "--workers", "1", *self.extra],
+            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.uri}/health", timeout=2).read()
+                return self
+            except OSError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    self.stop()
+                    raise RuntimeError((self.d / "server.log").read_text()[-2000:]) from None
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        import signal
+
+        try:  # the server's own workers are in its session: end them all
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc = None
+
+
+def start_mlflow_server(d: Path, extra: list[str] | None = None,
+                        env: dict[str, str] | None = None) -> MlflowServer:  # fmt: skip
+    return MlflowServer(d, extra, env).start()
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """URI of a real MLflow tracking server on 127.0.0.1 (artifacts proxied to a tmp folder)."""
-    d: Path = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    log = (d / "server.log").open("w")
-    proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{d / 'mlflow.db'}",
-         "--artifacts-destination", str(d / "artifacts"), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError((d / "server.log").read_text()[-2000:]) from None
-            time.sleep(0.5)
-    yield uri
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))
+    yield server.uri
+    server.stop()

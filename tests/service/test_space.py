@@ -239,7 +239,7 @@ def test_storage_exists_reads_without_creating(tmp_path):
 
     import optuna
 
-    from remedies.service.optuna_space import storage_exists
+    from remedies.service.study import storage_exists
 
     assert not storage_exists(str(tmp_path / "absent.db"))
     assert not storage_exists(f"sqlite:///{tmp_path / 'absent.db'}")

@@ -1,0 +1,119 @@
+"""The search's two figures, Pareto front and accuracy vs sharpness, readable at any data range.
+
+Why a module of its own: the figures take plain numbers (no Optuna study), so the tick-label layout
+can be tested on any data range directly; `report.write_artifacts` feeds them a study's trials.
+Matplotlib is imported only when a figure is drawn (the CLI imports `report` for every command).
+
+Why the axis handling: sharpness spans six decades across measures and remedies — or sits within a
+few percent (1.00–1.05), or every trial has the same value, or there is one trial. A log axis over
+less than a decade labels its minor ticks (1.01, 1.02, … in 10^x notation) and they collide, and
+symlog does the same around zero; so log is used only where it has decades to label, linear
+everywhere else, and both get a bounded number of short labels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+MAX_TICKS = 7  # labelled ticks per axis at most: far fewer than a 6 × 4.5 inch axis has room for
+FIGSIZE = (6.0, 4.5)  # inches; saved at 100 dpi
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def spans_decades(values: Sequence[float]) -> bool:
+    """True when the values are positive and at least two powers of ten lie within their range.
+
+    Why two: a log axis labels only powers of ten, so over a narrower range it would show one
+    label (or none) and fall back to labelling minor ticks, which overlap."""
+    vals = [v for v in values if _finite(v)]
+    if not vals or min(vals) <= 0:
+        return False
+    lo = math.ceil(math.log10(min(vals)) - 1e-9)  # tolerance: log10(1000) = 2.9999999999999996
+    hi = math.floor(math.log10(max(vals)) + 1e-9)
+    return hi > lo
+
+
+def readable_axis(ax: Axes, which: Literal["x", "y"], values: Sequence[float], *,
+                  log: bool = True) -> None:  # fmt: skip
+    """Scale and ticks of one axis so that its tick labels never overlap, at any range.
+
+    Log (when `log` and the values span decades): at most MAX_TICKS powers of ten, labelled as
+    such; minor ticks unlabelled. Otherwise linear (negative values included): at most MAX_TICKS
+    ticks at round steps, with a common offset moved to the axis corner so labels stay short
+    (1.00–1.05 reads 1.00 … 1.05; 10000.0–10000.5 reads 0.0 … 0.5 and +1e4). Matplotlib widens an
+    all-equal or single-value range around the value, so those get several ticks too.
+    """
+    from matplotlib import ticker
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    set_scale = ax.set_xscale if which == "x" else ax.set_yscale
+    if log and spans_decades(values):
+        set_scale("log")  # first: setting a scale resets the locators and formatters
+        axis.set_major_locator(ticker.LogLocator(base=10, numticks=MAX_TICKS))
+        axis.set_major_formatter(ticker.LogFormatterSciNotation())
+    else:
+        set_scale("linear")
+        # round steps (AutoLocator's): 1.00, 1.02, …, never 1.005, 1.020, 1.035
+        axis.set_major_locator(ticker.MaxNLocator(nbins=MAX_TICKS - 1, steps=[1, 2, 2.5, 5, 10]))
+        axis.set_major_formatter(ticker.ScalarFormatter(useOffset=True))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _new_figure() -> tuple[Figure, Axes]:
+    """A figure on its own Agg canvas: no pyplot state, no global backend switch, headless."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=FIGSIZE)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def plot_pareto(done: Sequence[tuple[float, float]], front: Sequence[tuple[float, float, int]],
+                xlabel: str, ylabel: str, title: str) -> Figure:  # fmt: skip
+    """All completed trials (x, y) in grey and the front (x, y, trial number) as a labelled line.
+
+    x is the second objective (sharpness, usually: log allowed), y the first (accuracy: linear).
+    """
+    fig, ax = _new_figure()
+    ax.scatter([x for x, _ in done], [y for _, y in done], c="lightgray", label="completed trials")
+    ax.plot([x for x, _, _ in front], [y for _, y, _ in front], "o-", c="C3", label="Pareto front")
+    for x, y, number in front:
+        ax.annotate(str(number), (x, y), fontsize=8)
+    readable_axis(ax, "x", [x for x, _ in done] + [x for x, _, _ in front])
+    readable_axis(ax, "y", [y for _, y in done] + [y for _, y, _ in front], log=False)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_sharpness(series: dict[str, Sequence[tuple[float, float]]]) -> Figure:
+    """One colour per sharpness measure: (sharpness, val_accuracy %) of every measured trial."""
+    fig, ax = _new_figure()
+    xs: list[float] = []
+    ys: list[float] = []
+    for i, (key, pts) in enumerate(series.items()):
+        ax.scatter([a for a, _ in pts], [b for _, b in pts], label=key, c=f"C{i}", s=18)
+        xs += [a for a, _ in pts]
+        ys += [b for _, b in pts]
+    readable_axis(ax, "x", xs)
+    readable_axis(ax, "y", ys, log=False)
+    ax.set_xlabel("sharpness")
+    ax.set_ylabel("val_accuracy (%)")
+    if series:
+        ax.legend(fontsize=8)
+    ax.set_title("accuracy vs sharpness, all measured trials")
+    fig.tight_layout()
+    return fig
