@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     RUNNING = "running"  # launched, not decided yet (a dead driver leaves trials here)
     COMPLETE = "complete"  # trained to the end; every objective finite
     PRUNED = "pruned"  # stopped early by the scheduler (ASHA)

@@ -32,7 +32,7 @@ class Progress:
         self.best: dict[str, tuple[float, int]] = {}
         self.tracking = ""
 
-    def _print(self, msg: str) -> None:
+    def say(self, msg: str) -> None:
         if not self.quiet:
             print(msg, file=sys.stdout, flush=True)
 
@@ -58,7 +58,7 @@ class Progress:
         changed, self.tracking = tracking != self.tracking, tracking
         if changed or time.time() - self.last >= self.every:
             self.last = time.time()
-            self._print(self.status(running, pending))
+            self.say(self.status(running, pending))
 
     def decided(self, number: int, d: Decision, result: dict[str, Any], running: int,
                 pending: int) -> None:  # fmt: skip
@@ -76,6 +76,6 @@ class Progress:
                     self.best[o.name] = (v, number)
             vals = "  " + "  ".join(parts)
         why = f"  ({d.reason})" if d.reason else ""
-        self._print(f"  trial #{number} {d.outcome.value:<8} after {d.epochs} epochs{vals}{why}")
-        self._print(self.status(running, pending))
+        self.say(f"  trial #{number} {d.outcome.value:<8} after {d.epochs} epochs{vals}{why}")
+        self.say(self.status(running, pending))
         self.last = time.time()

@@ -136,7 +136,7 @@ class Study:
         assert self.study is not None
         return self.study.user_attrs
 
-    def _trial_id(self, number: int) -> int:
+    def trial_id(self, number: int) -> int:
         sid = self.storage.get_study_id_from_name(self.name)
         return self.storage.get_trial_id_from_study_id_trial_number(sid, number)
 
@@ -148,16 +148,16 @@ class Study:
         return trial.number, DefineByRun(self.space)(trial)
 
     def set_attrs(self, number: int, attrs: dict[str, Any]) -> None:
-        tid = self._trial_id(number)
+        tid = self.trial_id(number)
         for k, v in attrs.items():
             self.storage.set_trial_user_attr(tid, k, v)
 
     def tell(self, number: int, decision: Decision, attrs: dict[str, Any]) -> None:
         """Record the one decision. INTERRUPTED leaves the trial RUNNING for `--resume`."""
         assert self.study is not None
+        why = {"error": decision.reason} if decision.reason else {}
         self.set_attrs(number, {**attrs, "state": decision.outcome.value,
-                                "epochs_run": decision.epochs,
-                                **({"error": decision.reason} if decision.reason else {})})  # fmt: skip
+                                "epochs_run": decision.epochs, **why})  # fmt: skip
         if not decision.outcome.finished:
             return
         state = optuna.trial.TrialState[decision.outcome.optuna_state]

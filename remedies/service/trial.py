@@ -85,7 +85,10 @@ def _catch_up(uri: str, run_id: str, history: list[dict[str, Any]]) -> None:
     tracking.log_metric_rows(uri, run_id, rows, [r["epoch"] for r in rows])
 
 
-def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None], gpu_ids: str) -> None:
+def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
+              placement: dict[str, str]) -> None:  # fmt: skip
+    """Train the trial (continuing its saved state if any); `placement` are tags saying where it
+    runs (the GPUs and resources Ray gave it)."""
     import torch
 
     from remedies.config import config_to_dict, flatten, parse_config
@@ -103,7 +106,7 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None], gpu_ids: 
     out = tracking.Outbox()
     out.put("params", lambda: tracking.log_params(uri, run_id, flatten(full)))
     out.put("tags", lambda: tracking.set_tags(uri, run_id, {
-        "gpu_ids": gpu_ids or "none", "device": str(pick_device(cfg.train.device)),
+        **placement, "device": str(pick_device(cfg.train.device)),
         "attempt_resumed_at_epoch": resume["epoch"] if resume else 0}))  # fmt: skip
     if resume is None:
         out.put("config.yaml", lambda: tracking.log_yaml(uri, run_id, full, "config.yaml"))
@@ -130,8 +133,10 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None], gpu_ids: 
         if finite(row.get("train_loss")):
             _save_state(state_path, capture[0]())
         rows = list(pending)
-        out.put(f"epochs {rows[0]['epoch']}-{rows[-1]['epoch']}",
-                lambda: tracking.log_metric_rows(uri, run_id, rows, [r["epoch"] for r in rows]))
+        out.put(
+            f"epochs {rows[0]['epoch']}-{rows[-1]['epoch']}",
+            lambda: tracking.log_metric_rows(uri, run_id, rows, [r["epoch"] for r in rows]),
+        )
         pending.clear()
         out.flush()
         last[0] = time.monotonic()
@@ -144,8 +149,10 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None], gpu_ids: 
                    expose_state=capture.append)  # fmt: skip
     if pending:  # epochs the budget grew by (train_longer) or a divergence left unsent
         rows = list(pending)
-        out.put("last epochs", lambda: tracking.log_metric_rows(uri, run_id, rows,
-                                                                [r["epoch"] for r in rows]))
+        out.put(
+            "last epochs",
+            lambda: tracking.log_metric_rows(uri, run_id, rows, [r["epoch"] for r in rows]),
+        )
     metrics: dict[str, Any] = {
         "val_accuracy": result.val_accuracy, "train_accuracy": result.train_accuracy,
         "test_accuracy": result.test_accuracy,

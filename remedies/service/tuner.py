@@ -80,12 +80,16 @@ def trial_fn(config: dict[str, Any], ctx: TrialContext) -> None:
     import ray
     from ray import tune
 
-    spec = TrialSpec(number=config["number"], run_id=config["run_id"], sample=config["sample"],
-                     space=ctx.space, target=ctx.target, threads=ctx.threads,
-                     state_dir=str(Path(ctx.state_root) / f"{config['number']:05d}"),
-                     rungs=ctx.rungs, crash_once_after_epoch=ctx.crash_once_after_epoch)  # fmt: skip
+    n = config["number"]
+    spec = TrialSpec(number=n, run_id=config["run_id"], sample=config["sample"], space=ctx.space,
+                     target=ctx.target, threads=ctx.threads,
+                     state_dir=str(Path(ctx.state_root) / f"{n:05d}"), rungs=ctx.rungs,
+                     crash_once_after_epoch=ctx.crash_once_after_epoch)  # fmt: skip
     try:
-        run_trial(spec, tune.report, ",".join(map(str, ray.get_gpu_ids())))
+        assigned = ray.get_runtime_context().get_assigned_resources()
+        run_trial(spec, tune.report, {
+            "gpu_ids": ",".join(map(str, ray.get_gpu_ids())) or "none",
+            "resources": ", ".join(f"{k}={v:g}" for k, v in sorted(assigned.items()))})  # fmt: skip
     except Exception as e:  # the run says why; the driver decides FAILED if retries run out
         try:
             tracking.set_tags(ctx.target.uri, config["run_id"], {"error": repr(e)[:500]})
@@ -127,6 +131,12 @@ def make_searcher(st: Study, space: SearchSpace, target: tracking.Target, exp_id
 
         def set_search_properties(self, metric, mode, config, **spec) -> bool:
             return True  # the objectives come from the space file, not from Tune
+
+        def save(self, checkpoint_path: str) -> None:
+            """Nothing to save: the Optuna study is the searcher's state (resume reads it)."""
+
+        def restore(self, checkpoint_path: str) -> None:
+            """See `save`."""
 
         def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
             if self.to_launch <= 0:
@@ -386,8 +396,9 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
             tracking.end_run(target.uri, parent, "KILLED" if interrupted else "FINISHED")
         finally:
             stop_ray(reaper)
-    hint = (f"remedies search {space_path or 'SPACE'} --name {name} --resume"
-            + (f" --storage {opts.storage}" if opts.storage != SearchOptions.storage else ""))
+    hint = f"remedies search {space_path or 'SPACE'} --name {name} --resume" + (
+        f" --storage {opts.storage}" if opts.storage != SearchOptions.storage else ""
+    )
     return Summary(name=name, trials=s["trials"], counts=st.counts(), front=s["front"],
                    table=s["table"], wall_time_s=s["wall_time_s"], interrupted=interrupted,
                    resume_hint=hint if interrupted else "")  # fmt: skip
@@ -426,4 +437,3 @@ def _fit(space: SearchSpace, opts: SearchOptions, searcher, progress: Progress,
                                   failure_config=tune.FailureConfig(max_failures=space.max_failures)),
     )  # fmt: skip
     tuner.fit()
-
