@@ -6,7 +6,7 @@ one `Decision`. A trial a dead driver left RUNNING is not failed: it is *the sam
 exactly `num_samples` Optuna trials.
 
 Only public Optuna APIs: the storage object is ours (`open_storage`), so its `get_study_id_*` /
-`set_trial_user_attr` methods are used directly instead of `study._storage` / `trial._trial_id`.
+`set_trial_user_attr` methods are used directly, never the private attributes of a study or trial.
 """
 
 from __future__ import annotations

@@ -44,6 +44,12 @@ class Target:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
 
+    def public(self) -> Target:
+        """Without the password: what may be pickled into Tune's state (tuner.pkl) or shipped
+        to trials, which get the password from the environment they inherit from the driver
+        (local Ray; on a cluster the nodes' environment must hold it)."""
+        return Target(self.uri, self.username, None)
+
     def apply(self) -> None:
         """Make this process's MLflow client send the credentials (driver and trial workers)."""
         if self.username is not None:
