@@ -7,6 +7,7 @@ attributes), so `remedies report` and `remedies export` work after the driver is
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import tempfile
 from pathlib import Path
@@ -252,6 +253,8 @@ def finish_search(study: optuna.Study, uri: str, parent: str, wall: float) -> di
         }
         tracking.log_metrics(uri, parent, metrics)
     except Exception as e:  # artifacts are a convenience; the study already holds the results
-        print(f"warning: could not log the search artifacts to MLflow: {e}")
+        logging.getLogger("remedies.report").warning(
+            "could not log the search artifacts to MLflow: %s", e
+        )
     return {"name": study.study_name, "trials": len(rows), "counts": counts,
             "front": front, "wall_time_s": wall, "table": front_table(study, front)}  # fmt: skip

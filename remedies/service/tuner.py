@@ -377,8 +377,8 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM: same as Ctrl-C
         reaper = start_ray(opts.address)
         if todo > 0:
-            searcher = make_searcher(st, space, target.public(), exp_id, parent, progress, state_root,
-                                     todo)  # fmt: skip
+            searcher = make_searcher(st, space, target.public(), exp_id, parent, progress,
+                                     state_root, todo)  # fmt: skip
             _fit(space, opts, searcher, progress, target.public(), state_root, results)
     except KeyboardInterrupt:
         interrupted = True
