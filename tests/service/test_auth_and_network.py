@@ -38,11 +38,16 @@ def auth_server(tmp_path_factory):
     d = tmp_path_factory.mktemp("auth")
     password = "pw-" + secrets.token_hex(8)
     ini = d / "basic_auth.ini"
-    ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{d}/users.db\n"
-                   f"admin_username = admin\nadmin_password = {password}\n"
-                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-    env = {**CLEAN, "MLFLOW_AUTH_CONFIG_PATH": str(ini),
-           "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
+    ini.write_text(
+        f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{d}/users.db\n"
+        f"admin_username = admin\nadmin_password = {password}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    env = {
+        **CLEAN,
+        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+    }
     server = start_mlflow_server(d / "server", extra=["--app-name", "basic-auth"], env=env)
     yield server, password
     server.stop()
