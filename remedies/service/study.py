@@ -147,6 +147,15 @@ class Study:
         trial = self.study.ask()
         return trial.number, DefineByRun(self.space)(trial)
 
+    def trial_attrs(self, number: int) -> dict[str, Any]:
+        return self.storage.get_trial(self.trial_id(number)).user_attrs
+
+    def resample(self, number: int) -> dict[str, Any]:
+        """The values of a RUNNING trial whose driver died before recording them: define-by-run
+        again on the same trial (values already in storage are returned as they were)."""
+        assert self.study is not None
+        return DefineByRun(self.space)(optuna.trial.Trial(self.study, self.trial_id(number)))
+
     def set_attrs(self, number: int, attrs: dict[str, Any]) -> None:
         tid = self.trial_id(number)
         for k, v in attrs.items():

@@ -170,7 +170,7 @@ def experiment_id(uri: str, name: str) -> str:
 
 def start_run(uri: str, exp_id: str, name: str, tags: dict[str, str],
               parent: str | None = None) -> str:  # fmt: skip
-    tags = dict(tags)
+    tags = {k: str(v) for k, v in tags.items()}  # the REST API takes strings only
     if parent:
         tags[PARENT_TAG] = parent
     return client(uri).create_run(exp_id, run_name=name, tags=tags).info.run_id
@@ -290,6 +290,14 @@ class Outbox:
                 return False
             time.sleep(every_s)
         return True
+
+
+def find_child_run(uri: str, exp_id: str, parent: str, number: int) -> str | None:
+    """The run of trial `number` of this search, if one was created (a driver killed between
+    creating a run and recording its id in the study must not leave a second one)."""
+    where = f"tags.`{PARENT_TAG}` = '{parent}' and tags.trial_number = '{number}'"
+    runs = client(uri).search_runs([exp_id], filter_string=where, max_results=2)
+    return runs[0].info.run_id if runs else None
 
 
 def close_run(uri: str, run_id: str, status: str, tags: dict[str, Any]) -> None:

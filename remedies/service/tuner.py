@@ -122,12 +122,12 @@ def make_searcher(st: Study, space: SearchSpace, target: tracking.Target, exp_id
 
         def __init__(self) -> None:
             super().__init__()
-            self.resumable = st.unfinished()
+            self.resumable = [t.number for t in st.unfinished()]
             self.to_launch = todo
             self.live: dict[str, int] = {}  # Tune trial id → Optuna number
             self.last: dict[str, dict[str, Any]] = {}
             self.outbox = tracking.Outbox()  # run closes, held while the server is away
-            self.running = 0
+            self.blocked = 0  # 1 while no run can be created for the next trial
 
         def set_search_properties(self, metric, mode, config, **spec) -> bool:
             return True  # the objectives come from the space file, not from Tune
@@ -139,27 +139,34 @@ def make_searcher(st: Study, space: SearchSpace, target: tracking.Target, exp_id
             """See `save`."""
 
         def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+            """The next trial: an unfinished one first, else a new one from Optuna. Each step
+            is recorded before the next, so a driver killed anywhere in here leaves a trial
+            that the resume completes (values re-read, run found by its `trial_number` tag)."""
             if self.to_launch <= 0:
                 return Searcher.FINISHED
             uri = target.uri
-            if self.resumable:
-                t = self.resumable[0]
-                number, sample, run_id = t.number, t.user_attrs["sample"], t.user_attrs[
-                    "mlflow_run_id"]  # fmt: skip
-                try:
-                    tracking.client(uri).update_run(run_id, status="RUNNING")
-                except Exception:  # the server is away: try again at the next suggest
-                    return None
-                self.resumable.pop(0)
-            else:
-                try:  # the run first: without a server no Optuna trial is asked
-                    run_id = tracking.start_run(uri, exp_id, "trial", {"search": st.name},
-                                                parent=parent)  # fmt: skip
-                except Exception:
-                    return None
+            if not self.resumable:
                 number, sample = st.ask()
-                self.outbox.put("run name", lambda: tracking.set_tags(uri, run_id, {
-                    "mlflow.runName": f"trial-{number:04d}", "trial_number": number}))  # fmt: skip
+                st.set_attrs(number, {"sample": sample, "state": "running"})
+                self.resumable.append(number)
+            number = self.resumable[0]
+            attrs = st.trial_attrs(number)
+            sample = attrs.get("sample") or st.resample(number)
+            try:  # the server is away: Tune asks again at its next step
+                run_id = attrs.get("mlflow_run_id") or tracking.find_child_run(
+                    uri, exp_id, parent, number)  # fmt: skip
+                if run_id is None:
+                    run_id = tracking.start_run(uri, exp_id, f"trial-{number:04d}", {
+                        "search": st.name, "trial_number": number}, parent=parent)  # fmt: skip
+                else:
+                    tracking.client(uri).update_run(run_id, status="RUNNING")
+            except Exception as e:
+                log.debug("no run for trial %d yet: %s", number, e)
+                self.outbox.retries += 1
+                self.blocked = 1  # shown on the status line until a run can be created
+                return None
+            self.blocked = 0
+            self.resumable.pop(0)
             st.set_attrs(number, {"sample": sample, "mlflow_run_id": run_id,
                                   "tune_trial_id": trial_id, "state": "running"})  # fmt: skip
             self.outbox.put("running", lambda: tracking.set_tags(uri, run_id, {
@@ -213,7 +220,7 @@ def make_searcher(st: Study, space: SearchSpace, target: tracking.Target, exp_id
             """(retries, unsent writes) of the driver and of every running trial."""
             retries = self.outbox.retries + sum(int(r.get("tracking_retries", 0))
                                                 for r in self.last.values())  # fmt: skip
-            unsent = self.outbox.pending + sum(int(r.get("tracking_pending", 0))
+            unsent = self.blocked + self.outbox.pending + sum(int(r.get("tracking_pending", 0))
                                                for r in self.last.values())  # fmt: skip
             return retries, unsent
 

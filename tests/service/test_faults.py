@@ -197,3 +197,33 @@ def test_two_searches_started_together_in_a_fresh_folder(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     for i in range(2):
         assert_consistent(str(tmp_path / "remedies_studies.db"), uri, "together", f"tg-{i}", 2)
+
+
+def test_resume_completes_a_trial_the_driver_died_creating(ray_local, mlflow_server, tmp_path):
+    """The narrow windows inside one `suggest`: killed after Optuna's ask but before the values
+    were recorded, or after the MLflow run was created but before its id was recorded. The
+    resume finishes those very trials — no second run, no extra Optuna trial."""
+    from remedies.service.space import load_space
+    from remedies.service.study import Study
+    from remedies.service.tuner import SearchOptions, run_search
+
+    sp = space_file(tmp_path, "windows", n=1, epochs=2)
+    storage = str(tmp_path / "studies.db")
+    opts = SearchOptions(name="w", tracking_uri=mlflow_server, storage=storage,
+                         results_dir=str(tmp_path / "ray"), quiet=True)  # fmt: skip
+    assert run_search(load_space(sp), opts).exit_code == 0
+    # what a driver killed mid-suggest leaves behind, made with the same calls suggest makes
+    st = Study(storage, "w", load_space(sp))
+    st.load()
+    bare, _ = st.ask()  # values never recorded
+    number, sample = st.ask()
+    st.set_attrs(number, {"sample": sample, "state": "running"})
+    parent, exp_id = st.attrs["mlflow_parent_run_id"], st.attrs["mlflow_experiment_id"]
+    orphan = tracking.start_run(mlflow_server, exp_id, f"trial-{number:04d}",
+                                {"search": "w", "trial_number": number}, parent=parent)  # fmt: skip
+
+    opts.resume, opts.num_samples = True, 3
+    assert run_search(load_space(sp), opts).exit_code == 0
+    got = assert_consistent(storage, mlflow_server, "windows", "w", 3)
+    assert got["study"].trials[number].user_attrs["mlflow_run_id"] == orphan
+    assert got["study"].trials[bare].state.name == "COMPLETE"
