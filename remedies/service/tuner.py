@@ -201,11 +201,8 @@ def make_searcher(st: Study, space: SearchSpace, target: tracking.Target, exp_id
                 attrs["objectives"] = {m: res.get(m) for m in metrics}
             st.tell(number, d, attrs)
             run_id = st.trials()[number].user_attrs["mlflow_run_id"]
-            tags = {"status": d.outcome.value, "pruned": d.outcome == Outcome.PRUNED,
-                    "diverged": d.outcome == Outcome.DIVERGED, "epochs_run": d.epochs,
-                    **({"failure": d.reason[:500]} if d.reason else {})}  # fmt: skip
-            self.outbox.put(f"close run of trial {number}", lambda: tracking.close_run(
-                target.uri, run_id, d.outcome.mlflow_status, tags))  # fmt: skip
+            self.outbox.put(f"close run of trial {number}",
+                            lambda: close_trial_run(target.uri, run_id, d))  # fmt: skip
             self.outbox.flush()
             if d.outcome.finished:
                 shutil.rmtree(state_root / f"{number:05d}", ignore_errors=True)
@@ -225,6 +222,28 @@ def make_searcher(st: Study, space: SearchSpace, target: tracking.Target, exp_id
             return retries, unsent
 
     return StudySearcher()
+
+
+def close_trial_run(uri: str, run_id: str, d: Decision) -> None:
+    """The MLflow side of a decision: the run's status and tags say what Optuna says."""
+    tags = {"status": d.outcome.value, "pruned": d.outcome == Outcome.PRUNED,
+            "diverged": d.outcome == Outcome.DIVERGED, "epochs_run": d.epochs,
+            **({"failure": d.reason[:500]} if d.reason else {})}  # fmt: skip
+    tracking.close_run(uri, run_id, d.outcome.mlflow_status, tags)
+
+
+def close_decided_runs(st: Study, uri: str) -> int:
+    """A driver killed between telling Optuna and closing the run leaves a decided trial whose
+    run is still RUNNING: close it now from the decision Optuna recorded (resume, start)."""
+    n = 0
+    for t in st.trials():
+        run_id = t.user_attrs.get("mlflow_run_id")
+        if t.state.is_finished() and run_id and tracking.run_status(uri, run_id) == "RUNNING":
+            d = Decision(Outcome(t.user_attrs["state"]), None, int(t.user_attrs["epochs_run"]),
+                         t.user_attrs.get("error", ""))  # fmt: skip
+            close_trial_run(uri, run_id, d)
+            n += 1
+    return n
 
 
 def make_ticker(searcher, progress: Progress):
@@ -354,6 +373,8 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
         st.load()
         parent = st.attrs["mlflow_parent_run_id"]
         tracking.resume_run(target.uri, parent)
+        if n := close_decided_runs(st, target.uri):
+            log.warning("closed %d MLflow runs of trials decided before the interruption", n)
     else:
         parent = tracking.start_run(target.uri, exp_id, name, {"search": name, "role": "search",
                                                                "space": space.name})  # fmt: skip

@@ -200,9 +200,10 @@ def test_two_searches_started_together_in_a_fresh_folder(tmp_path):
 
 
 def test_resume_completes_a_trial_the_driver_died_creating(ray_local, mlflow_server, tmp_path):
-    """The narrow windows inside one `suggest`: killed after Optuna's ask but before the values
-    were recorded, or after the MLflow run was created but before its id was recorded. The
-    resume finishes those very trials — no second run, no extra Optuna trial."""
+    """The narrow windows of a driver's bookkeeping: killed after Optuna's ask but before the
+    values were recorded, after the MLflow run was created but before its id was recorded, or
+    after Optuna was told but before the run was closed. The resume finishes those very trials
+    and closes that run — no second run, no extra Optuna trial, nothing left RUNNING."""
     from remedies.service.space import load_space
     from remedies.service.study import Study
     from remedies.service.tuner import SearchOptions, run_search
@@ -221,6 +222,8 @@ def test_resume_completes_a_trial_the_driver_died_creating(ray_local, mlflow_ser
     parent, exp_id = st.attrs["mlflow_parent_run_id"], st.attrs["mlflow_experiment_id"]
     orphan = tracking.start_run(mlflow_server, exp_id, f"trial-{number:04d}",
                                 {"search": "w", "trial_number": number}, parent=parent)  # fmt: skip
+    told = st.trials()[0].user_attrs["mlflow_run_id"]  # decided COMPLETE, run not yet closed
+    tracking.client(mlflow_server).update_run(told, status="RUNNING")
 
     opts.resume, opts.num_samples = True, 3
     assert run_search(load_space(sp), opts).exit_code == 0
