@@ -233,6 +233,18 @@ CASES = [
                  id="search-resume-unknown"),
     pytest.param(lambda t: search(t, "--storage", str(t / "missing" / "s.db")), "--storage",
                  id="search-storage-in-missing-folder"),
+    pytest.param(lambda t: search(t, "--tracking-uri", "ftp://127.0.0.1/x"), "--tracking-uri",
+                 id="search-ftp-tracking-uri"),
+    pytest.param(lambda t: search(t, "--tracking-uri", "http://"), "--tracking-uri",
+                 id="search-tracking-uri-without-host"),
+    pytest.param(lambda t: search(t, "--tracking-uri", "http://127.0.0.1:port"),
+                 "--tracking-uri", id="search-tracking-uri-bad-port"),
+    pytest.param(lambda t: search(t, "--tracking-uri", "http://127.0.0.1:9"), "--tracking-uri",
+                 id="search-tracking-server-down"),
+    pytest.param(lambda t: search(t, "--tracking-uri", f"sqlite:///{t / 'no' / 'm.db'}"),
+                 "--tracking-uri", id="search-tracking-db-in-missing-folder"),
+    pytest.param(lambda t: search(t, "--results-dir", str(t / "no" / "such" / "ray")),
+                 "--results-dir", id="search-results-dir-in-missing-folder"),
     # -------------------------------------------------------------------------- export / report
     pytest.param(lambda t: ["export", "nope", "--out", str(t / "b.yaml")], "--storage",
                  id="export-no-storage"),
@@ -324,3 +336,20 @@ def test_measure_truncated_checkpoint(checkpoint, workdir, capsys):
     half = cut(Path(shutil.copy(checkpoint, workdir / "half.pt")))
     expect_refusal(["measure", str(half), "--json", str(workdir / "m.json")], "checkpoint",
                    workdir, capsys)  # fmt: skip
+
+
+def test_a_password_in_a_refused_uri_is_never_printed(workdir, capsys):
+    """`user:pass@` is a supported way to give credentials, so a refusal must not echo it."""
+    uri = "http://alice:hunter2-secret@127.0.0.1:9"  # nothing listens on port 9
+    err = expect_refusal(search(workdir, "--tracking-uri", uri), "--tracking-uri", workdir, capsys)
+    assert "hunter2-secret" not in err and "127.0.0.1:9" in err
+
+
+def test_mask_hides_only_the_password():
+    from remedies.service.tracking import mask, resolve
+
+    assert mask("http://bob:s3cr3t@host:5000/p") == "http://bob:***@host:5000/p"
+    assert mask("http://host:5000") == "http://host:5000"
+    t = resolve("http://bob:s%40cret@host:5000")
+    assert (t.uri, t.username, t.password) == ("http://host:5000", "bob", "s@cret")
+    assert "s@cret" not in repr(t)

@@ -93,7 +93,9 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     rows = []
     for t in study.get_trials(deepcopy=False):
         u = t.user_attrs
-        row = {"number": t.number, "state": t.state.name, "tune_trial": u.get("tune_trial_id"),
+        # an interrupted trial stays RUNNING in Optuna (to be resumed); say what it is
+        state = "INTERRUPTED" if u.get("state") == "interrupted" else t.state.name
+        row = {"number": t.number, "state": state, "tune_trial": u.get("tune_trial_id"),
                "mlflow_run": u.get("mlflow_run_id"), "epochs": u.get("epochs_run"),
                "val_accuracy": u.get("val_accuracy"), "train_accuracy": u.get("train_accuracy"),
                "test_accuracy": u.get("test_accuracy"), "diverged": u.get("diverged"),
