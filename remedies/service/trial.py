@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,14 +101,23 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
     cfg = parse_config(resolve(space, spec.sample))
     if cfg.train.threads is None:  # pinned, so an export re-trains bit for bit on CPU
         cfg.train.threads = max(1, spec.threads)
-    full = config_to_dict(cfg)
+    full = config_to_dict(cfg)  # what is logged and exported: `auto` stays `auto`
+    if placement.get("gpu_ids", "none") == "none" and cfg.train.device == "auto":
+        # Ray gave this trial no GPU: it must not use one behind Ray's back (another trial's)
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": "cpu"})})
     state_path = Path(spec.state_dir) / STATE_FILE
     resume = torch.load(state_path, weights_only=True) if state_path.exists() else None
     out = tracking.Outbox()
     out.put("params", lambda: tracking.log_params(uri, run_id, flatten(full)))
-    out.put("tags", lambda: tracking.set_tags(uri, run_id, {
-        **placement, "device": str(pick_device(cfg.train.device)),
-        "attempt_resumed_at_epoch": resume["epoch"] if resume else 0}))  # fmt: skip
+
+    def tag_attempt() -> None:
+        before = tracking.client(uri).get_run(run_id).data.tags.get("attempt", "0")
+        tracking.set_tags(uri, run_id, {
+            **placement, "device": str(pick_device(cfg.train.device)), "attempt": int(before) + 1,
+            "attempt_resumed_at_epoch": resume["epoch"] if resume else 0})  # fmt: skip
+
+    out.put("tags", tag_attempt)
     if resume is None:
         out.put("config.yaml", lambda: tracking.log_yaml(uri, run_id, full, "config.yaml"))
     else:

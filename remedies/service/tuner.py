@@ -86,10 +86,14 @@ def trial_fn(config: dict[str, Any], ctx: TrialContext) -> None:
                      state_dir=str(Path(ctx.state_root) / f"{n:05d}"), rungs=ctx.rungs,
                      crash_once_after_epoch=ctx.crash_once_after_epoch)  # fmt: skip
     try:
-        assigned = ray.get_runtime_context().get_assigned_resources()
+        import socket
+
+        rt = ray.get_runtime_context()
+        assigned = rt.get_assigned_resources()
         run_trial(spec, tune.report, {
             "gpu_ids": ",".join(map(str, ray.get_gpu_ids())) or "none",
-            "resources": ", ".join(f"{k}={v:g}" for k, v in sorted(assigned.items()))})  # fmt: skip
+            "resources": ", ".join(f"{k}={v:g}" for k, v in sorted(assigned.items())),
+            "node_id": rt.get_node_id(), "hostname": socket.gethostname()})  # fmt: skip
     except Exception as e:  # the run says why; the driver decides FAILED if retries run out
         try:
             tracking.set_tags(ctx.target.uri, config["run_id"], {"error": repr(e)[:500]})

@@ -66,6 +66,10 @@ def test_tiny_search_end_to_end(ray_local, mlflow_server, tmp_path, monkeypatch,
         assert len(hist) >= 1
         assert "train.lr" in k.data.params and "data.num_samples" in k.data.params
         assert k.data.tags["status"] in ("complete", "pruned")
+        # gpu: 0 → Ray gave no GPU → the trial sees none, even where CUDA exists
+        assert (k.data.tags["gpu_ids"], k.data.tags["device"]) == ("none", "cpu")
+        assert k.data.params["train.device"] == "auto"  # what an export carries
+        assert k.data.tags["attempt"] == "1" and k.data.tags["node_id"] and k.data.tags["hostname"]
     done = [k for k in kids if k.data.tags["status"] == "complete"]
     assert done and all("final_keskar_full_eps1e-03" in k.data.metrics for k in done)
     arts = {a.path for a in tracking.client(mlflow_server).list_artifacts(parent)}
@@ -115,7 +119,7 @@ def test_retried_trial_continues_its_run(ray_local, mlflow_server, tmp_path, mon
     got = assert_consistent(storage, mlflow_server, "retry", "retry-1", 2)
     assert [t.state for t in got["study"].trials] == [optuna.trial.TrialState.COMPLETE] * 2
     for r in got["runs"].values():
-        assert r.data.tags["attempt_resumed_at_epoch"] == "1"
+        assert r.data.tags["attempt_resumed_at_epoch"] == "1" and r.data.tags["attempt"] == "2"
         steps = [s for s, _ in tracking.metric_history(mlflow_server, r.info.run_id,
                                                        "val_accuracy")]  # fmt: skip
         assert steps == [1, 2, 3]
