@@ -18,10 +18,10 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from remedies.service import tracking
+from remedies.service.results import Results
 from remedies.service.space import SearchSpace, resolve
 
 REPORT_INTERVAL_S = 1.0  # per-epoch reporting period of a trial (seconds)
@@ -39,7 +39,7 @@ class TrialSpec:
     space: dict[str, Any]  # SearchSpace as JSON
     target: tracking.Target
     threads: int
-    state_dir: str  # where its training state lives between attempts
+    state_dir: str  # where its training state lives between attempts (folder or URI)
     rungs: tuple[int, ...] = ()  # ASHA's comparison epochs: always reported
     crash_once_after_epoch: int | None = None  # tests: the first attempt raises after this epoch
 
@@ -70,15 +70,6 @@ def objective_values(space: SearchSpace, metrics: dict[str, Any]) -> dict[str, f
     return vals
 
 
-def _save_state(path: Path, state: dict[str, Any]) -> None:
-    import torch
-
-    from remedies.io import atomic_target
-
-    with atomic_target(path) as tmp:
-        torch.save(state, tmp)
-
-
 def _catch_up(uri: str, run_id: str, history: list[dict[str, Any]]) -> None:
     """Log the saved epochs the run does not have yet (a kill between save and log)."""
     have = {s for s, _ in tracking.metric_history(uri, run_id, "epoch_time_s")}
@@ -90,7 +81,6 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
               placement: dict[str, str]) -> None:  # fmt: skip
     """Train the trial (continuing its saved state if any); `placement` are tags saying where it
     runs (the GPUs and resources Ray gave it)."""
-    import torch
 
     from remedies.config import config_to_dict, flatten, parse_config
     from remedies.trainer import pick_device, train
@@ -106,8 +96,8 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
         # Ray gave this trial no GPU: it must not use one behind Ray's back (another trial's)
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": "cpu"})})
-    state_path = Path(spec.state_dir) / STATE_FILE
-    resume = torch.load(state_path, weights_only=True) if state_path.exists() else None
+    store = Results(spec.state_dir)  # on a cluster: storage every node reaches
+    resume = store.load_torch(STATE_FILE)
     out = tracking.Outbox()
     out.put("params", lambda: tracking.log_params(uri, run_id, flatten(full)))
 
@@ -141,7 +131,7 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
         if not (due or end or spec.crash_once_after_epoch):
             return
         if finite(row.get("train_loss")):
-            _save_state(state_path, capture[0]())
+            store.save_torch(STATE_FILE, capture[0]())
         rows = list(pending)
         out.put(
             f"epochs {rows[0]['epoch']}-{rows[-1]['epoch']}",
@@ -154,7 +144,6 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
         if resume is None and row["epoch"] == spec.crash_once_after_epoch:
             raise RuntimeError("injected fault (first attempt only)")
 
-    Path(spec.state_dir).mkdir(parents=True, exist_ok=True)
     result = train(cfg, report=report, progress=False, resume=resume,
                    expose_state=capture.append)  # fmt: skip
     if pending:  # epochs the budget grew by (train_longer) or a divergence left unsent

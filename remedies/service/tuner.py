@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from remedies.errors import ConfigError
 from remedies.service import tracking
 from remedies.service.outcome import Decision, Outcome, decide
 from remedies.service.progress import Progress
+from remedies.service.results import Results
 from remedies.service.space import SearchSpace, base_raw
 from remedies.service.study import Study, study_exists
 from remedies.service.trial import ASHA_METRIC, TrialSpec, asha_rungs, objective_values, run_trial
@@ -83,7 +82,7 @@ def trial_fn(config: dict[str, Any], ctx: TrialContext) -> None:
     n = config["number"]
     spec = TrialSpec(number=n, run_id=config["run_id"], sample=config["sample"], space=ctx.space,
                      target=ctx.target, threads=ctx.threads,
-                     state_dir=str(Path(ctx.state_root) / f"{n:05d}"), rungs=ctx.rungs,
+                     state_dir=Results(ctx.state_root).child(f"{n:05d}").uri, rungs=ctx.rungs,
                      crash_once_after_epoch=ctx.crash_once_after_epoch)  # fmt: skip
     try:
         import socket
@@ -112,7 +111,7 @@ def directions(space: SearchSpace) -> tuple[list[str], list[str]]:
 
 
 def make_searcher(st: Study, space: SearchSpace, target: tracking.Target, exp_id: str,
-                  parent: str, progress: Progress, state_root: Path, todo: int):  # fmt: skip
+                  parent: str, progress: Progress, state_root: Results, todo: int):  # fmt: skip
     from ray.tune.search import Searcher
 
     metrics, _ = directions(space)
@@ -209,7 +208,10 @@ def make_searcher(st: Study, space: SearchSpace, target: tracking.Target, exp_id
                             lambda: close_trial_run(target.uri, run_id, d))  # fmt: skip
             self.outbox.flush()
             if d.outcome.finished:
-                shutil.rmtree(state_root / f"{number:05d}", ignore_errors=True)
+                try:
+                    state_root.child(f"{number:05d}").remove()
+                except OSError as e:  # the state is only a resume aid once decided
+                    log.warning("could not remove the saved state of trial %d: %s", number, e)
             progress.decided(number, d, res, len(self.live), self.to_launch)
 
         def interrupt_all(self) -> None:
@@ -341,11 +343,7 @@ def _check_options(space: SearchSpace, opts: SearchOptions) -> None:
         space.num_samples = opts.num_samples
     if opts.max_concurrent is not None:
         space.max_concurrent = opts.max_concurrent
-    if "://" in opts.results_dir:
-        raise ConfigError("--results-dir", f"{opts.results_dir!r}: only a local folder for now")
-    parent = Path(opts.results_dir).resolve().parent
-    if not parent.is_dir():
-        raise ConfigError("--results-dir", f"folder {parent} does not exist")
+    Results.parse(opts.results_dir).check()
 
 
 def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") -> Summary:
@@ -395,8 +393,8 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
         tracking.log_yaml(target.uri, parent, space.model_dump(mode="json"), "space.yaml")
     done_before = st.finished_count()
     todo = max(0, space.num_samples - done_before)
-    results = Path(opts.results_dir).resolve() / name
-    state_root = results / "trials"
+    results = Results.parse(opts.results_dir).child(name)
+    state_root = results.child("trials")
 
     # 3. Ray, 4. the trials
     t0 = time.time()
@@ -437,7 +435,7 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
 
 
 def _fit(space: SearchSpace, opts: SearchOptions, searcher, progress: Progress,
-         target: tracking.Target, state_root: Path, results: Path) -> None:  # fmt: skip
+         target: tracking.Target, state_root: Results, results: Results) -> None:  # fmt: skip
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -446,7 +444,7 @@ def _fit(space: SearchSpace, opts: SearchOptions, searcher, progress: Progress,
     if gpu == "auto":
         gpu = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
     ctx = TrialContext(space=space.model_dump(mode="json"), target=target,
-                       threads=max(1, int(space.resources.cpu)), state_root=str(state_root),
+                       threads=max(1, int(space.resources.cpu)), state_root=state_root.uri,
                        rungs=asha_rungs(space, 100_000),
                        crash_once_after_epoch=opts.crash_once_after_epoch)  # fmt: skip
     trainable = tune.with_resources(tune.with_parameters(trial_fn, ctx=ctx),
@@ -455,7 +453,11 @@ def _fit(space: SearchSpace, opts: SearchOptions, searcher, progress: Progress,
                                grace_period=space.asha.grace_period,
                                reduction_factor=space.asha.reduction_factor)
                  if space.asha.enabled else FIFOScheduler())  # fmt: skip
-    attempt = 1 + sum(1 for _ in results.glob("attempt-*")) if results.exists() else 1
+    import pyarrow.fs as pafs
+
+    fs, base = results.filesystem()
+    listed = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    attempt = 1 + sum(1 for f in listed if f.base_name.startswith("attempt-"))
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
@@ -464,8 +466,9 @@ def _fit(space: SearchSpace, opts: SearchOptions, searcher, progress: Progress,
                                     # a trial's process keeps torch, MLflow and the data
                                     # imported for the next one: seconds per trial
                                     reuse_actors=True),
-        run_config=tune.RunConfig(name=f"attempt-{attempt}", storage_path=str(results), verbose=0,
-                                  callbacks=[make_ticker(searcher, progress)],
-                                  failure_config=tune.FailureConfig(max_failures=space.max_failures)),
+        run_config=tune.RunConfig(
+            name=f"attempt-{attempt}", storage_path=base, storage_filesystem=fs, verbose=0,
+            callbacks=[make_ticker(searcher, progress)],
+            failure_config=tune.FailureConfig(max_failures=space.max_failures)),
     )  # fmt: skip
     tuner.fit()

@@ -15,6 +15,14 @@ import pytest
 
 # the session's own Ray binds to 127.0.0.1 like the search's (read when ray is first imported)
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# S3 tests talk to a local moto server; Ray workers inherit these from the session's raylet
+for k, v in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}.items():
+    os.environ.setdefault(k, v)
 
 
 @pytest.fixture(scope="session")
@@ -94,3 +102,29 @@ def mlflow_server(tmp_path_factory):
     server = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))
     yield server.uri
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server (moto's standalone server) on 127.0.0.1 with one bucket;
+    yields the `s3://` URI prefix of that bucket with the endpoint override pyarrow needs."""
+    import boto3
+
+    port = free_port()
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H",
+                             "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(endpoint, timeout=2).read()
+            break
+        except OSError:
+            assert proc.poll() is None and time.time() < deadline, "moto server did not start"
+            time.sleep(0.3)
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="remedies-test")
+    yield f"s3://remedies-test/{{}}?endpoint_override=127.0.0.1:{port}&scheme=http"
+    proc.terminate()
+    proc.wait(timeout=20)

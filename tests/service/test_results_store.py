@@ -1,0 +1,54 @@
+"""`--results-dir` on an S3-compatible store (a real moto server): Tune's folders and each trial's
+saved training state live there, so a retried trial resumes from what it saved — not from a
+local disk another node would not have."""
+
+from __future__ import annotations
+
+import pyarrow.fs as pafs
+import pytest
+
+from remedies.cli import main
+from remedies.service.results import Results
+from remedies.service.space import parse_space
+from remedies.service.tuner import SearchOptions, run_search
+from tests.service.consistency import assert_consistent
+from tests.service.test_search_e2e import TINY
+
+
+@pytest.mark.slow
+def test_search_keeps_its_state_in_s3(ray_local, mlflow_server, s3_server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    raw = {**TINY, "name": "s3", "num_samples": 2, "asha": {"enabled": False}, "remedies": {}}
+    storage = str(tmp_path / "studies.db")
+    uri = s3_server.format("runs")
+    opts = SearchOptions(name="s3-1", tracking_uri=mlflow_server, storage=storage,
+                         results_dir=uri, quiet=True, crash_once_after_epoch=1)  # fmt: skip
+    assert run_search(parse_space(raw), opts).exit_code == 0
+    got = assert_consistent(storage, mlflow_server, "s3", "s3-1", 2)
+    # the retry found the state the first attempt saved in the bucket
+    assert [r.data.tags["attempt_resumed_at_epoch"] for r in got["runs"].values()] == ["1", "1"]
+    fs, base = Results(uri).child("s3-1").filesystem()
+    keys = [f.path for f in fs.get_file_info(pafs.FileSelector(base, recursive=True))]
+    assert any("/attempt-1/" in k for k in keys), keys[:10]  # Tune's own files are there too
+    assert not [k for k in keys if k.endswith("state.pt")], "decided trials keep no state"
+    assert not (tmp_path / "ray_results").exists()
+
+
+@pytest.mark.parametrize(("where", "why"), [
+    ("s3://no-such-bucket/x?endpoint_override={port}&scheme=http", "does not exist"),
+    ("s3://remedies-test/x?endpoint_override=127.0.0.1:9&scheme=http", "cannot use it"),
+    ("ftp://127.0.0.1/x", "cannot use it"),
+])  # fmt: skip
+def test_unusable_results_store_is_one_line(s3_server, tmp_path, monkeypatch, capsys, where, why):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(
+        "name: x\nbase: {data: {num_samples: 200}, model: {width: 0.1}, train: {epochs: 1}}\n"
+    )
+    port = s3_server.split("endpoint_override=")[1].split("&")[0]
+    capsys.readouterr()
+    rc = main(["search", "space.yaml", "--results-dir", where.format(port=port), "--storage",
+               "s.db", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("remedies: error: --results-dir:")
+    assert why in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]
