@@ -300,6 +300,25 @@ def start_ray(address: str | None) -> subprocess.Popen | None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
 
+def join_cluster(address: str, results: Results, target: tracking.Target) -> None:
+    """Connect to an existing cluster and refuse, in one line, storage that only this machine
+    sees once it has more than one node: trials on other nodes could not save or resume there."""
+    start_ray(address)
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1 and results.local:
+        ray.shutdown()
+        raise ConfigError("--results-dir", f"{results.uri} is a local folder but the cluster has "
+                          f"{len(nodes)} nodes; give storage every node reaches, e.g. "
+                          "s3://BUCKET/PREFIX or an NFS mount")  # fmt: skip
+    if len(nodes) > 1 and target.uri.startswith("sqlite:"):
+        ray.shutdown()
+        raise ConfigError("--tracking-uri", f"{target.uri} is a file on this machine but the "
+                          f"cluster has {len(nodes)} nodes; use http://HOST:PORT of an MLflow "
+                          "server every node reaches")  # fmt: skip
+
+
 def stop_ray(reaper: subprocess.Popen | None) -> None:
     import ray
 
@@ -364,6 +383,8 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
         raise ConfigError("--name", f"a search named {name!r} already exists in {opts.storage}; "
                           "use --resume to continue it or choose another name")  # fmt: skip
     load_data(parse_config(base_raw(space)).data)  # generated/cached once, before trials race
+    if opts.address is not None:  # a cluster: its shape decides what storage can work
+        join_cluster(opts.address, Results.parse(opts.results_dir), target)
 
     # 2. the stores
     target.apply()
