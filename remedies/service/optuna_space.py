@@ -71,17 +71,21 @@ class DefineByRun:
 define_by_run = DefineByRun
 
 
-def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
+def make_sampler(space: SearchSpace, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+    """The space's sampler. A resumed search passes how many trials the study already holds: the
+    seed is moved on by that much, or a seeded sampler would replay the values it proposed
+    before the interruption (still deterministic for a given history)."""
     s = space.sampler
+    seed = s.seed + trials_so_far
     if s.name == "tpe":
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, group=True,
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
                                           n_startup_trials=s.n_startup_trials)  # fmt: skip
     if s.name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=s.population_size)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=s.population_size)
     if s.name == "gp":
-        return optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=s.n_startup_trials)
-    return optuna.samplers.RandomSampler(seed=s.seed)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=s.n_startup_trials)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def finite(v: Any) -> bool:

@@ -128,8 +128,9 @@ class Study:
             self.study.set_user_attr(k, v)
 
     def load(self) -> None:
+        n = len(optuna.load_study(study_name=self.name, storage=self.storage).trials)
         self.study = optuna.load_study(study_name=self.name, storage=self.storage,
-                                       sampler=make_sampler(self.space))  # fmt: skip
+                                       sampler=make_sampler(self.space, n))  # fmt: skip
 
     @property
     def attrs(self) -> dict[str, Any]:

@@ -287,7 +287,9 @@ def start_ray(address: str | None) -> subprocess.Popen | None:
     if ray.is_initialized():
         return None
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+        # "local": always a new instance — with None, Ray joins whatever cluster another
+        # process on this machine started (its /tmp/ray/ray_current_cluster)
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                  configure_logging=False)  # fmt: skip
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = address or "a local instance"

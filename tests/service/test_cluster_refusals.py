@@ -1,5 +1,6 @@
-"""On a cluster of more than one node, storage that only the driver's machine sees is refused up
-front: one line, exit 2, nothing created. A real two-node `ray.cluster_utils.Cluster`."""
+"""Searches on a real multi-node `ray.cluster_utils.Cluster`: storage that only the driver's
+machine sees is refused up front (one line, exit 2, nothing created), and a trial whose node is
+removed mid-training continues on another node from the state it saved in shared storage."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import sys
 
 import pytest
 
-from tests.service.test_faults import EXE, space_file
+from remedies.service import tracking
+from tests.service.consistency import assert_consistent
+from tests.service.test_faults import EXE, mid_training, space_file, trials, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -56,3 +59,50 @@ def test_machine_local_storage_is_refused_on_a_cluster(two_nodes, mlflow_server,
     assert len(lines) == 1 and lines[0].startswith(f"remedies: error: {field}:"), lines
     assert "2 nodes" in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+# head without CPUs and two one-CPU workers; a line "remove NODE_ID" on stdin removes that node
+THREE = """
+import os, sys
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+from ray.cluster_utils import Cluster
+c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+workers = [c.add_node(num_cpus=1) for _ in range(2)]
+c.wait_for_nodes()
+print(c.address, flush=True)
+for line in sys.stdin:
+    cmd, _, node_id = line.strip().partition(" ")
+    if cmd == "remove":
+        c.remove_node(next(n for n in workers if n.node_id == node_id), allow_graceful=False)
+        print("removed", flush=True)
+c.shutdown()
+"""
+
+
+def test_node_removed_mid_trial_resumes_on_the_other(mlflow_server, s3_server, tmp_path):
+    cluster = subprocess.Popen([sys.executable, "-c", THREE], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        address = cluster.stdout.readline().strip()
+        assert address, "the cluster did not start"
+        sp = space_file(tmp_path, "nodes", n=1, epochs=60)
+        args = [EXE, "search", sp.name, "--name", "nd", "--address", address, "--storage",
+                "studies.db", "--tracking-uri", mlflow_server, "--results-dir",
+                s3_server.format("nodes"), "--quiet"]  # fmt: skip
+        proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        wait_for(proc, mid_training(tmp_path, "nd", mlflow_server))
+        run_id = trials(tmp_path, "nd")[0].user_attrs["mlflow_run_id"]
+        first = tracking.client(mlflow_server).get_run(run_id).data.tags["node_id"]
+        cluster.stdin.write(f"remove {first}\n")
+        cluster.stdin.flush()
+        assert cluster.stdout.readline().strip() == "removed"
+        out, err = proc.communicate(timeout=400)
+        assert proc.returncode == 0, err[-2000:]
+        got = assert_consistent(str(tmp_path / "studies.db"), mlflow_server, "nodes", "nd", 1)
+        tags = next(iter(got["runs"].values())).data.tags
+        assert tags["node_id"] != first and tags["attempt"] == "2"
+        assert int(tags["attempt_resumed_at_epoch"]) > 0  # from the state saved in the bucket
+    finally:
+        cluster.stdin.close()
+        cluster.wait(timeout=120)

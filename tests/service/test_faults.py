@@ -142,6 +142,8 @@ def test_driver_killed_then_resumed(mlflow_server, tmp_path, moment):
     done = resume(tmp_path, sp, name, mlflow_server)
     assert done.returncode == 0, done.stderr[-2000:]
     got = assert_consistent(str(tmp_path / "studies.db"), mlflow_server, "killdriver", name, 3)
+    lrs = {t.params["train.lr"] for t in got["study"].trials}
+    assert len(lrs) == 3, "the resumed sampler replayed values it had proposed before"
     if moment != "first-ask":
         assert resumed_mid_training(mlflow_server, got["runs"])
 
@@ -230,3 +232,4 @@ def test_resume_completes_a_trial_the_driver_died_creating(ray_local, mlflow_ser
     got = assert_consistent(storage, mlflow_server, "windows", "w", 3)
     assert got["study"].trials[number].user_attrs["mlflow_run_id"] == orphan
     assert got["study"].trials[bare].state.name == "COMPLETE"
+    assert len({t.params["train.lr"] for t in got["study"].trials}) == 3  # no replayed values
