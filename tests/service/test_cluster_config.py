@@ -33,3 +33,26 @@ def test_a_typo_fails_validation():
     raw["max_worker"] = 3
     with pytest.raises(Exception):  # noqa: B017 - jsonschema's ValidationError
         validate_config(prepare_config(raw))
+
+
+def test_every_node_gets_python_311_and_the_pinned_stack():
+    """The DLAMI's python3 is 3.10 and unpinned installs drift between autoscaled workers: the
+    setup makes a 3.11 venv and installs with the constraints, whose pins are what this suite
+    runs (so a version bump here without one there fails)."""
+    from importlib.metadata import version
+
+    raw = yaml.safe_load(PATH.read_text())
+    setup = "\n".join(raw["setup_commands"])
+    assert "python3.11 -m venv" in setup and "-c cluster/constraints.txt" in setup
+    assert all(c.split()[0].startswith("~/venv/bin/") for c in raw["head_start_ray_commands"]
+               + raw["worker_start_ray_commands"] if not c.startswith("nohup"))  # fmt: skip
+    pins = {}
+    for line in (PATH.parent / "cluster" / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, v = line.partition("==")
+            pins[name.split("[")[0].lower()] = v
+    for pkg in ("ray", "mlflow", "optuna", "pydantic", "pyarrow", "numpy", "scipy"):
+        assert pins[pkg] == version(pkg), (pkg, pins[pkg], version(pkg))
+    assert pins["torch"] == version("torch").split("+")[0]
+    assert "\"ray[default]\"" in setup  # extras go on the install line: pip refuses them in -c
+    assert {"**/.venv", "**/*.db", "**/ray_results"} <= set(raw["rsync_exclude"])
