@@ -60,6 +60,11 @@ class Splits:
     def n_train(self) -> int:
         return len(self.y_train)
 
+    @property
+    def nbytes(self) -> int:
+        return sum(t.element_size() * t.nelement() for t in (self.x_train, self.y_train,
+                   self.x_val, self.y_val, self.x_test, self.y_test))  # fmt: skip
+
     def to(self, device: torch.device | str) -> Splits:
         moved = {k: getattr(self, k).to(device) for k in
                  ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}  # fmt: skip

@@ -78,9 +78,11 @@ def _catch_up(uri: str, run_id: str, history: list[dict[str, Any]]) -> None:
 
 
 def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
-              placement: dict[str, str]) -> None:  # fmt: skip
+              placement: dict[str, str], shipped: tuple[dict[str, Any], Any] | None = None
+              ) -> None:  # fmt: skip
     """Train the trial (continuing its saved state if any); `placement` are tags saying where it
-    runs (the GPUs and resources Ray gave it)."""
+    runs (the GPUs and resources Ray gave it); `shipped` the driver's (data config, splits),
+    used when the trial's data config is that one (it is, unless the space samples `data.*`)."""
 
     from remedies.config import config_to_dict, flatten, parse_config
     from remedies.trainer import pick_device, train
@@ -144,8 +146,9 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
         if resume is None and row["epoch"] == spec.crash_once_after_epoch:
             raise RuntimeError("injected fault (first attempt only)")
 
-    result = train(cfg, report=report, progress=False, resume=resume,
-                   expose_state=capture.append)  # fmt: skip
+    same = shipped is not None and shipped[0] == cfg.data.model_dump(mode="json")
+    result = train(cfg, splits=shipped[1] if same else None, report=report,  # type: ignore[index]
+                   progress=False, resume=resume, expose_state=capture.append)  # fmt: skip
     if pending:  # epochs the budget grew by (train_longer) or a divergence left unsent
         rows = list(pending)
         out.put(

@@ -43,6 +43,8 @@ os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 # trials are the work: Ray would start them at niceness 15, behind any other process
 os.environ.setdefault("RAY_worker_niceness", "0")
 
+SHIP_LIMIT_BYTES = 512 * 2**20  # larger data sets are read by each trial from data.path
+
 __all__ = ["ASHA_METRIC", "SearchOptions", "directions", "objective_values", "run_search"]
 
 
@@ -72,6 +74,7 @@ class TrialContext:
     state_root: str
     rungs: tuple[int, ...]
     crash_once_after_epoch: int | None = None
+    data: tuple[dict[str, Any], Any] | None = None  # (base data config, its Splits), shipped
 
 
 def trial_fn(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -89,7 +92,7 @@ def trial_fn(config: dict[str, Any], ctx: TrialContext) -> None:
 
         rt = ray.get_runtime_context()
         assigned = rt.get_assigned_resources()
-        run_trial(spec, tune.report, {
+        run_trial(spec, tune.report, shipped=ctx.data, placement={
             "gpu_ids": ",".join(map(str, ray.get_gpu_ids())) or "none",
             "resources": ", ".join(f"{k}={v:g}" for k, v in sorted(assigned.items())),
             "node_id": rt.get_node_id(), "hostname": socket.gethostname()})  # fmt: skip
@@ -466,7 +469,15 @@ def _fit(space: SearchSpace, opts: SearchOptions, searcher, progress: Progress,
     gpu = space.resources.gpu
     if gpu == "auto":
         gpu = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    ctx = TrialContext(space=space.model_dump(mode="json"), target=target,
+    # the base's data, loaded here once, travels with the trials through Ray's object store: a
+    # node without the driver's files (data.path, caches) trains on it all the same
+    from remedies.config import parse_config
+    from remedies.data import load_data
+
+    base = parse_config(base_raw(space)).data
+    splits = load_data(base)
+    shipped = (base.model_dump(mode="json"), splits) if splits.nbytes <= SHIP_LIMIT_BYTES else None
+    ctx = TrialContext(data=shipped, space=space.model_dump(mode="json"), target=target,
                        threads=max(1, int(space.resources.cpu)), state_root=state_root.uri,
                        rungs=asha_rungs(space, 100_000),
                        crash_once_after_epoch=opts.crash_once_after_epoch)  # fmt: skip

@@ -54,5 +54,5 @@ def test_every_node_gets_python_311_and_the_pinned_stack():
     for pkg in ("ray", "mlflow", "optuna", "pydantic", "pyarrow", "numpy", "scipy"):
         assert pins[pkg] == version(pkg), (pkg, pins[pkg], version(pkg))
     assert pins["torch"] == version("torch").split("+")[0]
-    assert "\"ray[default]\"" in setup  # extras go on the install line: pip refuses them in -c
+    assert '"ray[default]"' in setup  # extras go on the install line: pip refuses them in -c
     assert {"**/.venv", "**/*.db", "**/ray_results"} <= set(raw["rsync_exclude"])

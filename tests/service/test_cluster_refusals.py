@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from remedies.service import tracking
 from tests.service.consistency import assert_consistent
@@ -103,6 +104,45 @@ def test_node_removed_mid_trial_resumes_on_the_other(mlflow_server, s3_server, t
         tags = next(iter(got["runs"].values())).data.tags
         assert tags["node_id"] != first and tags["attempt"] == "2"
         assert int(tags["attempt_resumed_at_epoch"]) > 0  # from the state saved in the bucket
+    finally:
+        cluster.stdin.close()
+        cluster.wait(timeout=120)
+
+
+def test_a_worker_without_the_drivers_files_trains_on_shipped_data(mlflow_server, s3_server,
+                                                                   tmp_path):  # fmt: skip
+    """The cluster (a head without CPUs and one worker) runs in its own mount namespace with an
+    empty tmpfs over the test folder: the data file, the study and everything else of the
+    driver are invisible to its nodes. The trial still trains — on the data the driver shipped
+    through Ray's object store."""
+    import os
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 20)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + 2 * (x[:, 1] > 0)
+    np.savez(tmp_path / "data.npz", x_train=x[:500], y_train=y[:500], x_test=x[500:],
+             y_test=y[500:])  # fmt: skip
+    hide = f'mount -t tmpfs tmpfs {tmp_path} && exec {sys.executable} -c "$CLUSTER"'
+    env = {**os.environ, "CLUSTER": THREE.replace("range(2)", "range(1)")}
+    cluster = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", hide],
+                               env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               text=True)  # fmt: skip
+    try:
+        address = cluster.stdout.readline().strip()
+        assert address, "the cluster did not start"
+        sp = space_file(tmp_path, "hidden", n=1, epochs=3)
+        raw = yaml.safe_load(sp.read_text())
+        raw["base"]["data"] = {"name": "npz", "path": str(tmp_path / "data.npz")}
+        sp.write_text(yaml.safe_dump(raw))
+        args = [EXE, "search", sp.name, "--name", "hid", "--address", address, "--storage",
+                "studies.db", "--tracking-uri", mlflow_server, "--results-dir",
+                s3_server.format("hidden"), "--quiet"]  # fmt: skip
+        p = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-3000:]
+        got = assert_consistent(str(tmp_path / "studies.db"), mlflow_server, "hidden", "hid", 1)
+        assert [t.state.name for t in got["study"].trials] == ["COMPLETE"]
     finally:
         cluster.stdin.close()
         cluster.wait(timeout=120)
