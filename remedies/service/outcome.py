@@ -8,10 +8,11 @@ exactly once per trial and every store is written from its answer.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from remedies.service.optuna_space import finite
 
 
 class Outcome(StrEnum):
@@ -47,10 +48,6 @@ class Decision:
     reason: str = ""  # why a trial failed, for the run's tags and the summary
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def decide(result: dict[str, Any] | None, metrics: list[str], *, error: str | None = None,
            interrupted: bool = False) -> Decision:  # fmt: skip
     """The outcome of one trial from its last reported result.
@@ -64,9 +61,9 @@ def decide(result: dict[str, Any] | None, metrics: list[str], *, error: str | No
         if result.get("diverged"):
             return Decision(Outcome.DIVERGED, None, epochs, "loss became NaN/inf")
         vals = [result.get(m) for m in metrics]
-        if all(_finite(v) for v in vals):
+        if all(finite(v) for v in vals):
             return Decision(Outcome.COMPLETE, [float(v) for v in vals], epochs)  # type: ignore[arg-type]
-        bad = [m for m, v in zip(metrics, vals, strict=True) if not _finite(v)]
+        bad = [m for m, v in zip(metrics, vals, strict=True) if not finite(v)]
         return Decision(Outcome.FAILED, None, epochs, f"objective not finite: {', '.join(bad)}")
     if error is not None:
         return Decision(Outcome.FAILED, None, epochs, error)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
+
+from remedies.service.optuna_space import finite
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -25,16 +27,12 @@ MAX_TICKS = 7  # labelled ticks per axis at most: far fewer than a 6 × 4.5 inch
 FIGSIZE = (6.0, 4.5)  # inches; saved at 100 dpi
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def spans_decades(values: Sequence[float]) -> bool:
     """True when the values are positive and at least two powers of ten lie within their range.
 
     Why two: a log axis labels only powers of ten, so over a narrower range it would show one
     label (or none) and fall back to labelling minor ticks, which overlap."""
-    vals = [v for v in values if _finite(v)]
+    vals = [v for v in values if finite(v)]
     if not vals or min(vals) <= 0:
         return False
     lo = math.ceil(math.log10(min(vals)) - 1e-9)  # tolerance: log10(1000) = 2.9999999999999996

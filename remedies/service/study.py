@@ -128,7 +128,7 @@ class Study:
             self.study.set_user_attr(k, v)
 
     def load(self) -> None:
-        n = len(optuna.load_study(study_name=self.name, storage=self.storage).trials)
+        n = self.storage.get_n_trials(self.storage.get_study_id_from_name(self.name))
         self.study = optuna.load_study(study_name=self.name, storage=self.storage,
                                        sampler=make_sampler(self.space, n))  # fmt: skip
 

@@ -27,7 +27,7 @@ from remedies.io import folder_lock
 PARENT_TAG = "mlflow.parentRunId"
 DEFAULT_URI = "sqlite:///mlflow.db"
 # MLflow's HTTP client retries a dead server for minutes without a word; fail fast instead and
-# retry visibly here (RunLog), where the progress line can say so
+# retry visibly here (Outbox), where the progress line can say so
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 OUTAGE_LIMIT_S = float(os.environ.get("REMEDIES_TRACKING_OUTAGE_LIMIT_S", "900"))
@@ -149,10 +149,6 @@ def prepare_store(uri: str) -> None:
     folder = Path(uri.removeprefix("sqlite:///")).parent
     with folder_lock(folder):
         client(uri).search_experiments(max_results=1)
-
-
-def check_reachable(uri: str) -> None:
-    preflight(resolve(uri))
 
 
 def experiment_id(uri: str, name: str) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from remedies.service import tracking
+from remedies.service.optuna_space import finite
 from remedies.service.results import Results
 from remedies.service.space import SearchSpace, resolve
 
@@ -42,10 +43,6 @@ class TrialSpec:
     state_dir: str  # where its training state lives between attempts (folder or URI)
     rungs: tuple[int, ...] = ()  # ASHA's comparison epochs: always reported
     crash_once_after_epoch: int | None = None  # tests: the first attempt raises after this epoch
-
-
-def finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def asha_rungs(space: SearchSpace, epochs: int) -> tuple[int, ...]:

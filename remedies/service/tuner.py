@@ -387,7 +387,8 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
     if exists and not opts.resume:
         raise ConfigError("--name", f"a search named {name!r} already exists in {opts.storage}; "
                           "use --resume to continue it or choose another name")  # fmt: skip
-    load_data(parse_config(base_raw(space)).data)  # generated/cached once, before trials race
+    base_data = parse_config(base_raw(space)).data
+    splits = load_data(base_data)  # generated/cached once, before trials race; shipped to them
     if opts.address is not None:  # a cluster: its shape decides what storage can work
         join_cluster(opts.address, Results.parse(opts.results_dir), target)
 
@@ -435,7 +436,16 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
         if todo > 0:
             searcher = make_searcher(st, space, target.public(), exp_id, parent, progress,
                                      state_root, todo)  # fmt: skip
-            _fit(space, opts, searcher, progress, target.public(), state_root, results)
+            _fit(
+                space,
+                opts,
+                searcher,
+                progress,
+                target.public(),
+                state_root,
+                results,
+                (base_data.model_dump(mode="json"), splits),
+            )
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -461,7 +471,8 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
 
 
 def _fit(space: SearchSpace, opts: SearchOptions, searcher, progress: Progress,
-         target: tracking.Target, state_root: Results, results: Results) -> None:  # fmt: skip
+         target: tracking.Target, state_root: Results, results: Results,
+         data: tuple[dict[str, Any], Any]) -> None:  # fmt: skip
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -469,14 +480,9 @@ def _fit(space: SearchSpace, opts: SearchOptions, searcher, progress: Progress,
     gpu = space.resources.gpu
     if gpu == "auto":
         gpu = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    # the base's data, loaded here once, travels with the trials through Ray's object store: a
-    # node without the driver's files (data.path, caches) trains on it all the same
-    from remedies.config import parse_config
-    from remedies.data import load_data
-
-    base = parse_config(base_raw(space)).data
-    splits = load_data(base)
-    shipped = (base.model_dump(mode="json"), splits) if splits.nbytes <= SHIP_LIMIT_BYTES else None
+    # the base's data (config, splits), loaded once by the driver, travels with the trials
+    # through Ray's object store: a node without the driver's files trains on it all the same
+    shipped = data if data[1].nbytes <= SHIP_LIMIT_BYTES else None
     ctx = TrialContext(data=shipped, space=space.model_dump(mode="json"), target=target,
                        threads=max(1, int(space.resources.cpu)), state_root=state_root.uri,
                        rungs=asha_rungs(space, 100_000),
