@@ -47,9 +47,10 @@ class MlflowServer:
     """A real `mlflow server` on 127.0.0.1 that a test can stop and start again (same port,
     same database): what a tracking-server outage looks like to a search."""
 
-    def __init__(self, d: Path, extra: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(self, d: Path, extra: list[str] | None = None, env: dict[str, str] | None = None,
+                 artifacts: str | None = None) -> None:  # fmt: skip
         self.d, self.extra, self.env = d, extra or [], env
+        self.artifacts = artifacts or str(d / "artifacts")  # a folder, or s3://… (proxied)
         d.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
@@ -61,7 +62,7 @@ class MlflowServer:
         self.proc = subprocess.Popen(
             [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(self.port),
              "--backend-store-uri", f"sqlite:///{self.d / 'mlflow.db'}",
-             "--artifacts-destination", str(self.d / "artifacts"), "--workers", "1", *self.extra],
+             "--artifacts-destination", self.artifacts, "--workers", "1", *self.extra],
             stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
         )  # fmt: skip
         deadline = time.time() + 120
@@ -91,9 +92,9 @@ class MlflowServer:
         self.proc = None
 
 
-def start_mlflow_server(d: Path, extra: list[str] | None = None,
-                        env: dict[str, str] | None = None) -> MlflowServer:  # fmt: skip
-    return MlflowServer(d, extra, env).start()
+def start_mlflow_server(d: Path, extra: list[str] | None = None, env: dict[str, str] | None = None,
+                        artifacts: str | None = None) -> MlflowServer:  # fmt: skip
+    return MlflowServer(d, extra, env, artifacts).start()
 
 
 @pytest.fixture(scope="session")
