@@ -26,6 +26,7 @@ from typing import Any
 
 from remedies.errors import ConfigError
 from remedies.service import tracking
+from remedies.service.node_types import autoscaler_gpus, resolve_auto_gpu
 from remedies.service.outcome import Decision, Outcome, decide
 from remedies.service.progress import Progress
 from remedies.service.results import Results
@@ -478,8 +479,8 @@ def _fit(space: SearchSpace, opts: SearchOptions, searcher, progress: Progress,
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     gpu = space.resources.gpu
-    if gpu == "auto":
-        gpu = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    if gpu == "auto":  # from the node types the cluster may launch, not only those up now
+        gpu = resolve_auto_gpu(ray.cluster_resources().get("GPU", 0), autoscaler_gpus())
     # the base's data (config, splits), loaded once by the driver, travels with the trials
     # through Ray's object store: a node without the driver's files trains on it all the same
     shipped = data if data[1].nbytes <= SHIP_LIMIT_BYTES else None
