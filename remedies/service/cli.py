@@ -52,6 +52,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from remedies.service.backup import backup
+
+    files = {"--storage": args.storage}
+    if args.tracking_db:
+        files["--tracking-db"] = args.tracking_db
+    where = backup(files, args.to)
+    print(f"backed up {', '.join(Path(f).name for f in files.values())} to {where.uri}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from remedies.service.backup import restore
+
+    got = restore(args.source, args.to, args.force)
+    print(f"restored {', '.join(map(str, got))}" if got else f"nothing to restore in {args.source}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("search", help="search a space file with Ray Tune + Optuna, log to MLflow")
     s.add_argument("space", type=Path, help="search_spaces/*.yaml")
@@ -93,3 +112,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("name")
     r.add_argument("--storage", default=DEFAULT_STORAGE)
     r.set_defaults(func=cmd_report)
+
+    b = sub.add_parser("backup", help="snapshot the study and MLflow SQLite files to a folder/URI")
+    b.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna study file")
+    b.add_argument("--tracking-db", default=None, help="MLflow's SQLite backend file, if any")
+    b.add_argument("--to", required=True, help="folder or URI (s3://bucket/backups)")
+    b.set_defaults(func=cmd_backup)
+
+    o = sub.add_parser("restore", help="bring back the newest snapshot `remedies backup` made")
+    o.add_argument("--from", dest="source", required=True, help="what `backup --to` was given")
+    o.add_argument("--to", type=Path, default=Path("."), help="folder to write the files into")
+    o.add_argument("--force", action="store_true", help="replace files that exist")
+    o.set_defaults(func=cmd_restore)

@@ -46,13 +46,13 @@ class Results:
             return pafs.LocalFileSystem(), self.uri
         return pafs.FileSystem.from_uri(self.uri)
 
-    def check(self) -> None:
+    def check(self, field: str = "--results-dir") -> None:
         """One line, before anything is created, when the store cannot be used."""
         shown = self.uri.partition("?")[0]
         if self.local:
             parent = Path(self.uri).parent
             if not parent.is_dir():
-                raise ConfigError("--results-dir", f"folder {parent} does not exist")
+                raise ConfigError(field, f"folder {parent} does not exist")
             return
         import pyarrow.fs as pafs
 
@@ -60,7 +60,7 @@ class Results:
             fs, path = self.filesystem()
             bucket = path.split("/", 1)[0]
             if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
-                raise ConfigError("--results-dir", f"{shown}: bucket {bucket!r} does not exist")
+                raise ConfigError(field, f"{shown}: bucket {bucket!r} does not exist")
             fs.get_file_info(path)
         except ConfigError:
             raise
@@ -68,7 +68,7 @@ class Results:
             why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
             scheme = urlsplit(self.uri).scheme
             msg = f"{shown}: cannot use it ({why}); allowed: a local folder or a URI pyarrow reads"
-            raise ConfigError("--results-dir", f"{msg} ({scheme}:// given)") from None
+            raise ConfigError(field, f"{msg} ({scheme}:// given)") from None
 
     # ------------------------------------------------------------------- whole files
     def write_bytes(self, name: str, data: bytes) -> None:
