@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from remedies.errors import ConfigError
@@ -306,13 +307,51 @@ def start_ray(address: str | None) -> subprocess.Popen | None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
 
-def join_cluster(address: str, results: Results, target: tracking.Target) -> None:
+def node_files(space: SearchSpace, base_path: Path | None, nbytes: int) -> list[str]:
+    """Files each trial reads on its own node: none while the driver ships the base's data; the
+    data path (every sampled choice of it) when the data is too large to ship or `data.*` is
+    sampled, since then a trial loads its own data where it runs."""
+    sampled = [k for k in space.params if k.startswith("data.")]
+    if nbytes <= SHIP_LIMIT_BYTES and not sampled:
+        return []
+    paths = {str(base_path)} if base_path is not None else set()
+    if "data.path" in space.params:
+        paths |= {str(c) for c in space.params["data.path"].ends() if c is not None}
+    return sorted(paths)
+
+
+def _missing_on_nodes(nodes: list[dict[str, Any]], paths: list[str]) -> tuple[str, str] | None:
+    """(node, path) of the first file a node that can run trials does not have, else None."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=0)
+    def missing(ps: list[str]) -> list[str]:
+        return [p for p in ps if not os.path.exists(p)]
+
+    runners = [n for n in nodes if n["Resources"].get("CPU", 0) > 0]
+    refs = [missing.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+        n["NodeID"], soft=False)).remote(paths) for n in runners]  # fmt: skip
+    for n, gone in zip(runners, ray.get(refs, timeout=120), strict=True):
+        if gone:
+            return f"{n['NodeManagerAddress']} ({n['NodeID'][:8]})", gone[0]
+    return None
+
+
+def join_cluster(address: str, results: Results, target: tracking.Target,
+                 files: list[str] | None = None) -> None:  # fmt: skip
     """Connect to an existing cluster and refuse, in one line, storage that only this machine
-    sees once it has more than one node: trials on other nodes could not save or resume there."""
+    sees once it has more than one node: trials on other nodes could not save or resume there;
+    and data files (`files`) that a node able to run trials does not have."""
     start_ray(address)
     import ray
 
     nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if files and (gone := _missing_on_nodes(nodes, files)):
+        ray.shutdown()
+        raise ConfigError("data.path", f"{gone[1]} does not exist on node {gone[0]}; trials there "
+                          "read it themselves (data over 512 MiB, or data.* searched): put it "
+                          "on every node or on storage they share")  # fmt: skip
     if len(nodes) > 1 and results.local:
         ray.shutdown()
         raise ConfigError("--results-dir", f"{results.uri} is a local folder but the cluster has "
@@ -391,7 +430,8 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
     base_data = parse_config(base_raw(space)).data
     splits = load_data(base_data)  # generated/cached once, before trials race; shipped to them
     if opts.address is not None:  # a cluster: its shape decides what storage can work
-        join_cluster(opts.address, Results.parse(opts.results_dir), target)
+        files = node_files(space, base_data.path, splits.nbytes)
+        join_cluster(opts.address, Results.parse(opts.results_dir), target, files)
 
     # 2. the stores
     target.apply()

@@ -109,22 +109,21 @@ def test_node_removed_mid_trial_resumes_on_the_other(mlflow_server, s3_server, t
         cluster.wait(timeout=120)
 
 
-def test_a_worker_without_the_drivers_files_trains_on_shipped_data(mlflow_server, s3_server,
-                                                                   tmp_path):  # fmt: skip
-    """The cluster (a head without CPUs and one worker) runs in its own mount namespace with an
-    empty tmpfs over the test folder: the data file, the study and everything else of the
-    driver are invisible to its nodes. The trial still trains — on the data the driver shipped
-    through Ray's object store."""
+@pytest.fixture(scope="module")
+def hidden(tmp_path_factory):
+    """(cluster address, folder): a head without CPUs and one worker in their own mount namespace
+    with an empty tmpfs over the folder — the data file there and everything else the driver
+    keeps in it are invisible to the cluster's nodes."""
     import os
 
     import numpy as np
 
+    d = tmp_path_factory.mktemp("hidden")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(600, 20)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64) + 2 * (x[:, 1] > 0)
-    np.savez(tmp_path / "data.npz", x_train=x[:500], y_train=y[:500], x_test=x[500:],
-             y_test=y[500:])  # fmt: skip
-    hide = f'mount -t tmpfs tmpfs {tmp_path} && exec {sys.executable} -c "$CLUSTER"'
+    np.savez(d / "data.npz", x_train=x[:500], y_train=y[:500], x_test=x[500:], y_test=y[500:])
+    hide = f'mount -t tmpfs tmpfs {d} && exec {sys.executable} -c "$CLUSTER"'
     env = {**os.environ, "CLUSTER": THREE.replace("range(2)", "range(1)")}
     cluster = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", hide],
                                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -132,17 +131,50 @@ def test_a_worker_without_the_drivers_files_trains_on_shipped_data(mlflow_server
     try:
         address = cluster.stdout.readline().strip()
         assert address, "the cluster did not start"
-        sp = space_file(tmp_path, "hidden", n=1, epochs=3)
-        raw = yaml.safe_load(sp.read_text())
-        raw["base"]["data"] = {"name": "npz", "path": str(tmp_path / "data.npz")}
-        sp.write_text(yaml.safe_dump(raw))
-        args = [EXE, "search", sp.name, "--name", "hid", "--address", address, "--storage",
-                "studies.db", "--tracking-uri", mlflow_server, "--results-dir",
-                s3_server.format("hidden"), "--quiet"]  # fmt: skip
-        p = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-        assert p.returncode == 0, p.stderr[-3000:]
-        got = assert_consistent(str(tmp_path / "studies.db"), mlflow_server, "hidden", "hid", 1)
-        assert [t.state.name for t in got["study"].trials] == ["COMPLETE"]
+        yield address, d
     finally:
         cluster.stdin.close()
         cluster.wait(timeout=120)
+
+
+def npz_space(d, name: str, **params) -> object:
+    sp = space_file(d, name, n=1, epochs=3)
+    raw = yaml.safe_load(sp.read_text())
+    raw["base"]["data"] = {"name": "npz", "path": str(d / "data.npz")}
+    raw["params"] |= params
+    sp.write_text(yaml.safe_dump(raw))
+    return sp
+
+
+def test_a_worker_without_the_drivers_files_trains_on_shipped_data(hidden, mlflow_server,
+                                                                   s3_server):  # fmt: skip
+    """The trial still trains — on the data the driver shipped through Ray's object store."""
+    address, d = hidden
+    sp = npz_space(d, "hidden")
+    args = [EXE, "search", sp.name, "--name", "hid", "--address", address, "--storage",
+            "studies.db", "--tracking-uri", mlflow_server, "--results-dir",
+            s3_server.format("hidden"), "--quiet"]  # fmt: skip
+    p = subprocess.run(args, cwd=d, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = assert_consistent(str(d / "studies.db"), mlflow_server, "hidden", "hid", 1)
+    assert [t.state.name for t in got["study"].trials] == ["COMPLETE"]
+
+
+def test_data_a_worker_must_read_itself_but_lacks_is_refused(hidden, mlflow_server, s3_server):
+    """A space that samples `data.*` makes each trial load its own data where it runs: a node
+    without the file is one line, exit 2, before any study, run or folder exists."""
+    address, d = hidden
+    sub = d / "refused"
+    sub.mkdir()
+    (sub / "data.npz").write_bytes((d / "data.npz").read_bytes())
+    sp = npz_space(sub, "needs", **{"data.max_train": {"type": "int", "low": 200, "high": 400}})
+    before = sorted(p.name for p in sub.iterdir())
+    args = [EXE, "search", sp.name, "--name", "nf", "--address", address, "--storage",
+            "studies.db", "--tracking-uri", mlflow_server, "--results-dir",
+            s3_server.format("needs"), "--quiet"]  # fmt: skip
+    p = subprocess.run(args, cwd=sub, capture_output=True, text=True, timeout=300)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("remedies: error: data.path:"), lines
+    assert f"{sub / 'data.npz'} does not exist on node 127.0.0.1" in lines[0]
+    assert sorted(p.name for p in sub.iterdir()) == before
