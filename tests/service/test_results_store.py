@@ -52,3 +52,52 @@ def test_unusable_results_store_is_one_line(s3_server, tmp_path, monkeypatch, ca
     assert rc == 2 and err.count("\n") == 1 and err.startswith("remedies: error: --results-dir:")
     assert why in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]
+
+
+@pytest.fixture(scope="module")
+def locked_s3(tmp_path_factory):
+    """An S3-compatible server that checks credentials (moto with IAM auth on after its first
+    request, which creates the bucket): the environment's keys are not among its users."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    import boto3
+
+    from tests.service.conftest import free_port
+
+    port = free_port()
+    log = (tmp_path_factory.mktemp("moto-auth") / "moto.log").open("w")
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H",
+                             "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "1"},
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=2).read()
+            break
+        except OSError:
+            assert proc.poll() is None and time.time() < deadline, "moto server did not start"
+            time.sleep(0.3)
+    boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}").create_bucket(Bucket="locked")
+    yield f"s3://locked/x?endpoint_override=127.0.0.1:{port}&scheme=http"
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_unauthorised_results_store_is_one_line(locked_s3, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(
+        "name: x\nbase: {data: {num_samples: 200}, model: {width: 0.1}, train: {epochs: 1}}\n"
+    )
+    capsys.readouterr()
+    rc = main(["search", "space.yaml", "--results-dir", locked_s3, "--storage", "s.db",
+               "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("remedies: error: --results-dir:")
+    assert "ACCESS_DENIED" in err and "cannot use it" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]
