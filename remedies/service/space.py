@@ -18,6 +18,8 @@ A space file is a complete run config (`base`) plus what to vary:
     asha: {enabled: true, grace_period: 2, reduction_factor: 2}
     num_samples: 12
     max_concurrent: 2
+    max_failures: 1                  # retries of a crashed trial, from its last saved state
+    checkpoint_every: {epochs: 1}    # and/or minutes: how often a trial saves that state
     resources: {cpu: 1, gpu: 0}      # per trial; gpu may be fractional; 'auto' = 1 GPU if any
 
 Why validate everything up front: a typo found after ten GPU-hours is a lost day. Every parameter
@@ -121,6 +123,16 @@ class Asha(_Strict):
     reduction_factor: float = Field(2.0, gt=1.0)
 
 
+class CheckpointEvery(_Strict):
+    """How often a trial saves its training state (weights, optimiser, RNG, epoch, remedy state)
+    to the results store: a retried trial continues from the last one, so a lost node costs at
+    most the work since. Its metrics reach MLflow with each save (never a step logged twice);
+    ASHA's rungs and the last epoch always save."""
+
+    epochs: int = Field(1, ge=1)
+    minutes: float | None = Field(None, gt=0)  # also after this long, whatever the epochs
+
+
 class Resources(_Strict):
     cpu: float = Field(1.0, gt=0)
     gpu: float | Literal["auto"] = "auto"  # 'auto': 1 GPU per trial when the cluster has GPUs
@@ -153,6 +165,7 @@ class SearchSpace(_Strict):
     num_samples: int = Field(12, ge=1)
     max_concurrent: int = Field(2, ge=1)
     max_failures: int = Field(1, ge=0)  # Tune retries of a crashed trial (same MLflow run)
+    checkpoint_every: CheckpointEvery = CheckpointEvery()
     resources: Resources = Resources()
 
     @property

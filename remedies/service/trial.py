@@ -4,7 +4,8 @@ Imports no Ray: `tuner.py` calls `run_trial` with a `send` function (Tune's repo
 does not open or close its MLflow run — the driver does both, from the trial's one decision —
 it only logs into the run it is given.
 
-Order at every report (at most every REPORT_INTERVAL_S, and always at ASHA's rungs and the end):
+Order at every save (every `checkpoint_every` epochs or minutes, at most every REPORT_INTERVAL_S,
+and always at ASHA's rungs and the end):
 training state saved → the epochs' metrics queued to MLflow → Tune told. So a trial killed at any
 point restarts from a state whose epochs are all either logged or still to be logged from the
 saved history (`_catch_up`): never a metric step twice, never one lost.
@@ -117,6 +118,8 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
     pending: list[dict[str, Any]] = []
     capture: list[Callable[[], dict[str, Any]]] = []
     last = [time.monotonic()]
+    saved = [resume["epoch"] if resume else 0, time.monotonic()]  # last state: epoch, time
+    every = space.checkpoint_every
 
     def tell(row: dict[str, Any]) -> None:
         va = row.get("val_accuracy")
@@ -125,12 +128,24 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
 
     def report(row: dict[str, Any]) -> None:
         pending.append(row)
-        end = row["epoch"] >= cfg.train.epochs or not finite(row.get("val_accuracy"))
-        due = time.monotonic() - last[0] >= REPORT_INTERVAL_S or row["epoch"] in spec.rungs
-        if not (due or end or spec.crash_once_after_epoch):
+        now, epoch = time.monotonic(), row["epoch"]
+        end = epoch >= cfg.train.epochs or not finite(row.get("val_accuracy"))
+        cadence = epoch - saved[0] >= every.epochs or (
+            every.minutes is not None and now - saved[1] >= 60 * every.minutes
+        )
+        # the default cadence (every epoch) is thinned to one save a REPORT_INTERVAL_S for
+        # epochs faster than that; a cadence the space sets is kept as set
+        default = every.epochs == 1 and every.minutes is None
+        throttled = default and now - last[0] < REPORT_INTERVAL_S
+        due = (cadence and not throttled) or epoch in spec.rungs
+        crash = resume is None and epoch == spec.crash_once_after_epoch
+        if not (due or end or (crash and cadence)):
+            if crash:  # a fault between saves: the retry starts from the last saved state
+                raise RuntimeError("injected fault (first attempt only)")
             return
         if finite(row.get("train_loss")):
             store.save_torch(STATE_FILE, capture[0]())
+            saved[:] = [epoch, now]
         rows = list(pending)
         out.put(
             f"epochs {rows[0]['epoch']}-{rows[-1]['epoch']}",
@@ -140,7 +155,7 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
         out.flush()
         last[0] = time.monotonic()
         tell(row)  # ASHA may stop the trial in here (SystemExit): all is saved and queued
-        if resume is None and row["epoch"] == spec.crash_once_after_epoch:
+        if crash:
             raise RuntimeError("injected fault (first attempt only)")
 
     same = shipped is not None and shipped[0] == cfg.data.model_dump(mode="json")

@@ -34,6 +34,25 @@ def test_search_keeps_its_state_in_s3(ray_local, mlflow_server, s3_server, tmp_p
     assert not (tmp_path / "ray_results").exists()
 
 
+@pytest.mark.slow
+def test_a_retry_resumes_from_the_last_checkpoint(ray_local, mlflow_server, s3_server, tmp_path,
+                                                  monkeypatch):  # fmt: skip
+    """`checkpoint_every: {epochs: 3}` and a fault after epoch 5: the retry continues from
+    epoch 3 (the work since is what is lost), in the same run, every step 1–6 logged once."""
+    monkeypatch.chdir(tmp_path)
+    raw = {**TINY, "name": "ck", "num_samples": 1, "asha": {"enabled": False}, "remedies": {},
+           "checkpoint_every": {"epochs": 3}}  # fmt: skip
+    raw["base"] = {**raw["base"], "train": {**raw["base"]["train"], "epochs": 6}}
+    storage = str(tmp_path / "studies.db")
+    opts = SearchOptions(name="ck-1", tracking_uri=mlflow_server, storage=storage,
+                         results_dir=s3_server.format("ck"), quiet=True,
+                         crash_once_after_epoch=5)  # fmt: skip
+    assert run_search(parse_space(raw), opts).exit_code == 0
+    got = assert_consistent(storage, mlflow_server, "ck", "ck-1", 1)
+    (run,) = got["runs"].values()
+    assert (run.data.tags["attempt"], run.data.tags["attempt_resumed_at_epoch"]) == ("2", "3")
+
+
 @pytest.mark.parametrize(("where", "why"), [
     ("s3://no-such-bucket/x?endpoint_override={port}&scheme=http", "does not exist"),
     ("s3://remedies-test/x?endpoint_override=127.0.0.1:9&scheme=http", "cannot use it"),
