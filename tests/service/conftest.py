@@ -31,7 +31,7 @@ def ray_local():
 
     # one declared GPU (Ray schedules it whether or not a physical one exists): the GPU
     # scheduling path runs on CPU-only CI too; trials there fall back to torch's CPU device
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,
              configure_logging=False)  # fmt: skip
     yield ray
     ray.shutdown()
@@ -105,27 +105,40 @@ def mlflow_server(tmp_path_factory):
     server.stop()
 
 
+def wait_up(url: str, alive, timeout: float, what: str) -> None:
+    """Poll `url` until it answers; fail with `what()` once `alive()` is false or time is up."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError:
+            assert alive() and time.time() < deadline, what()
+            time.sleep(0.3)
+
+
+def start_moto(d: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
+    """moto's standalone S3-compatible server on 127.0.0.1: (process, port)."""
+    port = free_port()
+    log = (d / "moto.log").open("w")
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H",
+                             "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                            env=env, start_new_session=True)  # fmt: skip
+    wait_up(f"http://127.0.0.1:{port}/moto-api/", lambda: proc.poll() is None, 60,
+            lambda: (d / "moto.log").read_text()[-2000:])  # fmt: skip
+    return proc, port
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """A real S3-compatible server (moto's standalone server) on 127.0.0.1 with one bucket;
     yields the `s3://` URI prefix of that bucket with the endpoint override pyarrow needs."""
     import boto3
 
-    port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H",
-                             "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(endpoint, timeout=2).read()
-            break
-        except OSError:
-            assert proc.poll() is None and time.time() < deadline, "moto server did not start"
-            time.sleep(0.3)
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="remedies-test")
+    proc, port = start_moto(tmp_path_factory.mktemp("moto"))
+    boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}").create_bucket(
+        Bucket="remedies-test"
+    )
     yield f"s3://remedies-test/{{}}?endpoint_override=127.0.0.1:{port}&scheme=http"
     proc.terminate()
     proc.wait(timeout=20)

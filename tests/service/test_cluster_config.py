@@ -8,7 +8,6 @@ import re
 import secrets
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -99,7 +98,7 @@ def test_the_heads_mlflow_command_runs_as_written(s3_server, tmp_path):
     import boto3
     import mlflow
 
-    from tests.service.conftest import free_port
+    from tests.service.conftest import free_port, wait_up
 
     raw = yaml.safe_load(PATH.read_text())
     heads = raw["head_start_ray_commands"]
@@ -120,14 +119,8 @@ def test_the_heads_mlflow_command_runs_as_written(s3_server, tmp_path):
     group = int(shell.stdout.split()[-1])
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2).read()
-                break
-            except OSError:
-                assert time.time() < deadline, (tmp_path / "mlflow.log").read_text()[-2000:]
-                time.sleep(0.5)
+        wait_up(f"{uri}/health", lambda: True, 120,
+                lambda: (tmp_path / "mlflow.log").read_text()[-2000:])  # fmt: skip
         search = f"{uri}/api/2.0/mlflow/experiments/search?max_results=1"
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(search, timeout=120)

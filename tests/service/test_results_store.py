@@ -78,30 +78,13 @@ def locked_s3(tmp_path_factory):
     """An S3-compatible server that checks credentials (moto with IAM auth on after its first
     request, which creates the bucket): the environment's keys are not among its users."""
     import os
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-    from pathlib import Path
 
     import boto3
 
-    from tests.service.conftest import free_port
+    from tests.service.conftest import start_moto
 
-    port = free_port()
-    log = (tmp_path_factory.mktemp("moto-auth") / "moto.log").open("w")
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H",
-                             "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "1"},
-                            start_new_session=True)  # fmt: skip
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=2).read()
-            break
-        except OSError:
-            assert proc.poll() is None and time.time() < deadline, "moto server did not start"
-            time.sleep(0.3)
+    proc, port = start_moto(tmp_path_factory.mktemp("moto-auth"),
+                            {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "1"})  # fmt: skip
     boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}").create_bucket(Bucket="locked")
     yield f"s3://locked/x?endpoint_override=127.0.0.1:{port}&scheme=http"
     proc.terminate()
