@@ -50,13 +50,20 @@ class TrainResult:
     sharpness: dict[str, float] = field(default_factory=dict)
     sharpness_details: list[dict[str, Any]] = field(default_factory=list)
     checkpoint: str | None = None
+    # training alone (the epochs' step loops; data loading, evaluation and measures excluded),
+    # so a speed comparison is not swamped by the sharpness measure; `threads`: torch's CPU
+    # threads while it was timed (a time means nothing without them)
+    train_time_s: float = 0.0
+    measure_time_s: float = 0.0
+    steps: int = 0
+    threads: int = 0
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe summary (what `remedies train --json` writes)."""
         keys = ("train_accuracy", "val_accuracy", "test_accuracy", "train_loss", "val_loss",
                 "test_loss", "epochs_run", "diverged", "diverged_epoch", "wall_time_s",
                 "batch_size", "n_train", "device", "sharpness", "sharpness_details", "checkpoint",
-                "history")  # fmt: skip
+                "train_time_s", "measure_time_s", "steps", "threads", "history")  # fmt: skip
         out = {k: getattr(self, k) for k in keys}
         out["config"] = config_to_dict(self.config)
         return _json_safe(out)
@@ -276,11 +283,15 @@ def train(
         test_accuracy=te_acc, train_loss=tr_loss, val_loss=va_loss, test_loss=te_loss,
         epochs_run=len(history), diverged=diverged_epoch is not None,
         diverged_epoch=diverged_epoch, wall_time_s=0.0, batch_size=B, n_train=n, device=str(device),
+        train_time_s=sum(r["train_time_s"] for r in history), steps=ctx.step,
+        threads=torch.get_num_threads(),
     )  # fmt: skip
     if measure and not result.diverged:
         from remedies.measures import run_measures
 
+        tm = time.perf_counter()
         result.sharpness, result.sharpness_details = run_measures(model, X, Y, cfg.measure)
+        result.measure_time_s = time.perf_counter() - tm
     result.wall_time_s = time.perf_counter() - t0
     if out_dir is not None and cfg.train.checkpoint:
         from remedies.checkpoint import save_checkpoint

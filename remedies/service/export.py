@@ -27,6 +27,9 @@ def render(study_name: str, row: dict[str, Any], objs: list[tuple[str, str]], ho
     extra = (
         f"train_accuracy = {row['train_accuracy']:.6g}, test_accuracy = {row['test_accuracy']:.6g}"
     )
+    more = {k: v for k, v in (row.get("metrics") or {}).items() if v is not None}
+    if more:  # speed and reference-relative standing, with the threads the times were taken on
+        extra += ", " + ", ".join(f"{k} = {v:.4g}" for k, v in more.items())
     head = (f"# exported from search {study_name!r}, trial {row['number']} "
             f"(Tune {row['tune_trial']}, MLflow run {row['mlflow_run']}), pick: {how}\n"
             f"# measured: {measured}\n# also: {extra}\n"
@@ -34,11 +37,33 @@ def render(study_name: str, row: dict[str, Any], objs: list[tuple[str, str]], ho
     return head + yaml.safe_dump(cfg, sort_keys=False)
 
 
+PICKS = ("pareto", "best-accuracy", "knee")
+
+
+def pick_by_rule(study, rule: str) -> list[dict[str, Any]]:
+    """`--pick "max val_accuracy where speedup_vs_sb >= 2"`: the completed trial the rule
+    chooses (any metric a trial reports, references-relative ones included). Reference runs are
+    not Optuna trials, so no rule can pick one."""
+    from remedies.service.answer import Rule
+    from remedies.service.optuna_space import trial_rows
+
+    return [Rule.parse(rule).choose(trial_rows(study), study.study_name)]
+
+
+def _check_pick(how: str) -> None:
+    """A malformed rule is refused before the study is opened."""
+    from remedies.service.answer import Rule
+
+    if how not in PICKS:
+        Rule.parse(how)
+
+
 def export(name: str, storage: str, how: str = "knee", out: Path | None = Path("best.yaml"),
            all_pareto: Path | None = None) -> list[Path]:  # fmt: skip
+    _check_pick(how)
     study = load_study(name, storage)
     objs = objectives_of(study)
-    chosen = pick(study, how)
+    chosen = pick(study, how) if how in PICKS else pick_by_rule(study, how)
     texts: list[tuple[Path, str]] = []  # render everything first: nothing written on error
     if all_pareto is not None:
         for r in pick(study, "pareto"):
