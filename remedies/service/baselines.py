@@ -131,7 +131,9 @@ def run_references(space: SearchSpace, *, target: tracking.Target, exp_id: str, 
 
 
 def _short(r: dict[str, Any]) -> dict[str, Any]:
-    return {k: r[k] for k in ("kind", "run_id", "lr", *KEEP)}
+    """What the study keeps of a reference: its results and its complete run config (so it can
+    be re-trained with `remedies train`, e.g. over more seeds)."""
+    return {k: r[k] for k in ("kind", "run_id", "lr", "config", *KEEP)}
 
 
 def _log_run(uri: str, r: dict[str, Any]) -> None:

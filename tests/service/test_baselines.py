@@ -140,7 +140,7 @@ def test_export_pick_honours_a_constraint(searched, tmp_path, capsys):
     capsys.readouterr()
     bad = tmp_path / "none.yaml"
     assert main(["export", "refs-1", "--storage", storage, "--pick",
-                 "max val_accuracy where speedup_vs_sb >= 1e9", "--out", str(bad)]) == 2
+                 "max val_accuracy where speedup_vs_sb >= 1e9", "--out", str(bad)]) == 2  # fmt: skip
     assert "no completed trial" in capsys.readouterr().err and not bad.exists()
     assert main(["export", "refs-1", "--storage", storage, "--pick", "best val_accuracy",
                  "--out", str(bad)]) == 2  # fmt: skip
