@@ -88,7 +88,8 @@ def main() -> None:
     sb_t, _ = stats(runs["SB"], "train_time_s")
     print(f"\nsearch {name}: {search_s / 60:.1f} min (references + trials); seeds {args.seeds}; "
           f"threads {runs['SB'][0]['config']['train']['threads']}")  # fmt: skip
-    print(f"{'':<9} {'batch':>6} {'epochs':>6} {'test acc %':>15} {'train s':>13} {'× SB speed':>10}")
+    head = f"{'':<9} {'batch':>6} {'epochs':>6} {'test acc %':>15} {'train s':>13}"
+    print(f"{head} {'× SB speed':>10}")
     for label, rs in runs.items():
         a, sa = stats(rs, "test_accuracy")
         t, st = stats(rs, "train_time_s")
@@ -97,8 +98,10 @@ def main() -> None:
     a, _ = stats(runs["recipe"], "test_accuracy")
     t, _ = stats(runs["recipe"], "train_time_s")
     ok = a >= sb_acc - 0.5 and sb_t / t >= 2
-    print(f"\nrecipe vs SB: {a - sb_acc:+.2f} points test, {sb_t / t:.2f}× SB's training speed "
-          f"→ {'REACHED' if ok else 'NOT reached'} (target: ≥ SB − 0.5 points at ≥ 2×)")
+    print(
+        f"\nrecipe vs SB: {a - sb_acc:+.2f} points test, {sb_t / t:.2f}× SB's training speed "
+        f"→ {'REACHED' if ok else 'NOT reached'} (target: ≥ SB − 0.5 points at ≥ 2×)"
+    )
 
 
 if __name__ == "__main__":
