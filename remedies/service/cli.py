@@ -41,7 +41,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from remedies.service.export import export
 
-    paths = export(args.name, args.storage, args.pick, args.out, args.all_pareto)
+    paths = export(args.name, args.storage, args.pick, args.out, args.all_pareto,
+                   args.confirm_seeds)  # fmt: skip
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -91,6 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also write every Pareto trial to DIR/trial_NNNN.yaml",
     )
     e.add_argument("--storage", default=DEFAULT_STORAGE)
+    e.add_argument("--confirm-seeds", type=int, default=0, metavar="K",
+                   help="re-train the top 3 candidates over K more seeds and pick on mean val "
+                   "accuracy (slower; the export shows per-seed val and test)")  # fmt: skip
     e.set_defaults(func=cmd_export)
 
     r = sub.add_parser("report", help="trials, Pareto front, and sharpness-vs-gap correlation")
