@@ -125,7 +125,7 @@ def answer_line(rows: list[dict[str, Any]], refs: dict[str, Any] | None) -> str:
                 f"{sb['train_time_s']:.1f} s)")  # fmt: skip
     line = (
         f"best recipe: trial {r['number']}, {r['test_accuracy']:.1f} % test (SB "
-        f"{sb['test_accuracy']:.1f} %), {metric(r, 'speedup_vs_sb'):.2f}× faster than SB"
+        f"{sb['test_accuracy']:.1f} %), {_speed(metric(r, 'speedup_vs_sb'))}"
     )
     if not matched:
         line += (
@@ -135,6 +135,12 @@ def answer_line(rows: list[dict[str, Any]], refs: dict[str, Any] | None) -> str:
     else:
         line += f" (val {r['val_accuracy']:.1f} %, SB {sb['val_accuracy']:.1f} %)"
     return line
+
+
+def _speed(x: float | None) -> str:
+    if x is None:
+        return "speed unknown"
+    return f"{x:.2f}× faster than SB" if x >= 1 else f"{x:.2f}× SB's speed (slower than SB)"
 
 
 def references_text(refs: dict[str, Any] | None) -> list[str]:

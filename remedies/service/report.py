@@ -192,7 +192,7 @@ def text_report(study: optuna.Study) -> str:
            + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())) + ")",
            "objectives: " + ", ".join(f"{m} ({mode})" for m, mode in objs), "",
            f"{'trial':>6} {'state':>9} {'epochs':>6} {'val_acc':>9} {'train_acc':>9} "
-           f"{'test_acc':>9} {'sharpness':>10}  params"]  # fmt: skip
+           f"{'test_acc':>9} {'sharpness':>10} {'× SB':>6}  params"]  # fmt: skip
     sharp_key = next((m for m, _ in objs if m not in ("val_accuracy", "train_accuracy",
                                                      "test_accuracy", "gap")), None)  # fmt: skip
     for r in rows:
@@ -200,7 +200,8 @@ def text_report(study: optuna.Study) -> str:
         params = ", ".join(f"{k}={_short(v)}" for k, v in r["params"].items())
         out.append(f"{r['number']:>6} {r['state'].lower():>9} {_fmt(r['epochs'], 6)} "
                    f"{_fmt(r['val_accuracy'])} {_fmt(r['train_accuracy'])} "
-                   f"{_fmt(r['test_accuracy'])} {_fmt(s, 10)}  {params}")  # fmt: skip
+                   f"{_fmt(r['test_accuracy'])} {_fmt(s, 10)} "
+                   f"{_fmt(value_of(r, 'speedup_vs_sb'), 6)}  {params}")  # fmt: skip
     from remedies.service.answer import answer_line, references_text
 
     refs = study.user_attrs.get("references")
