@@ -51,19 +51,27 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--workdir", type=Path, default=Path("faster_than_sb_run"))
     ap.add_argument("--num-samples", type=int, default=None)
+    ap.add_argument(
+        "--reuse",
+        default=None,
+        metavar="NAME",
+        help="skip the search: export from search NAME in WORKDIR (another --pick)",
+    )
+    ap.add_argument("--tag", default="", help="suffix of the re-trained files (a second pick)")
     args = ap.parse_args()
     wd = args.workdir.resolve()
     wd.mkdir(parents=True, exist_ok=True)
-    name = f"faster-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = args.reuse or f"faster-{time.strftime('%Y%m%d-%H%M%S')}"
     store = ["--storage", str(wd / "studies.db")]
 
     t0 = time.time()
     extra = ["--num-samples", str(args.num_samples)] if args.num_samples else []
-    print(sh(["remedies", "search", str(args.space.resolve()), "--name", name, *store,
-              "--tracking-uri", f"sqlite:///{wd / 'mlflow.db'}", "--results-dir",
-              str(wd / "ray_results"), "--quiet", *extra], wd))  # fmt: skip
+    if args.reuse is None:
+        print(sh(["remedies", "search", str(args.space.resolve()), "--name", name, *store,
+                  "--tracking-uri", f"sqlite:///{wd / 'mlflow.db'}", "--results-dir",
+                  str(wd / "ray_results"), "--quiet", *extra], wd))  # fmt: skip
     search_s = time.time() - t0
-    recipe = wd / "recipe.yaml"
+    recipe = wd / f"recipe{args.tag}.yaml"
     sh(["remedies", "export", name, *store, "--pick", args.pick, "--out", str(recipe)], wd)
     print(recipe.read_text().split("\n", 3)[:3])
 
@@ -72,12 +80,13 @@ def main() -> None:
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{wd / 'studies.db'}")
     refs = study.user_attrs["references"]
     for kind in ("sb", "lb"):
-        (wd / f"{kind}.yaml").write_text(yaml.safe_dump(refs[kind]["config"], sort_keys=False))
+        cfg = yaml.safe_dump(refs[kind]["config"], sort_keys=False)
+        (wd / f"{kind}{args.tag}.yaml").write_text(cfg)
 
     runs: dict[str, list[dict]] = {"SB": [], "plain LB": [], "recipe": []}
     for seed in args.seeds:  # interleaved: the machine's load hits all three alike
-        runs["SB"].append(train(wd / "sb.yaml", seed, wd))
-        runs["plain LB"].append(train(wd / "lb.yaml", seed, wd))
+        runs["SB"].append(train(wd / f"sb{args.tag}.yaml", seed, wd))
+        runs["plain LB"].append(train(wd / f"lb{args.tag}.yaml", seed, wd))
         runs["recipe"].append(train(recipe, seed, wd))
 
     def stats(rs: list[dict], key: str) -> tuple[float, float]:
