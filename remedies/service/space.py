@@ -40,10 +40,10 @@ from remedies.measures.config import measure_keys
 
 # what every finished trial reports besides its measures (remedies.service.tuner.trial_fn)
 RESULT_METRICS = ("val_accuracy", "train_accuracy", "test_accuracy", "gap", "val_loss",
-                  "train_loss", "wall_time_s", "train_time_s", "measure_time_s", "epochs",
-                  "steps")  # fmt: skip
+                  "train_loss", "wall_time_s", "train_time_s", "train_cpu_s", "measure_time_s",
+                  "epochs", "steps")  # fmt: skip
 # what a trial reports only when the search ran its baselines (remedies.service.baselines)
-REFERENCE_METRICS = ("speedup_vs_sb", "gap_closed", "test_gap_closed")
+REFERENCE_METRICS = ("speedup_vs_sb", "speedup_vs_sb_wall", "gap_closed", "test_gap_closed")
 MIN_BATCH = 16  # a smaller batch is a degenerate run: noisy BN statistics, stalled trials
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 
@@ -345,7 +345,7 @@ def reference_metrics(b: Baselines) -> tuple[str, ...]:
     """The reference-relative metrics a search with these baselines reports."""
     if not b.enabled:
         return ()
-    return REFERENCE_METRICS if b.lb else ("speedup_vs_sb",)
+    return REFERENCE_METRICS if b.lb else ("speedup_vs_sb", "speedup_vs_sb_wall")
 
 
 def _probe(space: SearchSpace) -> None:

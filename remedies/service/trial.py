@@ -30,8 +30,9 @@ ASHA_METRIC = "epoch_val_accuracy"
 # what every finished trial keeps in the study besides its objectives: times split (training
 # alone vs measures), how long it ran, the threads its times were taken on, and its standing
 # against the references
-TRIAL_METRICS = ("train_time_s", "measure_time_s", "wall_time_s", "epochs", "steps", "threads",
-                 "speedup_vs_sb", "gap_closed", "test_gap_closed")  # fmt: skip
+TRIAL_METRICS = ("train_time_s", "train_cpu_s", "measure_time_s", "wall_time_s", "epochs",
+                 "steps", "threads", "speedup_vs_sb", "speedup_vs_sb_wall", "gap_closed",
+                 "test_gap_closed")  # fmt: skip
 STATE_FILE = "state.pt"
 
 
@@ -174,6 +175,7 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
         "val_loss": result.val_loss, "train_loss": result.train_loss,
         "wall_time_s": result.wall_time_s, **result.sharpness,
         "train_time_s": result.train_time_s, "measure_time_s": result.measure_time_s,
+        "train_cpu_s": result.train_cpu_s, "device": result.device,
         "epochs": result.epochs_run, "steps": result.steps, "threads": result.threads,
     }  # fmt: skip
     from remedies.service.baselines import scores
