@@ -28,12 +28,12 @@ from pathlib import Path
 import yaml
 
 
-def sh(args: list[str], cwd: Path) -> str:
+def sh(args: list[str], cwd: Path, check: bool = True) -> str:
     print("$ " + " ".join(f"'{a}'" if " " in a else a for a in args), flush=True)
     p = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
-    if p.returncode != 0:
+    if p.returncode != 0 and check:
         sys.exit(f"failed ({p.returncode}):\n{p.stderr[-3000:]}")
-    return p.stdout
+    return p.stdout if p.returncode == 0 else f"FAILED: {p.stderr.strip()}"
 
 
 def train(cfg: Path, seed: int, cwd: Path) -> dict:
@@ -72,7 +72,12 @@ def main() -> None:
                   str(wd / "ray_results"), "--quiet", *extra], wd))  # fmt: skip
     search_s = time.time() - t0
     recipe = wd / f"recipe{args.tag}.yaml"
-    sh(["remedies", "export", name, *store, "--pick", args.pick, "--out", str(recipe)], wd)
+    got = sh(["remedies", "export", name, *store, "--pick", args.pick, "--out", str(recipe)], wd,
+             check=False)  # fmt: skip
+    if got.startswith("FAILED"):  # the search found no such recipe: that is the answer
+        print(got)
+        print(sh(["remedies", "report", name, *store], wd).split("references", 1)[-1])
+        sys.exit("no recipe to re-train: the search found none satisfying " + args.pick)
     print(recipe.read_text().split("\n", 3)[:3])
 
     import optuna

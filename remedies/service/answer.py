@@ -157,7 +157,8 @@ def references_text(refs: dict[str, Any] | None) -> list[str]:
         se = stderr_points(r["val_accuracy"], n_val)
         out.append(f"  {label:<9} batch {r['batch_size']:>5}  lr {r['lr']:<8.3g} val "
                    f"{r['val_accuracy']:6.2f} ± {se:.2f} %  test {r['test_accuracy']:6.2f} %  "
-                   f"train {r['train_time_s']:7.1f} s  ({r['epochs_run']} epochs, "
+                   f"train {r['train_time_s']:7.1f} s (cpu {r.get('train_cpu_s', 0):.1f} s)  "
+                   f"({r['epochs_run']} epochs, "
                    f"{r['steps']} steps)")  # fmt: skip
     out.append("  (* the SB reference: best validation accuracy of the lr sweep; ± is the "
                "validation standard error)")  # fmt: skip
