@@ -217,7 +217,7 @@ def make_searcher(st: Study, space: SearchSpace, target: tracking.Target, exp_id
                 attrs["sharpness"] = json.loads(res["sharpness_json"])
                 attrs["objectives"] = {m: res.get(m) for m in metrics}
                 attrs["metrics"] = {k: res.get(k) for k in TRIAL_METRICS}
-            if space.constraints:  # Optuna's constraints_func reads these (≤ 0: feasible)
+            if space.constraints:  # Study.tell hands them to Optuna (≤ 0: feasible)
                 attrs["constraints"] = [c.violation(res.get(c.name) if res.get("final") else None)
                                         for c in space.constraints]  # fmt: skip
             st.tell(number, d, attrs)
