@@ -50,12 +50,21 @@ class TrainResult:
     sharpness: dict[str, float] = field(default_factory=dict)
     sharpness_details: list[dict[str, Any]] = field(default_factory=list)
     checkpoint: str | None = None
+    # training alone (the epochs' step loops; data loading, evaluation and measures excluded),
+    # so a speed comparison is not swamped by the sharpness measure; `threads`: torch's CPU
+    # threads while it was timed (a time means nothing without them)
+    train_time_s: float = 0.0
+    train_cpu_s: float = 0.0  # the process's CPU time over the same loops
+    measure_time_s: float = 0.0
+    steps: int = 0
+    threads: int = 0
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe summary (what `remedies train --json` writes)."""
         keys = ("train_accuracy", "val_accuracy", "test_accuracy", "train_loss", "val_loss",
                 "test_loss", "epochs_run", "diverged", "diverged_epoch", "wall_time_s",
                 "batch_size", "n_train", "device", "sharpness", "sharpness_details", "checkpoint",
+                "train_time_s", "train_cpu_s", "measure_time_s", "steps", "threads",
                 "history")  # fmt: skip
         out = {k: getattr(self, k) for k in keys}
         out["config"] = config_to_dict(self.config)
@@ -185,7 +194,7 @@ def train(
     if expose_state is not None:
         expose_state(capture)
     for epoch in range(start, ctx.epochs):
-        te = time.perf_counter()
+        te, tc = time.perf_counter(), time.process_time()
         ctx.epoch = epoch
         # batch size for this epoch (warm start, ramps); the incomplete last batch is dropped so
         # every step sees exactly b samples and BN never sees a tiny batch
@@ -248,6 +257,7 @@ def train(
             "train_accuracy": 100.0 * correct.item() / max(steps * b, 1),
             "batch_size": b, "lr": opt.param_groups[0]["lr"], "steps": ctx.step,
             "train_time_s": time.perf_counter() - te,  # the step loop alone, evaluation excluded
+            "train_cpu_s": time.process_time() - tc,  # its CPU time: what other load cannot inflate
         }  # fmt: skip
         if not math.isfinite(train_loss):
             diverged_epoch = epoch + 1
@@ -276,11 +286,16 @@ def train(
         test_accuracy=te_acc, train_loss=tr_loss, val_loss=va_loss, test_loss=te_loss,
         epochs_run=len(history), diverged=diverged_epoch is not None,
         diverged_epoch=diverged_epoch, wall_time_s=0.0, batch_size=B, n_train=n, device=str(device),
+        train_time_s=sum(r["train_time_s"] for r in history), steps=ctx.step,
+        train_cpu_s=sum(r.get("train_cpu_s", 0.0) for r in history),
+        threads=torch.get_num_threads(),
     )  # fmt: skip
     if measure and not result.diverged:
         from remedies.measures import run_measures
 
+        tm = time.perf_counter()
         result.sharpness, result.sharpness_details = run_measures(model, X, Y, cfg.measure)
+        result.measure_time_s = time.perf_counter() - tm
     result.wall_time_s = time.perf_counter() - t0
     if out_dir is not None and cfg.train.checkpoint:
         from remedies.checkpoint import save_checkpoint

@@ -26,6 +26,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{v} {k}" for k, v in sorted(s.counts.items()))
     print(f"\nsearch {s.name}: {s.trials} trials ({counts}) in {s.wall_time_s:.0f}s")
     print(f"Pareto front ({len(s.front)} trials):\n{s.table}")
+    if s.answer:
+        print(f"\n{s.answer}")
     if s.interrupted:
         print(f"\nsearch interrupted; continue it with: {s.resume_hint}", file=sys.stderr)
     elif s.exit_code == 0:
@@ -39,7 +41,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from remedies.service.export import export
 
-    paths = export(args.name, args.storage, args.pick, args.out, args.all_pareto)
+    paths = export(args.name, args.storage, args.pick, args.out, args.all_pareto,
+                   args.confirm_seeds)  # fmt: skip
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -96,7 +99,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     e = sub.add_parser("export", help="write complete run configs of chosen trials of a search")
     e.add_argument("name")
-    e.add_argument("--pick", choices=["pareto", "best-accuracy", "knee"], default="knee")
+    e.add_argument("--pick", default="knee", metavar="HOW",
+                   help='pareto | best-accuracy | knee, or a rule: "max val_accuracy where '
+                   'speedup_vs_sb >= 2" (any metric a trial reports)')  # fmt: skip
     e.add_argument("--out", type=Path, default=Path("best.yaml"))
     e.add_argument(
         "--all-pareto",
@@ -106,6 +111,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also write every Pareto trial to DIR/trial_NNNN.yaml",
     )
     e.add_argument("--storage", default=DEFAULT_STORAGE)
+    e.add_argument("--confirm-seeds", type=int, default=0, metavar="K",
+                   help="re-train the top 3 candidates over K more seeds and pick on mean val "
+                   "accuracy (slower; the export shows per-seed val and test)")  # fmt: skip
     e.set_defaults(func=cmd_export)
 
     r = sub.add_parser("report", help="trials, Pareto front, and sharpness-vs-gap correlation")

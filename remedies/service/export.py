@@ -16,7 +16,8 @@ from remedies.io import atomic_write_text
 from remedies.service.report import load_study, objectives_of, pick, value_of
 
 
-def render(study_name: str, row: dict[str, Any], objs: list[tuple[str, str]], how: str) -> str:
+def render(study_name: str, row: dict[str, Any], objs: list[tuple[str, str]], how: str,
+           note: str = "") -> str:  # fmt: skip
     from remedies.config import parse_config
 
     cfg = row["config"]
@@ -27,18 +28,75 @@ def render(study_name: str, row: dict[str, Any], objs: list[tuple[str, str]], ho
     extra = (
         f"train_accuracy = {row['train_accuracy']:.6g}, test_accuracy = {row['test_accuracy']:.6g}"
     )
+    more = {k: v for k, v in (row.get("metrics") or {}).items() if v is not None}
+    if more:  # speed and reference-relative standing, with the threads the times were taken on
+        extra += ", " + ", ".join(f"{k} = {v:.4g}" for k, v in more.items())
     head = (f"# exported from search {study_name!r}, trial {row['number']} "
             f"(Tune {row['tune_trial']}, MLflow run {row['mlflow_run']}), pick: {how}\n"
-            f"# measured: {measured}\n# also: {extra}\n"
+            f"# measured: {measured}\n# also: {extra}\n{note}"
             f"# re-run: remedies train THIS_FILE\n")  # fmt: skip
     return head + yaml.safe_dump(cfg, sort_keys=False)
 
 
+PICKS = ("pareto", "best-accuracy", "knee")
+
+
+def pick_by_rule(study, rule: str) -> list[dict[str, Any]]:
+    """`--pick "max val_accuracy where speedup_vs_sb >= 2"`: the completed trial the rule
+    chooses (any metric a trial reports, references-relative ones included). Reference runs are
+    not Optuna trials, so no rule can pick one."""
+    from remedies.service.answer import Rule
+    from remedies.service.optuna_space import trial_rows
+
+    return [Rule.parse(rule).choose(trial_rows(study), study.study_name)]
+
+
+def _check_pick(how: str) -> None:
+    """A malformed rule is refused before the study is opened."""
+    from remedies.service.answer import Rule
+
+    if how not in PICKS:
+        Rule.parse(how)
+
+
+def _confirmed(study, how: str, seeds: int) -> tuple[dict[str, Any], str]:
+    """--confirm-seeds: the top candidates of the pick re-trained over `seeds` extra seeds; the
+    one with the best mean validation accuracy, and the header line saying so."""
+    from remedies.service import confirm
+    from remedies.service.answer import Rule, metric
+    from remedies.service.optuna_space import trial_rows
+    from remedies.service.report import front_rows
+
+    if how in PICKS:
+        pool, key = front_rows(study)[1], (lambda r: r["val_accuracy"])
+    else:
+        rule = Rule.parse(how)
+        rule.choose(trial_rows(study), study.study_name)  # refuses as a plain pick would
+        pool = [r for r in trial_rows(study) if r["state"] == "COMPLETE" and rule.holds(r)
+                and metric(r, rule.metric) is not None]  # fmt: skip
+        sign = 1 if rule.mode == "max" else -1
+        key = lambda r: sign * metric(r, rule.metric)  # noqa: E731
+    cands = confirm.confirm(confirm.candidates(pool, key), seeds)
+    best = max(cands, key=confirm.mean_val)
+    return best, confirm.header(best, cands)
+
+
 def export(name: str, storage: str, how: str = "knee", out: Path | None = Path("best.yaml"),
-           all_pareto: Path | None = None) -> list[Path]:  # fmt: skip
+           all_pareto: Path | None = None, confirm_seeds: int = 0) -> list[Path]:  # fmt: skip
+    _check_pick(how)
+    if confirm_seeds < 0:
+        raise ConfigError("--confirm-seeds", f"must be ≥ 0, got {confirm_seeds}")
+    if confirm_seeds and how == "pareto":
+        raise ConfigError("--confirm-seeds", "picks one trial; allowed with --pick knee, "
+                          "best-accuracy or a rule, not pareto")  # fmt: skip
     study = load_study(name, storage)
     objs = objectives_of(study)
-    chosen = pick(study, how)
+    note = ""
+    if confirm_seeds:
+        best, note = _confirmed(study, how, confirm_seeds)
+        chosen = [best]
+    else:
+        chosen = pick(study, how) if how in PICKS else pick_by_rule(study, how)
     texts: list[tuple[Path, str]] = []  # render everything first: nothing written on error
     if all_pareto is not None:
         for r in pick(study, "pareto"):
@@ -51,7 +109,7 @@ def export(name: str, storage: str, how: str = "knee", out: Path | None = Path("
                 texts.append((out.with_name(f"{stem}_trial{r['number']:04d}{suf}"),
                               render(name, r, objs, how)))  # fmt: skip
         else:
-            texts.append((out, render(name, chosen[0], objs, how)))
+            texts.append((out, render(name, chosen[0], objs, how, note)))
     for path, text in texts:
         atomic_write_text(path, text)
     return [p for p, _ in texts]

@@ -77,8 +77,11 @@ def make_sampler(space: SearchSpace, trials_so_far: int = 0) -> optuna.samplers.
     before the interruption (still deterministic for a given history)."""
     s = space.sampler
     seed = s.seed + trials_so_far
+    # constraints (e.g. speedup_vs_sb >= 2) reach the samplers through each trial's
+    # `set_constraint` values (Study.tell): TPE, NSGA-II and GP model feasibility apart from
+    # the objectives — no penalty folded into an objective
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if s.name == "tpe":
-        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
                                           n_startup_trials=s.n_startup_trials)  # fmt: skip
     if s.name == "nsga2":
@@ -86,6 +89,19 @@ def make_sampler(space: SearchSpace, trials_so_far: int = 0) -> optuna.samplers.
     if s.name == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=s.n_startup_trials)
     return optuna.samplers.RandomSampler(seed=seed)
+
+
+def plain_params(space: SearchSpace) -> dict[str, Any]:
+    """The fixed values of a trial with every optional remedy off: plain large batch."""
+    choices = space.remedy_choices()
+    owners = [n for n, c in choices.items() if REMEDIES.get(n).replaces_step and not c.always]
+    out: dict[str, Any] = {}
+    if len(owners) > 1:
+        out["remedy.step_owner"] = "none"
+    for name, c in choices.items():
+        if not c.always and not (len(owners) > 1 and name in owners):
+            out[f"remedy.{name}"] = False
+    return out
 
 
 def finite(v: Any) -> bool:
@@ -104,6 +120,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                "val_accuracy": u.get("val_accuracy"), "train_accuracy": u.get("train_accuracy"),
                "test_accuracy": u.get("test_accuracy"), "diverged": u.get("diverged"),
                "sharpness": u.get("sharpness") or {}, "objectives": u.get("objectives") or {},
-               "params": dict(t.params), "config": u.get("config")}  # fmt: skip
+               "params": dict(t.params), "config": u.get("config"),
+               "metrics": u.get("metrics") or {}, "constraints": u.get("constraints")}  # fmt: skip
         rows.append(row)
     return rows

@@ -60,6 +60,8 @@ def value_of(row: dict[str, Any], metric: str) -> float | None:
         return row["objectives"][metric]
     if metric in row["sharpness"]:
         return row["sharpness"][metric]
+    if metric in (row.get("metrics") or {}):
+        return row["metrics"][metric]
     return row.get(metric)
 
 
@@ -101,10 +103,17 @@ def front_rows(study: optuna.Study) -> tuple[list[dict[str, Any]], list[dict[str
     """(all trial rows, Pareto rows), the front sorted by the first objective, best first."""
     rows = trial_rows(study)
     objs = objectives_of(study)
-    done = [(r, p) for r in rows if (p := point(r, objs)) is not None]
+    # with constraints, the front is that of the feasible trials (Optuna's convention too)
+    done = [(r, p) for r in rows if (p := point(r, objs)) is not None and feasible(r)]
     idx = pareto([p for _, p in done])
     front = sorted((done[i][0] for i in idx), key=lambda r: -(point(r, objs) or [0])[0])
     return rows, front
+
+
+def feasible(row: dict[str, Any]) -> bool:
+    """A trial satisfies every constraint of its search (trials of unconstrained searches do)."""
+    c = row.get("constraints")
+    return c is None or all(v <= 0 for v in c)
 
 
 def pick(study: optuna.Study, how: str) -> list[dict[str, Any]]:
@@ -132,13 +141,21 @@ def _fmt(v: Any, w: int = 9) -> str:
 def front_table(study: optuna.Study, front: list[dict[str, Any]]) -> str:
     objs = objectives_of(study)
     cols = " ".join(f"{m[:22]:>22}" for m, _ in objs)
-    head = f"{'trial':>6} {cols} {'test_acc':>9}  params"
+    # beside the objectives: what the user decides on (test accuracy, speed against SB)
+    extra = [m for m in ("val_accuracy", "test_accuracy", "speedup_vs_sb", "gap_closed")
+             if m not in dict(objs)]  # fmt: skip
+    head = f"{'trial':>6} {cols} " + " ".join(f"{m[:13]:>13}" for m in extra) + "  params"
     lines = [head]
     for r in front:
-        vals = " ".join(f"{value_of(r, m) or float('nan'):>22.5g}" for m, _ in objs)
+        vals = " ".join(f"{_num(value_of(r, m)):>22.5g}" for m, _ in objs)
+        more = " ".join(f"{_num(value_of(r, m)):>13.4g}" for m in extra)
         params = ", ".join(f"{k}={_short(v)}" for k, v in r["params"].items())
-        lines.append(f"{r['number']:>6} {vals} {_fmt(r['test_accuracy'])}  {params}")
+        lines.append(f"{r['number']:>6} {vals} {more}  {params}")
     return "\n".join(lines)
+
+
+def _num(v: Any) -> float:
+    return float(v) if finite(v) else float("nan")
 
 
 def _short(v: Any) -> str:
@@ -175,7 +192,7 @@ def text_report(study: optuna.Study) -> str:
            + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())) + ")",
            "objectives: " + ", ".join(f"{m} ({mode})" for m, mode in objs), "",
            f"{'trial':>6} {'state':>9} {'epochs':>6} {'val_acc':>9} {'train_acc':>9} "
-           f"{'test_acc':>9} {'sharpness':>10}  params"]  # fmt: skip
+           f"{'test_acc':>9} {'sharpness':>10} {'× SB':>6}  params"]  # fmt: skip
     sharp_key = next((m for m, _ in objs if m not in ("val_accuracy", "train_accuracy",
                                                      "test_accuracy", "gap")), None)  # fmt: skip
     for r in rows:
@@ -183,11 +200,21 @@ def text_report(study: optuna.Study) -> str:
         params = ", ".join(f"{k}={_short(v)}" for k, v in r["params"].items())
         out.append(f"{r['number']:>6} {r['state'].lower():>9} {_fmt(r['epochs'], 6)} "
                    f"{_fmt(r['val_accuracy'])} {_fmt(r['train_accuracy'])} "
-                   f"{_fmt(r['test_accuracy'])} {_fmt(s, 10)}  {params}")  # fmt: skip
+                   f"{_fmt(r['test_accuracy'])} {_fmt(s, 10)} "
+                   f"{_fmt(value_of(r, 'speedup_vs_sb'), 6)}  {params}")  # fmt: skip
+    from remedies.service.answer import answer_line, references_text
+
+    refs = study.user_attrs.get("references")
+    cons = study.user_attrs.get("constraints") or []
+    out += ["", *references_text(refs), ""]
+    if cons:
+        shown = ", ".join(f"{c['name']} {c['op']} {c['value']:g}" for c in cons)
+        out.append(f"constraints: {shown} (the front holds the feasible trials)")
     out += [
-        "",
         f"Pareto front ({len(front)} trials):",
         front_table(study, front),
+        "",
+        answer_line(rows, refs),
         "",
         "How well each sharpness measure tracked the generalization gap (train − val accuracy)",
         "across the completed trials (Kendall τ; +1 = sharper always meant a larger gap):",
@@ -231,6 +258,16 @@ def write_artifacts(study: optuna.Study, d: Path) -> list[Path]:
               for k in skeys}  # fmt: skip
     plot_accuracy_vs_sharpness(series).savefig(d / "accuracy_vs_sharpness.png", dpi=100)
     paths.append(d / "accuracy_vs_sharpness.png")
+    refs = study.user_attrs.get("references")
+    if refs:
+        from remedies.service.answer import answer_line
+        from remedies.service.baseline_plots import plot_gap_vs_speedup
+
+        plot_gap_vs_speedup(rows, refs, study.study_name).savefig(d / "gap_vs_speedup.png",
+                                                                  dpi=100)  # fmt: skip
+        paths.append(d / "gap_vs_speedup.png")
+        (d / "answer.txt").write_text(answer_line(rows, refs) + "\n")
+        paths.append(d / "answer.txt")
     return paths
 
 
@@ -252,9 +289,17 @@ def finish_search(study: optuna.Study, uri: str, parent: str, wall: float) -> di
             **{f"trials_{k.lower()}": v for k, v in counts.items()},
         }
         tracking.log_metrics(uri, parent, metrics)
+        if refs := study.user_attrs.get("references"):
+            from remedies.service.answer import answer_line
+
+            tracking.set_tags(uri, parent, {"answer": answer_line(rows, refs)[:4000]})
     except Exception as e:  # artifacts are a convenience; the study already holds the results
         logging.getLogger("remedies.report").warning(
             "could not log the search artifacts to MLflow: %s", e
         )
+    from remedies.service.answer import answer_line
+
+    refs = study.user_attrs.get("references")
     return {"name": study.study_name, "trials": len(rows), "counts": counts,
-            "front": front, "wall_time_s": wall, "table": front_table(study, front)}  # fmt: skip
+            "front": front, "wall_time_s": wall, "table": front_table(study, front),
+            "answer": answer_line(rows, refs) if refs else ""}  # fmt: skip

@@ -42,7 +42,11 @@ from remedies.measures.config import measure_keys
 
 # what every finished trial reports besides its measures (remedies.service.tuner.trial_fn)
 RESULT_METRICS = ("val_accuracy", "train_accuracy", "test_accuracy", "gap", "val_loss",
-                  "train_loss", "wall_time_s")  # fmt: skip
+                  "train_loss", "wall_time_s", "train_time_s", "train_cpu_s", "measure_time_s",
+                  "epochs", "steps")  # fmt: skip
+# what a trial reports only when the search ran its baselines (remedies.service.baselines)
+REFERENCE_METRICS = ("speedup_vs_sb", "speedup_vs_sb_wall", "gap_closed", "test_gap_closed")
+MIN_BATCH = 16  # a smaller batch is a degenerate run: noisy BN statistics, stalled trials
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 
 
@@ -133,6 +137,46 @@ class CheckpointEvery(_Strict):
     minutes: float | None = Field(None, gt=0)  # also after this long, whatever the epochs
 
 
+class Baselines(_Strict):
+    """The references every search runs first, on the same data, hardware, seed and threads as
+    its trials: a small-batch (SB) run at `sb_batch` with a small lr sweep (the base lr times each
+    of `lr_factors`; the best by validation accuracy is *the* SB reference — an untuned baseline
+    exaggerates gaps, Shallue et al. 2018) and plain LB (the base without remedies). They give
+    every trial its `speedup_vs_sb` and `gap_closed`."""
+
+    enabled: bool = True
+    sb_batch: int = Field(64, ge=MIN_BATCH)
+    lr_factors: list[float] = Field([0.5, 1.0, 2.0], min_length=1, max_length=6)
+    lb: bool = True  # plain LB: needed for gap_closed
+
+    @model_validator(mode="after")
+    def _positive(self) -> Baselines:
+        if any(f <= 0 for f in self.lr_factors):
+            raise ValueError(f"lr_factors must all be > 0, got {self.lr_factors}")
+        return self
+
+
+class Constraint(_Strict):
+    """`{name: speedup_vs_sb, op: ">=", value: 2}`: a trial is feasible when it holds. Given to
+    Optuna's constrained samplers (`constraints_func`), honoured by the front and exports."""
+
+    name: str = Field(min_length=1)
+    op: Literal[">=", "<="]
+    value: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.op} {self.value:g}"
+
+    def violation(self, v: float | None) -> float:
+        """Optuna's convention: ≤ 0 feasible; a missing value is infeasible."""
+        import math
+
+        if v is None or not math.isfinite(v):
+            return 1.0
+        return (self.value - v) if self.op == ">=" else (v - self.value)
+
+
 class Resources(_Strict):
     cpu: float = Field(1.0, gt=0)
     gpu: float | Literal["auto"] = "auto"  # 'auto': 1 GPU per trial when the cluster has GPUs
@@ -167,6 +211,8 @@ class SearchSpace(_Strict):
     max_failures: int = Field(1, ge=0)  # Tune retries of a crashed trial (same MLflow run)
     checkpoint_every: CheckpointEvery = CheckpointEvery()
     resources: Resources = Resources()
+    baselines: Baselines = Baselines()
+    constraints: list[Constraint] = Field(default_factory=list, max_length=4)
 
     @property
     def metric_names(self) -> list[str]:
@@ -226,6 +272,7 @@ def parse_space(raw: dict[str, Any], origin: Path | None = None) -> SearchSpace:
 def _allowed(loc: tuple) -> str:
     models: dict[str, type[BaseModel]] = {
         "sampler": Sampler, "asha": Asha, "resources": Resources, "objectives": Objective,
+        "baselines": Baselines, "constraints": Constraint,
     }  # fmt: skip
     if len(loc) == 1:
         return f"; allowed: {', '.join(SearchSpace.model_fields)}"
@@ -284,20 +331,34 @@ def _check_objectives(space: SearchSpace, cfg: RunConfig, base_keys: list[str],
     """Every objective must be a value a trial of `cfg` reports: a result metric or one of the
     keys its measure section produces (computed from the config, nothing is run)."""
     produced = measure_keys(cfg.measure)
-    for i, o in enumerate(space.objectives):
-        if o.name in RESULT_METRICS or o.name in produced:
+    reported = RESULT_METRICS + reference_metrics(space.baselines)
+    named = [(f"objectives[{i}].name", o.name) for i, o in enumerate(space.objectives)]
+    named += [(f"constraints[{i}].name", c.name) for i, c in enumerate(space.constraints)]
+    for field, o_name in named:
+        if o_name in reported or o_name in produced:
             continue
+        if o_name in REFERENCE_METRICS:
+            raise ConfigError(field, f"{o_name!r} needs the search's baselines (SB and plain LB)"
+                              "; set baselines: {enabled: true, lb: true}")  # fmt: skip
+        o = Objective(name=o_name, mode="max")
         base = ", ".join(base_keys) or "none (every measure is off)"
         if when is None:
             msg = f"{o.name!r} is not a value any trial reports"
         else:
             msg = (f"{o.name!r} is not reported when {when} (that measure section produces: "
                    f"{', '.join(produced) or 'none'})")  # fmt: skip
-        msg += (f"; allowed: {', '.join(RESULT_METRICS)}, or a key the base's measure section "
+        msg += (f"; allowed: {', '.join(reported)}, or a key the base's measure section "
                 f"produces: {base}")  # fmt: skip
-        if "objectives" not in space.model_fields_set:
+        if "objectives" not in space.model_fields_set and field.startswith("objectives"):
             msg += " (these are the default objectives; set objectives: to choose others)"
-        raise ConfigError(f"objectives[{i}].name", msg)
+        raise ConfigError(field, msg)
+
+
+def reference_metrics(b: Baselines) -> tuple[str, ...]:
+    """The reference-relative metrics a search with these baselines reports."""
+    if not b.enabled:
+        return ()
+    return REFERENCE_METRICS if b.lb else ("speedup_vs_sb", "speedup_vs_sb_wall")
 
 
 def _probe(space: SearchSpace) -> None:
@@ -309,6 +370,9 @@ def _probe(space: SearchSpace) -> None:
         raise ConfigError("", f"base.{e}") from None
     base_keys = measure_keys(base.measure)
     _check_objectives(space, base, base_keys)
+    if space.constraints and space.sampler.name == "random":
+        raise ConfigError("constraints", "the random sampler ignores constraints; allowed "
+                          "samplers with constraints: tpe, nsga2, gp")  # fmt: skip
     for path, dist in space.params.items():
         for v in dist.ends():
             try:

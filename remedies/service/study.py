@@ -127,6 +127,15 @@ class Study:
         for k, v in attrs.items():
             self.study.set_user_attr(k, v)
 
+    def enqueue_plain(self) -> None:
+        """Plain LB (every optional remedy off, the other values sampled) as the first trial:
+        a search must be able to say that no remedy at all is the fastest recipe."""
+        from remedies.service.optuna_space import plain_params
+
+        assert self.study is not None
+        if plain_params(self.space):
+            self.study.enqueue_trial(plain_params(self.space), skip_if_exists=True)
+
     def load(self) -> None:
         n = self.storage.get_n_trials(self.storage.get_study_id_from_name(self.name))
         self.study = optuna.load_study(study_name=self.name, storage=self.storage,
@@ -171,6 +180,16 @@ class Study:
         if not decision.outcome.finished:
             return
         state = optuna.trial.TrialState[decision.outcome.optuna_state]
+        if "constraints" in attrs and state != optuna.trial.TrialState.FAIL:
+            # what Optuna's constrained samplers read (≤ 0 feasible); set before the tell
+            tid = self.trial_id(number)
+            trial, have = (
+                optuna.trial.Trial(self.study, tid),
+                self.storage.get_trial_system_attrs(tid),
+            )
+            for c, v in zip(self.space.constraints, attrs["constraints"], strict=True):
+                if f"constraints:{c.label}" not in have:  # a re-told trial keeps its values
+                    trial.set_constraint(c.label, v)
         self.study.tell(number, decision.values, state=state, skip_if_finished=True)
 
     def trials(self) -> list[optuna.trial.FrozenTrial]:

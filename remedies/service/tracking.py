@@ -321,14 +321,16 @@ def run_status(uri: str, run_id: str) -> str:
     return client(uri).get_run(run_id).info.status
 
 
-def child_runs(uri: str, exp_name: str, parent: str) -> list[Any]:
-    """Trial runs of one search (used by tests and the report)."""
+def child_runs(uri: str, exp_name: str, parent: str, role: str = "trial") -> list[Any]:
+    """Trial runs of one search (used by tests and the report); `role="reference"`: its
+    baseline runs (SB, plain LB), which sit under the same parent but are never trials."""
     c = client(uri)
     exp = c.get_experiment_by_name(exp_name)
     if exp is None:
         return []
-    return c.search_runs([exp.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent}'",
+    runs = c.search_runs([exp.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent}'",
                          max_results=10000)  # fmt: skip
+    return [r for r in runs if r.data.tags.get("role", "trial") == role]
 
 
 def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:

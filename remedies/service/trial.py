@@ -28,6 +28,12 @@ from remedies.service.space import SearchSpace, resolve
 
 REPORT_INTERVAL_S = 1.0  # per-epoch reporting period of a trial (seconds)
 ASHA_METRIC = "epoch_val_accuracy"
+# what every finished trial keeps in the study besides its objectives: times split (training
+# alone vs measures), how long it ran, the threads its times were taken on, and its standing
+# against the references
+TRIAL_METRICS = ("train_time_s", "train_cpu_s", "measure_time_s", "wall_time_s", "epochs",
+                 "steps", "threads", "speedup_vs_sb", "speedup_vs_sb_wall", "gap_closed",
+                 "test_gap_closed")  # fmt: skip
 STATE_FILE = "state.pt"
 
 
@@ -44,6 +50,8 @@ class TrialSpec:
     state_dir: str  # where its training state lives between attempts (folder or URI)
     rungs: tuple[int, ...] = ()  # ASHA's comparison epochs: always reported
     crash_once_after_epoch: int | None = None  # tests: the first attempt raises after this epoch
+    references: dict[str, Any] | None = None  # the search's SB / plain-LB results
+    n_train: int = 0  # the base data's training samples (for compare_from)
 
 
 def asha_rungs(space: SearchSpace, epochs: int) -> tuple[int, ...]:
@@ -121,9 +129,17 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
     saved = [resume["epoch"] if resume else 0, time.monotonic()]  # last state: epoch, time
     every = space.checkpoint_every
 
+    from remedies.service.fair import compare_from
+
+    first = compare_from(cfg, spec.n_train) if spec.n_train else 1
+
     def tell(row: dict[str, Any]) -> None:
         va = row.get("val_accuracy")
-        send({"epoch": row["epoch"], ASHA_METRIC: va if finite(va) else 0.0,
+        # no rung value while the trial's curve-changing phase lasts: ASHA compares it from the
+        # first rung after (a diverged trial reports 0 at once, so it is cut at the next rung)
+        rung = {ASHA_METRIC: va if finite(va) else 0.0} if row["epoch"] >= first or not finite(
+            va) else {}  # fmt: skip
+        send({"epoch": row["epoch"], **rung,
               "tracking_retries": out.retries, "tracking_pending": out.pending})  # fmt: skip
 
     def report(row: dict[str, Any]) -> None:
@@ -173,7 +189,13 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
         "gap": result.train_accuracy - result.val_accuracy,
         "val_loss": result.val_loss, "train_loss": result.train_loss,
         "wall_time_s": result.wall_time_s, **result.sharpness,
+        "train_time_s": result.train_time_s, "measure_time_s": result.measure_time_s,
+        "train_cpu_s": result.train_cpu_s, "device": result.device,
+        "epochs": result.epochs_run, "steps": result.steps, "threads": result.threads,
     }  # fmt: skip
+    from remedies.service.baselines import scores
+
+    metrics.update(scores(spec.references, metrics))
     objs = objective_values(space, metrics)
     final = {f"final_{k}": v for k, v in metrics.items() if finite(v)}
 

@@ -27,13 +27,21 @@ from typing import Any
 
 from remedies.errors import ConfigError
 from remedies.service import tracking
+from remedies.service.fair import check_batches
 from remedies.service.node_types import autoscaler_gpus, resolve_auto_gpu
 from remedies.service.outcome import Decision, Outcome, decide
 from remedies.service.progress import Progress
 from remedies.service.results import Results
 from remedies.service.space import SearchSpace, base_raw
 from remedies.service.study import Study, study_exists
-from remedies.service.trial import ASHA_METRIC, TrialSpec, asha_rungs, objective_values, run_trial
+from remedies.service.trial import (
+    ASHA_METRIC,
+    TRIAL_METRICS,
+    TrialSpec,
+    asha_rungs,
+    objective_values,
+    run_trial,
+)
 
 log = logging.getLogger("remedies.search")
 
@@ -77,6 +85,8 @@ class TrialContext:
     rungs: tuple[int, ...]
     crash_once_after_epoch: int | None = None
     data: tuple[dict[str, Any], Any] | None = None  # (base data config, its Splits), shipped
+    references: dict[str, Any] | None = None  # the search's SB / plain-LB results (baselines)
+    n_train: int = 0  # the base data's training samples (ASHA's per-trial compare_from)
 
 
 def trial_fn(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -88,7 +98,8 @@ def trial_fn(config: dict[str, Any], ctx: TrialContext) -> None:
     spec = TrialSpec(number=n, run_id=config["run_id"], sample=config["sample"], space=ctx.space,
                      target=ctx.target, threads=ctx.threads,
                      state_dir=Results(ctx.state_root).child(f"{n:05d}").uri, rungs=ctx.rungs,
-                     crash_once_after_epoch=ctx.crash_once_after_epoch)  # fmt: skip
+                     crash_once_after_epoch=ctx.crash_once_after_epoch,
+                     references=ctx.references, n_train=ctx.n_train)  # fmt: skip
     try:
         import socket
 
@@ -207,6 +218,10 @@ def make_searcher(st: Study, space: SearchSpace, target: tracking.Target, exp_id
                 attrs["config"] = json.loads(res["config_json"])
                 attrs["sharpness"] = json.loads(res["sharpness_json"])
                 attrs["objectives"] = {m: res.get(m) for m in metrics}
+                attrs["metrics"] = {k: res.get(k) for k in TRIAL_METRICS}
+            if space.constraints:  # Study.tell hands them to Optuna (≤ 0: feasible)
+                attrs["constraints"] = [c.violation(res.get(c.name) if res.get("final") else None)
+                                        for c in space.constraints]  # fmt: skip
             st.tell(number, d, attrs)
             run_id = st.trials()[number].user_attrs["mlflow_run_id"]
             self.outbox.put(f"close run of trial {number}",
@@ -387,6 +402,7 @@ class Summary:
     interrupted: bool
     resume_hint: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    answer: str = ""  # "best recipe: ... × faster than SB" (searches with baselines)
 
     @property
     def exit_code(self) -> int:
@@ -429,6 +445,7 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
                           "use --resume to continue it or choose another name")  # fmt: skip
     base_data = parse_config(base_raw(space)).data
     splits = load_data(base_data)  # generated/cached once, before trials race; shipped to them
+    check_batches(space, splits.n_train)  # degenerate batches: refused before anything exists
     if opts.address is not None:  # a cluster: its shape decides what storage can work
         files = node_files(space, base_data.path, splits.nbytes)
         join_cluster(opts.address, Results.parse(opts.results_dir), target, files)
@@ -452,7 +469,9 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
             "mlflow_parent_run_id": parent, "mlflow_experiment_id": exp_id,
             "tracking_uri": target.uri, "space": space.model_dump(mode="json"),
             "space_path": str(space_path), "metrics": [o.name for o in space.objectives],
-            "modes": [o.mode for o in space.objectives]})  # fmt: skip
+            "modes": [o.mode for o in space.objectives],
+            "constraints": [c.model_dump() for c in space.constraints]})  # fmt: skip
+        st.enqueue_plain()  # plain LB (no remedy) is always one of the candidates
         tracking.log_params(target.uri, parent, {
             "space": space.name, "sampler": space.sampler.name, "sampler.seed": space.sampler.seed,
             "num_samples": space.num_samples, "max_concurrent": space.max_concurrent,
@@ -474,6 +493,15 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
     try:
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM: same as Ctrl-C
         reaper = start_ray(opts.address)
+        refs = st.attrs.get("references")
+        if space.baselines.enabled and refs is None:  # first, so every trial can be scored
+            from remedies.service.baselines import run_references
+
+            refs = run_references(space, target=target.public(), exp_id=exp_id, parent=parent,
+                                  search=name, threads=max(1, int(space.resources.cpu)),
+                                  data=(base_data.model_dump(mode="json"), splits),
+                                  quiet=opts.quiet)  # fmt: skip
+            st.study.set_user_attr("references", refs)  # type: ignore[union-attr]
         if todo > 0:
             searcher = make_searcher(st, space, target.public(), exp_id, parent, progress,
                                      state_root, todo)  # fmt: skip
@@ -486,6 +514,7 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
                 state_root,
                 results,
                 (base_data.model_dump(mode="json"), splits),
+                refs,
             )
     except KeyboardInterrupt:
         interrupted = True
@@ -508,12 +537,13 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
     )
     return Summary(name=name, trials=s["trials"], counts=st.counts(), front=s["front"],
                    table=s["table"], wall_time_s=s["wall_time_s"], interrupted=interrupted,
-                   resume_hint=hint if interrupted else "")  # fmt: skip
+                   resume_hint=hint if interrupted else "", answer=s["answer"])  # fmt: skip
 
 
 def _fit(space: SearchSpace, opts: SearchOptions, searcher, progress: Progress,
          target: tracking.Target, state_root: Results, results: Results,
-         data: tuple[dict[str, Any], Any]) -> None:  # fmt: skip
+         data: tuple[dict[str, Any], Any], refs: dict[str, Any] | None = None
+         ) -> None:  # fmt: skip
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -527,7 +557,8 @@ def _fit(space: SearchSpace, opts: SearchOptions, searcher, progress: Progress,
     ctx = TrialContext(data=shipped, space=space.model_dump(mode="json"), target=target,
                        threads=max(1, int(space.resources.cpu)), state_root=state_root.uri,
                        rungs=asha_rungs(space, 100_000),
-                       crash_once_after_epoch=opts.crash_once_after_epoch)  # fmt: skip
+                       crash_once_after_epoch=opts.crash_once_after_epoch,
+                       references=refs, n_train=data[1].n_train)  # fmt: skip
     trainable = tune.with_resources(tune.with_parameters(trial_fn, ctx=ctx),
                                     {"cpu": space.resources.cpu, "gpu": gpu})  # fmt: skip
     scheduler = (ASHAScheduler(metric=ASHA_METRIC, mode="max", time_attr="epoch", max_t=100_000,

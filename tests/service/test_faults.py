@@ -41,6 +41,7 @@ def space_file(d: Path, name: str, n: int, epochs: int = 60, asha: bool = False)
         "asha": {"enabled": asha, "grace_period": 2, "reduction_factor": 2},
         "num_samples": n, "max_concurrent": 2, "max_failures": 1,
         "resources": {"cpu": 1, "gpu": 0},
+        "baselines": {"enabled": False},  # fault paths of the trials; references: test_baselines
     }  # fmt: skip
     p = d / f"{name}.yaml"
     p.write_text(yaml.safe_dump(space))

@@ -34,6 +34,7 @@ TINY = {
     "sampler": {"name": "tpe", "seed": 0, "n_startup_trials": 2},
     "asha": {"enabled": True, "grace_period": 1, "reduction_factor": 2},
     "num_samples": N, "max_concurrent": 2, "resources": {"cpu": 1, "gpu": 0},
+    "baselines": {"enabled": False},  # the references are tested in test_baselines
 }  # fmt: skip
 
 
