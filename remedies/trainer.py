@@ -135,12 +135,16 @@ def evaluate_split(model: nn.Module, splits: Splits | StreamSplits, which: str, 
     return loss.item() / len(ds), 100.0 * correct.item() / len(ds)
 
 
-def _loader(ds, splits: StreamSplits, device: torch.device, **kw) -> Iterator[tuple[torch.Tensor,
-            torch.Tensor]]:  # fmt: skip
+def _loader(ds, splits: StreamSplits, device: torch.device, seed: int = 0,
+            **kw) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
     """Batches of a Dataset on `device`, inputs as the tensor path has them (uint8 → [0, 1])."""
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(ds, num_workers=splits.workers, pin_memory=device.type == "cuda", **kw)
+    # its own generator: a DataLoader draws its workers' base seed from the global RNG otherwise,
+    # which would shift every later draw (init, augmentation) away from the tensor path's
+    gen = torch.Generator().manual_seed(seed)
+    loader = DataLoader(ds, num_workers=splits.workers, pin_memory=device.type == "cuda",
+                        generator=gen, **kw)  # fmt: skip
     for x, y in loader:
         x = x.to(device, non_blocking=True)
         yield (x.float().div_(255.0) if x.dtype == torch.uint8 else x.float(),
@@ -148,7 +152,7 @@ def _loader(ds, splits: StreamSplits, device: torch.device, **kw) -> Iterator[tu
 
 
 def _batches(splits: Splits | StreamSplits, perm: torch.Tensor, b: int, steps: int,
-             device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+             device: torch.device, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
     """One epoch's training batches in the order of `perm`: index slices of on-device tensors,
     or the same index lists drawn from a Dataset by a DataLoader (data that does not fit)."""
     if isinstance(splits, Splits):
@@ -158,7 +162,7 @@ def _batches(splits: Splits | StreamSplits, perm: torch.Tensor, b: int, steps: i
             idx = perm[i * b : (i + 1) * b]
             yield X[idx], Y[idx]
     else:
-        yield from _loader(splits.train, splits, device,
+        yield from _loader(splits.train, splits, device, seed=seed,
                            batch_sampler=perm[: steps * b].view(steps, b).tolist())  # fmt: skip
 
 
@@ -172,8 +176,11 @@ def measure_data(splits: Splits | StreamSplits, cfg: RunConfig,
     if isinstance(splits, Splits):
         return splits.x_train, splits.y_train
     k = min(splits.n_train, cfg.measure.max_samples or STREAM_MEASURE_SAMPLES)
-    gen = torch.Generator().manual_seed(cfg.measure.subset_seed)
-    idx = torch.randperm(splits.n_train, generator=gen)[:k].tolist()
+    if k == splits.n_train:  # all of it, in order: what the tensor path measures
+        idx = list(range(k))
+    else:  # the subset `run_measures` would draw from tensors
+        gen = torch.Generator().manual_seed(cfg.measure.subset_seed)
+        idx = torch.randperm(splits.n_train, generator=gen)[:k].tolist()
     xs, ys = zip(*_loader(splits.train, splits, device, batch_sampler=[idx]), strict=True)
     return xs[0], ys[0]
 
@@ -241,7 +248,9 @@ def train(
         model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
-        for i, (xb, yb) in enumerate(_batches(splits, perm, b, steps, device)):
+        for i, (xb, yb) in enumerate(
+            _batches(splits, perm, b, steps, device, seed=cfg.train.seed * 100_003 + epoch)
+        ):
             run.set_lr(epoch + i / steps)  # a pure function of the fractional epoch
             # batch: the permutation's next b samples, augmented a whole batch at a time
             x, y = run.transform(xb, yb)
