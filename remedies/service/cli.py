@@ -39,7 +39,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from remedies.service.export import export
 
-    paths = export(args.name, args.storage, args.pick, args.out, args.all_pareto)
+    paths = export(args.name, args.storage, args.pick, args.out, args.all_pareto, args.format)
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -85,6 +85,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="DIR",
         help="also write every Pareto trial to DIR/trial_NNNN.yaml",
+    )
+    e.add_argument(
+        "--format",
+        choices=["yaml", "python"],
+        default="yaml",
+        help="yaml: a run config for `remedies train` (default); python: a runnable script that "
+        "trains your model with the recipe in its own loop (library API); default --out best.py",
     )
     e.add_argument("--storage", default=DEFAULT_STORAGE)
     e.set_defaults(func=cmd_export)
