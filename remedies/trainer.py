@@ -151,8 +151,14 @@ def _loader(ds, splits: StreamSplits, device: torch.device, seed: int = 0,
                y.to(device, non_blocking=True).long())  # fmt: skip
 
 
-def _batches(splits: Splits | StreamSplits, perm: torch.Tensor, b: int, steps: int,
-             device: torch.device, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+def _batches(
+    splits: Splits | StreamSplits,
+    perm: torch.Tensor,
+    b: int,
+    steps: int,
+    device: torch.device,
+    seed: int = 0,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch's training batches in the order of `perm`: index slices of on-device tensors,
     or the same index lists drawn from a Dataset by a DataLoader (data that does not fit)."""
     if isinstance(splits, Splits):

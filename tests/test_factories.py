@@ -38,14 +38,20 @@ def test_factory_model_and_data_train_and_measure():
 
 
 def test_a_factory_without_shape_arguments_gets_only_its_kwargs():
-    cfg = parse_config(run_cfg({"factory": "tests.factories:blobs"},
-                               {"factory": "tests.factories:fixed_net", "kwargs": {"hidden": 8}}))  # fmt: skip
+    model = {"factory": "tests.factories:fixed_net", "kwargs": {"hidden": 8}}
+    cfg = parse_config(run_cfg({"factory": "tests.factories:blobs"}, model))
     r = train(cfg, measure=False, progress=False)
     assert r.model.body[1].out_features == 8 and r.epochs_run == 4
 
 
-@pytest.mark.parametrize("remedies", [{}, {"augment": {}, "sam": {}}, {"warm_start": {"epochs": 1},
-                                                                      "ghost_bn": {"ghost_batch": 16}}])  # fmt: skip
+MIXES = [
+    {},
+    {"augment": {}, "sam": {}},
+    {"warm_start": {"epochs": 1}, "ghost_bn": {"ghost_batch": 16}},
+]
+
+
+@pytest.mark.parametrize("remedies", MIXES)
 def test_streamed_datasets_train_exactly_as_tensors(remedies):
     """A Dataset read sample by sample through the DataLoader sees the same batches in the same
     order as the tensors: same weights, same accuracies, same sharpness subset."""
@@ -71,7 +77,7 @@ def test_streamed_datasets_train_exactly_as_tensors(remedies):
     ({"factory": "tests.factories:NOT_CALLABLE"}, None, "data.factory", "not a function"),
     ({"factory": "tests/factories.py"}, None, "data.factory", "import path like"),
     ({"factory": "tests.factories:blobs", "name": "npz"}, None, "data", "either data.name"),
-    ({"factory": "tests.factories:two_splits"}, None, "data.factory", "expected (train, val, test)"),
+    ({"factory": "tests.factories:two_splits"}, None, "data.factory", "(train, val, test)"),
     ({"factory": "tests.factories:bad_labels"}, None, "data.factory", "labels hold -"),
     ({"factory": "tests.factories:float_labels"}, None, "data.factory", "1-D integer tensor"),
     ({"factory": "tests.factories:shape_mismatch"}, None, "data.factory", "shape (8,)"),
