@@ -257,9 +257,19 @@ def learning_curves(uri: str, rows: list[dict[str, Any]]) -> dict[int, list[tupl
     """Each trial's (epoch, val_accuracy) from its MLflow run, where the per-epoch history is."""
     from remedies.service import tracking
 
-    return {r["number"]: [(float(step), v) for step, v in
-                          tracking.metric_history(uri, r["mlflow_run"], "val_accuracy")]
-            for r in rows if r.get("mlflow_run")}  # fmt: skip
+    curves: dict[int, list[tuple[float, float]]] = {}
+    for r in rows:
+        if not r.get("mlflow_run"):
+            continue
+        try:
+            hist = tracking.metric_history(uri, r["mlflow_run"], "val_accuracy")
+        except Exception as e:  # noqa: BLE001 - one unreadable run must not cost the other figures
+            logging.getLogger("remedies.report").warning(
+                "no learning curve for trial %s: %s", r["number"], e
+            )
+            continue
+        curves[r["number"]] = [(float(step), v) for step, v in hist]
+    return curves
 
 
 def finish_search(study: optuna.Study, uri: str, parent: str, wall: float) -> dict[str, Any]:

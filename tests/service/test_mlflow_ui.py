@@ -28,16 +28,20 @@ N = 3
 EXPERIMENT = "ui-view"
 SPACE = {
     "name": "ui",
-    "base": {"data": {"factory": "tests.factories:blobs", "kwargs": {"n_train": 240}},
-             "model": {"factory": "tests.factories:tiny_net"},
-             "train": {"epochs": 3, "batch_size": 60, "checkpoint": False},
-             "measure": {"keskar": {"eps": [1e-3], "iters": 2}}},
+    "base": {
+        "data": {"factory": "tests.factories:blobs", "kwargs": {"n_train": 240}},
+        "model": {"factory": "tests.factories:tiny_net"},
+        "train": {"epochs": 3, "batch_size": 60, "checkpoint": False},
+        "measure": {"keskar": {"eps": [1e-3], "iters": 2}},
+    },
     "params": {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
     "remedies": {"sam": {}, "augment": {}},
     "sampler": {"name": "random", "seed": 0},
     "asha": {"enabled": False},
-    "num_samples": N, "max_concurrent": 2, "resources": {"cpu": 1, "gpu": 0},
-}  # fmt: skip
+    "num_samples": N,
+    "max_concurrent": 2,
+    "resources": {"cpu": 1, "gpu": 0},
+}
 WAIT_S = 90  # the UI is a single-page app: every check waits for the render, up to this long
 
 
@@ -55,8 +59,13 @@ def browser():
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1600,1000"):  # fmt: skip
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1600,1000",
+    ):
         opts.add_argument(arg)
     return webdriver.Chrome(service=Service(driver), options=opts)
 
@@ -68,9 +77,14 @@ def test_mlflow_ui_shows_the_search(ray_local, mlflow_server, tmp_path, monkeypa
     from selenium.webdriver.support.ui import WebDriverWait
 
     monkeypatch.chdir(tmp_path)
-    opts = SearchOptions(name="ui-1", tracking_uri=mlflow_server, experiment=EXPERIMENT,
-                         storage=str(tmp_path / "studies.db"), results_dir=str(tmp_path / "ray"),
-                         quiet=True)  # fmt: skip
+    opts = SearchOptions(
+        name="ui-1",
+        tracking_uri=mlflow_server,
+        experiment=EXPERIMENT,
+        storage=str(tmp_path / "studies.db"),
+        results_dir=str(tmp_path / "ray"),
+        quiet=True,
+    )
     assert run_search(parse_space(SPACE), opts).exit_code == 0
     study = load_study("ui-1", str(tmp_path / "studies.db"))
     parent = study.user_attrs["mlflow_parent_run_id"]
@@ -78,8 +92,12 @@ def test_mlflow_ui_shows_the_search(ray_local, mlflow_server, tmp_path, monkeypa
     kids = [k.info.run_id for k in tracking.child_runs(mlflow_server, EXPERIMENT, parent)]
     assert len(kids) == N
     arts = {a.path for a in tracking.client(mlflow_server).list_artifacts(parent)}
-    assert {"pareto.png", "accuracy_vs_sharpness.png", "learning_curves.png",
-            "remedies_on_front.png"} <= arts  # fmt: skip
+    assert {
+        "pareto.png",
+        "accuracy_vs_sharpness.png",
+        "learning_curves.png",
+        "remedies_on_front.png",
+    } <= arts
 
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -121,12 +139,16 @@ def test_mlflow_ui_shows_the_search(ray_local, mlflow_server, tmp_path, monkeypa
         # ... and its val_accuracy chart, found through the chart search and drawn (Plotly's SVG
         # with a plotted trace, one point per epoch)
         drv.get(f"{mlflow_server}/#/experiments/{exp}/runs/{child}/model-metrics")
-        search = wait.until(ec.element_to_be_clickable(
-            (By.CSS_SELECTOR, 'input[placeholder="Search metric charts"]')))  # fmt: skip
+        search = wait.until(
+            ec.element_to_be_clickable(
+                (By.CSS_SELECTOR, 'input[placeholder="Search metric charts"]')
+            )
+        )
         search.send_keys("val_accuracy")
         wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "val_accuracy"))
-        traces = wait.until(lambda d: d.find_elements(
-            By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer .trace"))  # fmt: skip
+        traces = wait.until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .scatterlayer .trace")
+        )
         # val_accuracy: a point per epoch (the search also matches final_val_accuracy: one point)
         per_trace = sorted(len(t.find_elements(By.CSS_SELECTOR, ".points path")) for t in traces)
         assert SPACE["base"]["train"]["epochs"] in per_trace, per_trace
@@ -134,11 +156,22 @@ def test_mlflow_ui_shows_the_search(ray_local, mlflow_server, tmp_path, monkeypa
 
         # 4. the parent's artifacts: pareto.png listed, and its preview is a rendered image
         drv.get(f"{mlflow_server}/#/experiments/{exp}/runs/{parent}/artifacts")
-        node = wait.until(ec.element_to_be_clickable(
-            (By.CSS_SELECTOR, '[data-testid="artifact-tree-node"][artifact-name="pareto.png"]')))  # fmt: skip
+        node = wait.until(
+            ec.element_to_be_clickable(
+                (By.CSS_SELECTOR, '[data-testid="artifact-tree-node"][artifact-name="pareto.png"]')
+            )
+        )
         node.click()
-        img = wait.until(lambda d: next((i for i in d.find_elements(
-            By.CSS_SELECTOR, 'img[alt="pareto.png"]') if i.get_property("naturalWidth")), None))  # fmt: skip
+        img = wait.until(
+            lambda d: next(
+                (
+                    i
+                    for i in d.find_elements(By.CSS_SELECTOR, 'img[alt="pareto.png"]')
+                    if i.get_property("naturalWidth")
+                ),
+                None,
+            )
+        )
         assert img.get_property("naturalWidth") == 600  # FIGSIZE 6 in × 100 dpi
         shot("5_pareto")
     finally:
