@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from remedies.catalog import build_remedies
 from remedies.config import RunConfig, config_to_dict, parse_config
 from remedies.errors import ConfigError
 from remedies.io import atomic_target
@@ -121,22 +120,17 @@ def load_checkpoint(
     Returns (model in eval mode, config, metrics). The data set is needed only for the input
     shape and class count; pass `splits` when they are already loaded.
     """
+    from remedies.api import Recipe
     from remedies.data import load_data
-    from remedies.hooks import TrainContext
     from remedies.trainer import build_model
 
     payload = _read(path, device)
     cfg = parse_config(payload["config"])
     splits = splits if splits is not None else load_data(cfg.data, device)
     model = build_model(cfg, splits, torch.device(device))
-    ctx = TrainContext(model=model, optimizer=None, loss_fn=torch.nn.functional.cross_entropy,  # type: ignore[arg-type]
-                       device=torch.device(device), n_train=splits.n_train,
-                       batch_size=cfg.train.resolve_batch_size(splits.n_train),
-                       base_lr=cfg.train.lr, epochs=cfg.train.epochs,
-                       input_shape=splits.input_shape)  # fmt: skip
-    for r in build_remedies(cfg.remedies):
-        r.setup(ctx)
-    model = ctx.model
+    # the remedies' setup, as in training (ghost BN swaps its layers before the weights load)
+    model = Recipe(cfg).apply(model, n_train=splits.n_train, input_shape=splits.input_shape,
+                              device=device).model  # fmt: skip
     model.load_state_dict(payload["model_state"])
     model.eval()
     return model, cfg, payload["metrics"]

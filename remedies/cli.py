@@ -32,15 +32,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    import torch
+
     from remedies.config import load_config
     from remedies.data import load_data
 
     cfg = load_config(args.config, args.set)
-    n = load_data(cfg.data).n_train
+    splits = load_data(cfg.data)
+    n = splits.n_train
     b = cfg.train.resolve_batch_size(n)
+    if cfg.model.factory is not None:  # the user's model is called and checked on this data
+        from remedies.trainer import build_model
+
+        build_model(cfg, splits, torch.device("cpu"))
     remedies = ", ".join(cfg.remedies) or "none"
     print(
-        f"{args.config}: valid ({cfg.model.name} on {cfg.data.name}, {n} training samples, "
+        f"{args.config}: valid ({cfg.model.label} on {cfg.data.name or cfg.data.factory}, "
+        f"{n} training samples, "
         f"batch {b}, {cfg.train.epochs} epochs, remedies: {remedies})"
     )
     return 0

@@ -29,7 +29,8 @@ class Strict(BaseModel):
 
 
 class DataConfig(Strict):
-    name: Literal["mnist1d", "npz", "mnist", "cifar10", "cifar100", "timit"] = "mnist1d"
+    # a built-in data set, or (factory) your own: see `factory` below and remedies.factories
+    name: Literal["mnist1d", "npz", "mnist", "cifar10", "cifar100", "timit"] | None = None
     path: Path | None = None  # npz file (npz), feature directory (timit), data root (mnist/cifar)
     num_samples: int = Field(10000, ge=100, le=1_000_000)  # mnist1d: samples generated (80% train)
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # carved from the training split, seeded
@@ -41,16 +42,39 @@ class DataConfig(Strict):
     # cifar100: 100), or max label + 1 for npz/timit — and then every class below it must occur
     # in the training labels, so a stray label (99 in 10-class data) is an error, not 100 outputs
     num_classes: int | None = Field(None, ge=2)
+    # your own data instead of `name`: "pkg.module:function", called as function(**kwargs), that
+    # returns (train, val, test) — each an (x, y) pair of tensors/arrays or a torch Dataset of
+    # (x, y) samples (streamed through a DataLoader; then num_classes is required). The splits
+    # are used as given: val_fraction, split_seed and max_train do not apply.
+    factory: str | None = None
+    kwargs: dict[str, Any] = {}
+    loader_workers: int = Field(0, ge=0, le=64)  # DataLoader worker processes for Datasets
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("factory") is None and data.get("name") is None:
+            return {**data, "name": "mnist1d"}  # the built-in default when no factory is set
+        return data
 
     @model_validator(mode="after")
     def _path_needed(self) -> DataConfig:
+        if self.factory is not None:
+            if self.name is not None:
+                raise ValueError("set either data.name or data.factory, not both")
+            _resolve_factory(self.factory, "data.factory")
         if self.name in ("npz", "timit") and self.path is None:
             raise ValueError(f"data.path is required for data.name={self.name!r}")
         return self
 
 
 class ModelConfig(Strict):
-    name: str = "F1"  # F1, F2, C1, C2, C3, C4 (see remedies.models)
+    name: str | None = None  # F1 (default), F2, C1, C2, C3, C4 (see remedies.models)
+    # your own network instead of `name`: "pkg.module:function" returning a torch nn.Module,
+    # called with kwargs (and input_shape / num_classes when its signature names them); bn and
+    # width apply to the built-in networks only
+    factory: str | None = None
+    kwargs: dict[str, Any] = {}
     # running: PyTorch's running averages at evaluation (what production serves). batch: per-batch
     # statistics at evaluation too, as the paper's Keras code did — but then BN re-normalises
     # away most weight perturbations, and full-space Keskar sharpness on F1/MNIST-1D came out
@@ -58,14 +82,40 @@ class ModelConfig(Strict):
     bn: Literal["batch", "running"] = "running"
     width: float = Field(1.0, gt=0.0, le=8.0)  # multiplies every hidden width / channel count
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("factory") is None and data.get("name") is None:
+            return {**data, "name": "F1"}  # the built-in default when no factory is set
+        return data
+
     @field_validator("name")
     @classmethod
-    def _known(cls, v: str) -> str:
+    def _known(cls, v: str | None) -> str | None:
         from remedies.models import MODELS
 
-        if v not in MODELS:
+        if v is not None and v not in MODELS:
             raise ValueError(f"unknown model {v!r}; allowed: {', '.join(MODELS.names())}")
         return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelConfig:
+        if self.factory is not None:
+            if self.name is not None:
+                raise ValueError("set either model.name or model.factory, not both")
+            _resolve_factory(self.factory, "model.factory")
+        return self
+
+    @property
+    def label(self) -> str:
+        """What the run trains, for messages: the built-in name or the factory's path."""
+        return self.name or str(self.factory)
+
+
+def _resolve_factory(path: str, field: str) -> None:
+    from remedies.factories import resolve
+
+    resolve(path, field)  # import now: a typo is one line at validation, not a worker's crash
 
 
 class TrainConfig(Strict):

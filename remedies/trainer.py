@@ -1,7 +1,9 @@
 """The training engine: one run config in, one `TrainResult` out.
 
 Imports neither Ray nor MLflow: the search service passes a `report` callable that receives each
-epoch's metrics. Remedies change training only through the hooks of `remedies.hooks.Remedy`.
+epoch's metrics. Remedies change training only through the hooks of `remedies.hooks.Remedy`, and
+the trainer reaches them only through the library API (`remedies.api`) that a user's own loop
+uses: its step loop is such a loop.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from remedies.catalog import build_remedies
+from remedies.api import Recipe
 from remedies.config import RunConfig, config_to_dict
-from remedies.data import Splits, load_data
-from remedies.hooks import Remedy, TrainContext
+from remedies.data import Splits, StreamSplits, load_data
 from remedies.models import create_model
 
 Report = Callable[[dict[str, Any]], None]
@@ -93,14 +94,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
-    t = cfg.train
-    if t.optimizer == "adam":
-        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
-    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov and
-                           t.momentum > 0, weight_decay=t.weight_decay)  # fmt: skip
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int) -> tuple[float, float]:
     """Mean cross-entropy and accuracy (%) in eval mode, in chunks weighted by their size."""
@@ -117,16 +110,100 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int) -> 
     return loss.item() / len(y), 100.0 * correct.item() / len(y)
 
 
-def build_model(cfg: RunConfig, splits: Splits, device: torch.device) -> nn.Module:
+def build_model(cfg: RunConfig, splits: Splits | StreamSplits, device: torch.device) -> nn.Module:
+    """The configured network: a built-in one by name, or the user's `model.factory` (checked:
+    an nn.Module that maps this data's samples to one logit per class)."""
     m = cfg.model
-    model = create_model(m.name, splits.input_shape, splits.num_classes, bn=m.bn, width=m.width)
+    shape, classes = splits.input_shape, splits.num_classes
+    if m.factory is not None:
+        from remedies.factories import call, check_model
+
+        built = call(m.factory, "model.factory", m.kwargs, input_shape=shape, num_classes=classes)
+        return check_model(built, m.factory, shape, classes).to(device)
+    model = create_model(m.name, shape, classes, bn=m.bn, width=m.width)  # type: ignore[arg-type]
     return model.to(device)
+
+
+@torch.no_grad()
+def evaluate_split(model: nn.Module, splits: Splits | StreamSplits, which: str, chunk: int,
+                   device: torch.device) -> tuple[float, float]:  # fmt: skip
+    """`evaluate` on one split ("train", "val", "test"), tensors or a streamed Dataset."""
+    if isinstance(splits, Splits):
+        return evaluate(model, getattr(splits, f"x_{which}"), getattr(splits, f"y_{which}"), chunk)
+    ds = getattr(splits, which)
+    if len(ds) == 0:
+        return float("nan"), float("nan")
+    was_training = model.training
+    model.eval()
+    loss, correct = torch.zeros((), device=device), torch.zeros((), device=device)
+    for x, y in _loader(ds, splits, device, batch_size=chunk):
+        logits = model(x)
+        loss += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    model.train(was_training)
+    return loss.item() / len(ds), 100.0 * correct.item() / len(ds)
+
+
+def _loader(ds, splits: StreamSplits, device: torch.device, seed: int = 0,
+            **kw) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+    """Batches of a Dataset on `device`, inputs as the tensor path has them (uint8 → [0, 1])."""
+    from torch.utils.data import DataLoader
+
+    # its own generator: a DataLoader draws its workers' base seed from the global RNG otherwise,
+    # which would shift every later draw (init, augmentation) away from the tensor path's
+    gen = torch.Generator().manual_seed(seed)
+    loader = DataLoader(ds, num_workers=splits.workers, pin_memory=device.type == "cuda",
+                        generator=gen, **kw)  # fmt: skip
+    for x, y in loader:
+        x = x.to(device, non_blocking=True)
+        yield (x.float().div_(255.0) if x.dtype == torch.uint8 else x.float(),
+               y.to(device, non_blocking=True).long())  # fmt: skip
+
+
+def _batches(
+    splits: Splits | StreamSplits,
+    perm: torch.Tensor,
+    b: int,
+    steps: int,
+    device: torch.device,
+    seed: int = 0,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch's training batches in the order of `perm`: index slices of on-device tensors,
+    or the same index lists drawn from a Dataset by a DataLoader (data that does not fit)."""
+    if isinstance(splits, Splits):
+        perm = perm.to(device)
+        X, Y = splits.x_train, splits.y_train
+        for i in range(steps):
+            idx = perm[i * b : (i + 1) * b]
+            yield X[idx], Y[idx]
+    else:
+        yield from _loader(splits.train, splits, device, seed=seed,
+                           batch_sampler=perm[: steps * b].view(steps, b).tolist())  # fmt: skip
+
+
+STREAM_MEASURE_SAMPLES = 2048  # measures on a streamed training set: a seeded subset this large
+
+
+def measure_data(splits: Splits | StreamSplits, cfg: RunConfig,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The training data the sharpness measures see: all of it as tensors, or, for a streamed
+    set, the seeded subset (`measure.max_samples`, else STREAM_MEASURE_SAMPLES) read once."""
+    if isinstance(splits, Splits):
+        return splits.x_train, splits.y_train
+    k = min(splits.n_train, cfg.measure.max_samples or STREAM_MEASURE_SAMPLES)
+    if k == splits.n_train:  # all of it, in order: what the tensor path measures
+        idx = list(range(k))
+    else:  # the subset `run_measures` would draw from tensors
+        gen = torch.Generator().manual_seed(cfg.measure.subset_seed)
+        idx = torch.randperm(splits.n_train, generator=gen)[:k].tolist()
+    xs, ys = zip(*_loader(splits.train, splits, device, batch_sampler=[idx]), strict=True)
+    return xs[0], ys[0]
 
 
 def train(
     cfg: RunConfig,
     *,
-    splits: Splits | None = None,
+    splits: Splits | StreamSplits | None = None,
     report: Report | None = None,
     out_dir: Path | None = None,
     measure: bool = True,
@@ -147,32 +224,15 @@ def train(
     seed_everything(cfg.train.seed)
     device = pick_device(cfg.train.device)
     splits = (splits or load_data(cfg.data)).to(device)
-    X, Y, n = splits.x_train, splits.y_train, splits.n_train
+    n = splits.n_train
     B = cfg.train.resolve_batch_size(n)
     model = build_model(cfg, splits, device)
-    remedies = build_remedies(cfg.remedies)
-    ctx = TrainContext(model=model, optimizer=None, loss_fn=F.cross_entropy, device=device,  # type: ignore[arg-type]
-                       n_train=n, batch_size=B, base_lr=cfg.train.lr, epochs=cfg.train.epochs,
-                       input_shape=splits.input_shape)  # fmt: skip
-    for r in remedies:
-        r.setup(ctx)  # runs before the optimiser exists, so it may swap modules
-    model = ctx.model
-    opt = ctx.optimizer = make_optimizer(cfg, model.parameters())
-    stepper: Remedy | None = next((r for r in remedies if r.replaces_step), None)
-
-    def before_step() -> None:
-        for r in remedies:
-            r.after_backward(ctx)
-        if cfg.train.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-
-    def after_step() -> None:
-        for r in remedies:
-            r.after_step(ctx)
-
-    ctx.before_step, ctx.after_step = before_step, after_step
-    for r in remedies:
-        ctx.epochs = r.epochs(ctx.epochs, ctx)
+    # the remedies, applied through the library API a hand-written loop uses (remedies.api):
+    # one implementation of what a remedy does to training, not two
+    run = Recipe(cfg).apply(model, n_train=n, input_shape=splits.input_shape, device=device)
+    model = run.model  # setup may have swapped modules (ghost BN)
+    opt = run.make_optimizer()
+    ctx = run.ctx
     gen = torch.Generator().manual_seed(cfg.train.seed)  # batch order, independent of init RNG
 
     history: list[dict[str, Any]] = []
@@ -193,62 +253,27 @@ def train(
 
     if expose_state is not None:
         expose_state(capture)
-    for epoch in range(start, ctx.epochs):
+    for epoch in range(start, run.epochs):
         te, tc = time.perf_counter(), time.process_time()
-        ctx.epoch = epoch
         # batch size for this epoch (warm start, ramps); the incomplete last batch is dropped so
         # every step sees exactly b samples and BN never sees a tiny batch
-        b = B
-        for r in remedies:
-            b = r.batch_size(epoch, b, ctx)
-        b = ctx.current_batch_size = max(1, min(int(b), n))
+        b = run.batch_size(epoch)
         steps = n // b
-        perm = torch.randperm(n, generator=gen).to(device)
+        perm = torch.randperm(n, generator=gen)
         model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
-        for i in range(steps):
-            # learning rate: a pure function of fractional epoch, folded through the remedies
-            lr = cfg.train.lr
-            for r in remedies:
-                lr = r.lr(lr, epoch + i / steps, ctx)
-            for g in opt.param_groups:
-                g["lr"] = lr
-
-            # batch: an index slice of the permutation, augmented a whole batch at a time
-            idx = perm[i * b : (i + 1) * b]
-            x, y = X[idx], Y[idx]
-            for r in remedies:
-                x, y = r.augment(x, y, ctx)
-
-            weights = None  # per-sample loss weights (gradient-noise remedies), drawn per batch
-            for r in remedies:
-                if (w := r.sample_weights(y, ctx)) is not None:
-                    weights = w if weights is None else weights * w
-            seen: dict[str, torch.Tensor] = {}
-
-            def closure(x=x, y=y, seen=seen, weights=weights) -> torch.Tensor:
-                logits = model(x)
-                seen.setdefault("logits", logits.detach())
-                if weights is None:
-                    loss = F.cross_entropy(logits, y)
-                else:
-                    loss = (F.cross_entropy(logits, y, reduction="none") * weights).mean()
-                for r in remedies:
-                    loss = r.loss(model, x, y, loss, ctx)
-                return loss
-
-            # forward/backward/step: the default, or the one remedy that owns the step
-            loss = stepper.step(closure, ctx) if stepper else None
-            if loss is None:
-                opt.zero_grad(set_to_none=True)
-                loss = closure()
-                loss.backward()
-                ctx.optimizer_step()
-            ctx.step += 1
+        for i, (xb, yb) in enumerate(
+            _batches(splits, perm, b, steps, device, seed=cfg.train.seed * 100_003 + epoch)
+        ):
+            run.set_lr(epoch + i / steps)  # a pure function of the fractional epoch
+            # batch: the permutation's next b samples, augmented a whole batch at a time
+            x, y = run.transform(xb, yb)
+            # forward/backward/step with the remedies' loss terms — or the step-owning remedy's
+            loss = run.step(x, y)
             # accumulate on the device: no host sync inside the step loop
             loss_sum += loss.detach()
-            correct += (seen["logits"].argmax(1) == y).sum()
+            correct += (run.last_logits.argmax(1) == y).sum()  # type: ignore[union-attr]
 
         # evaluation, divergence check and logging, once per epoch
         train_loss = loss_sum.item() / max(steps, 1)  # note: the epoch's one host-device sync
@@ -263,14 +288,13 @@ def train(
             diverged_epoch = epoch + 1
             row["val_accuracy"] = float("nan")
         else:
-            row["val_loss"], row["val_accuracy"] = evaluate(model, splits.x_val, splits.y_val,
-                                                            cfg.train.eval_batch_size)  # fmt: skip
-            for r in remedies:
-                row.update(r.on_epoch_end(epoch, ctx))
+            row["val_loss"], row["val_accuracy"] = evaluate_split(
+                model, splits, "val", cfg.train.eval_batch_size, device)  # fmt: skip
+            row.update(run.end_epoch(epoch))
         row["epoch_time_s"] = time.perf_counter() - te
         history.append(row)
         if progress:
-            _print_progress(row, ctx.epochs, time.perf_counter() - t0)
+            _print_progress(row, run.epochs, time.perf_counter() - t0)
         if report is not None:
             report(row)
         if diverged_epoch is not None:
@@ -278,9 +302,9 @@ def train(
 
     # final metrics on all three splits, in eval mode
     chunk = cfg.train.eval_batch_size
-    tr_loss, tr_acc = evaluate(model, X, Y, chunk)
-    va_loss, va_acc = evaluate(model, splits.x_val, splits.y_val, chunk)
-    te_loss, te_acc = evaluate(model, splits.x_test, splits.y_test, chunk)
+    tr_loss, tr_acc = evaluate_split(model, splits, "train", chunk, device)
+    va_loss, va_acc = evaluate_split(model, splits, "val", chunk, device)
+    te_loss, te_acc = evaluate_split(model, splits, "test", chunk, device)
     result = TrainResult(
         config=cfg, model=model, history=history, train_accuracy=tr_acc, val_accuracy=va_acc,
         test_accuracy=te_acc, train_loss=tr_loss, val_loss=va_loss, test_loss=te_loss,
@@ -294,6 +318,7 @@ def train(
         from remedies.measures import run_measures
 
         tm = time.perf_counter()
+        X, Y = measure_data(splits, cfg, device)
         result.sharpness, result.sharpness_details = run_measures(model, X, Y, cfg.measure)
         result.measure_time_s = time.perf_counter() - tm
     result.wall_time_s = time.perf_counter() - t0

@@ -12,7 +12,13 @@ from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
-from remedies.service.plots import plot_accuracy_vs_sharpness, plot_pareto, spans_decades
+from remedies.service.plots import (
+    plot_accuracy_vs_sharpness,
+    plot_learning_curves,
+    plot_pareto,
+    plot_remedy_matrix,
+    spans_decades,
+)
 
 GAP_PX = 1.0  # labels must be at least 2 px apart, not merely not intersecting
 
@@ -119,3 +125,32 @@ def test_figures_save_as_png(tmp_path):
     fig = plot_accuracy_vs_sharpness({})  # no measured trial: still a valid (empty) figure
     fig.savefig(tmp_path / "a.png", dpi=100)
     assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("ys", Y_RANGES, ids=["wide", "narrow", "constant"])
+def test_learning_curves_one_line_per_trial_front_named(ys):
+    curves = {n: [(e + 1.0, float(y) - n) for e, y in enumerate(ys[: 3 + n])] for n in range(6)}
+    curves[6] = [(1.0, float("nan"))]  # a diverged trial draws nothing and breaks nothing
+    fig = plot_learning_curves(curves, front=[1, 4])
+    assert_readable(fig)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 6  # one per trial with a finite point
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["trial 1", "trial 4"]
+    assert list(ax.lines[-1].get_xdata()) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]  # trial 4
+
+
+def test_remedy_matrix_marks_what_each_front_trial_switched_on(tmp_path):
+    names = ["augment", "ghost_bn", "sam", "warm_start"]
+    on = [[True, False, True, False], [False, False, False, False], [True, True, True, True]]
+    fig = plot_remedy_matrix([7, 2, 11], names, on)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == names
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["trial 7", "trial 2", "trial 11"]
+    cells = {(round(t.get_position()[1]), round(t.get_position()[0])) for t in ax.texts}
+    assert cells == {(i, j) for i, row in enumerate(on) for j, v in enumerate(row) if v}
+    boxes = [t.get_window_extent() for t in ax.get_xticklabels()]
+    assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
+    fig.savefig(tmp_path / "m.png")
+    assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plot_remedy_matrix([], [], []).savefig(tmp_path / "empty.png")  # a front of none still draws

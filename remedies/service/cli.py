@@ -42,7 +42,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from remedies.service.export import export
 
     paths = export(args.name, args.storage, args.pick, args.out, args.all_pareto,
-                   args.confirm_seeds)  # fmt: skip
+                   args.confirm_seeds, args.format)  # fmt: skip
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -109,6 +109,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="DIR",
         help="also write every Pareto trial to DIR/trial_NNNN.yaml",
+    )
+    e.add_argument(
+        "--format",
+        choices=["yaml", "python"],
+        default="yaml",
+        help="yaml: a run config for `remedies train` (default); python: a runnable script that "
+        "trains your model with the recipe in its own loop (library API); default --out best.py",
     )
     e.add_argument("--storage", default=DEFAULT_STORAGE)
     e.add_argument("--confirm-seeds", type=int, default=0, metavar="K",

@@ -15,6 +15,8 @@ from remedies.errors import ConfigError
 from remedies.io import atomic_write_text
 from remedies.service.report import load_study, objectives_of, pick, value_of
 
+FORMATS = {"yaml": ".yaml", "python": ".py"}  # --format → file suffix
+
 
 def render(study_name: str, row: dict[str, Any], objs: list[tuple[str, str]], how: str,
            note: str = "") -> str:  # fmt: skip
@@ -81,14 +83,35 @@ def _confirmed(study, how: str, seeds: int) -> tuple[dict[str, Any], str]:
     return best, confirm.header(best, cands)
 
 
+def render_as(fmt: str, study_name: str, row: dict[str, Any], objs: list[tuple[str, str]],
+              how: str, note: str = "") -> str:  # fmt: skip
+    """`render` in the chosen format: yaml (a run config) or python (a script with its own loop
+    on the library API, see `remedies.service.export_python`)."""
+    text = render(study_name, row, objs, how, note)
+    if fmt == "yaml":
+        return text
+    from remedies.service.export_python import render_python
+
+    header = "".join(ln + "\n" for ln in text.splitlines() if ln.startswith("# ") and
+                     not ln.startswith("# re-run"))  # fmt: skip
+    return render_python(header + "# run: python THIS_FILE\n", row["config"])
+
+
 def export(name: str, storage: str, how: str = "knee", out: Path | None = Path("best.yaml"),
-           all_pareto: Path | None = None, confirm_seeds: int = 0) -> list[Path]:  # fmt: skip
+           all_pareto: Path | None = None, confirm_seeds: int = 0,
+           fmt: str = "yaml") -> list[Path]:  # fmt: skip
+    """Write the picked trials as run configs (`fmt` yaml) or runnable scripts (python)."""
     _check_pick(how)
     if confirm_seeds < 0:
         raise ConfigError("--confirm-seeds", f"must be ≥ 0, got {confirm_seeds}")
     if confirm_seeds and how == "pareto":
         raise ConfigError("--confirm-seeds", "picks one trial; allowed with --pick knee, "
                           "best-accuracy or a rule, not pareto")  # fmt: skip
+    if fmt not in FORMATS:
+        raise ConfigError("--format", f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    suffix = FORMATS[fmt]
+    if out is not None and out.suffix != suffix and out == Path("best.yaml"):
+        out = out.with_suffix(suffix)  # the default name follows the format
     study = load_study(name, storage)
     objs = objectives_of(study)
     note = ""
@@ -100,16 +123,16 @@ def export(name: str, storage: str, how: str = "knee", out: Path | None = Path("
     texts: list[tuple[Path, str]] = []  # render everything first: nothing written on error
     if all_pareto is not None:
         for r in pick(study, "pareto"):
-            path = all_pareto / f"trial_{r['number']:04d}.yaml"
-            texts.append((path, render(name, r, objs, "pareto")))
+            path = all_pareto / f"trial_{r['number']:04d}{suffix}"
+            texts.append((path, render_as(fmt, name, r, objs, "pareto")))
     if out is not None:
         if how == "pareto" and len(chosen) > 1:
-            stem, suf = out.stem, out.suffix or ".yaml"
+            stem, suf = out.stem, out.suffix or suffix
             for r in chosen:
                 texts.append((out.with_name(f"{stem}_trial{r['number']:04d}{suf}"),
-                              render(name, r, objs, how)))  # fmt: skip
+                              render_as(fmt, name, r, objs, how)))  # fmt: skip
         else:
-            texts.append((out, render(name, chosen[0], objs, how, note)))
+            texts.append((out, render_as(fmt, name, chosen[0], objs, how, note)))
     for path, text in texts:
         atomic_write_text(path, text)
     return [p for p, _ in texts]

@@ -1,4 +1,5 @@
-"""The search's two figures, Pareto front and accuracy vs sharpness, readable at any data range.
+"""The search's figures — Pareto front, accuracy vs sharpness, learning curves, remedies on the
+front — readable at any data range.
 
 Why a module of its own: the figures take plain numbers (no Optuna study), so the tick-label layout
 can be tested on any data range directly; `report.write_artifacts` feeds them a study's trials.
@@ -115,3 +116,60 @@ def plot_accuracy_vs_sharpness(series: dict[str, Sequence[tuple[float, float]]])
     ax.set_title("accuracy vs sharpness, all measured trials")
     fig.tight_layout()
     return fig
+
+
+def plot_learning_curves(curves: dict[int, Sequence[tuple[float, float]]],
+                         front: Sequence[int]) -> Figure:  # fmt: skip
+    """Every trial's validation accuracy per epoch on one chart: the Pareto front's trials in
+    colour and named in the legend, the others thin and grey (a pruned trial's curve stops)."""
+    fig, ax = _new_figure()
+    ys: list[float] = []
+    on_front = set(front)
+    for number, pts in sorted(curves.items(), key=lambda kv: kv[0] in on_front):
+        pts = [(e, v) for e, v in pts if finite(v)]
+        if not pts:
+            continue
+        ys += [v for _, v in pts]
+        if number in on_front:
+            ax.plot(*zip(*pts, strict=True), "o-", ms=3, lw=1.6, label=f"trial {number}")
+        else:
+            ax.plot(*zip(*pts, strict=True), "-", c="lightgray", lw=0.9)
+    readable_axis(ax, "y", ys, log=False)
+    ax.xaxis.set_major_locator(_int_locator())
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("val_accuracy (%)")
+    if on_front & set(curves):
+        ax.legend(fontsize=8, title="Pareto front", title_fontsize=8)
+    ax.set_title(f"learning curves, {len(curves)} trials (grey: not on the front)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_remedy_matrix(trials: Sequence[int], remedies: Sequence[str],
+                       on: Sequence[Sequence[bool]]) -> Figure:  # fmt: skip
+    """Which remedies each Pareto trial switched on: one row per trial (best first), one column
+    per remedy of the search, a filled cell where it was on."""
+    rows, cols = max(1, len(trials)), max(1, len(remedies))
+    fig, ax = _new_figure()
+    fig.set_size_inches(max(4.0, 1.0 + 0.55 * cols), max(2.5, 1.6 + 0.32 * rows))
+    grid = [[1.0 if v else 0.0 for v in row] for row in on] or [[0.0] * cols]
+    ax.imshow(grid, cmap="Greens", vmin=0, vmax=1.3, aspect="auto")
+    ax.set_xticks(range(len(remedies)), list(remedies), rotation=40, ha="right", fontsize=8)
+    ax.set_yticks(range(len(trials)), [f"trial {t}" for t in trials], fontsize=8)
+    ax.set_xticks([x - 0.5 for x in range(1, cols)], minor=True)
+    ax.set_yticks([y - 0.5 for y in range(1, rows)], minor=True)
+    ax.grid(which="minor", color="white", lw=2)
+    ax.tick_params(which="minor", length=0)
+    for i, row in enumerate(on):
+        for j, v in enumerate(row):
+            if v:
+                ax.text(j, i, "on", ha="center", va="center", fontsize=7, color="white")
+    ax.set_title("remedies on, Pareto-front trials", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _int_locator():
+    from matplotlib import ticker
+
+    return ticker.MaxNLocator(nbins=MAX_TICKS - 1, integer=True)

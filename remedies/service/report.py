@@ -227,9 +227,17 @@ def text_report(study: optuna.Study) -> str:
 # ------------------------------------------------------------------------- parent artifacts
 
 
-def write_artifacts(study: optuna.Study, d: Path) -> list[Path]:
-    """pareto.png, accuracy_vs_sharpness.png (all trials) and pareto.csv in folder `d`."""
-    from remedies.service.plots import plot_accuracy_vs_sharpness, plot_pareto
+def write_artifacts(
+    study: optuna.Study, d: Path, curves: dict[int, list[tuple[float, float]]] | None = None
+) -> list[Path]:
+    """pareto.png, accuracy_vs_sharpness.png (all trials), remedies_on_front.png, pareto.csv and,
+    given each trial's (epoch, val_accuracy) `curves`, learning_curves.png in folder `d`."""
+    from remedies.service.plots import (
+        plot_accuracy_vs_sharpness,
+        plot_learning_curves,
+        plot_pareto,
+        plot_remedy_matrix,
+    )
 
     rows, front = front_rows(study)
     objs = objectives_of(study)
@@ -268,7 +276,37 @@ def write_artifacts(study: optuna.Study, d: Path) -> list[Path]:
         paths.append(d / "gap_vs_speedup.png")
         (d / "answer.txt").write_text(answer_line(rows, refs) + "\n")
         paths.append(d / "answer.txt")
+    if curves is not None:
+        fig = plot_learning_curves(curves, [r["number"] for r in front])
+        fig.savefig(d / "learning_curves.png", dpi=100)
+        paths.append(d / "learning_curves.png")
+    searched = list((study.user_attrs.get("space") or {}).get("remedies") or {})
+    used = [set((r["config"] or {}).get("remedies", {})) for r in front]
+    names = sorted({*searched, *(n for u in used for n in u)})
+    on = [[n in u for n in names] for u in used]
+    plot_remedy_matrix([r["number"] for r in front], names, on).savefig(
+        d / "remedies_on_front.png", dpi=100)  # fmt: skip
+    paths.append(d / "remedies_on_front.png")
     return paths
+
+
+def learning_curves(uri: str, rows: list[dict[str, Any]]) -> dict[int, list[tuple[float, float]]]:
+    """Each trial's (epoch, val_accuracy) from its MLflow run, where the per-epoch history is."""
+    from remedies.service import tracking
+
+    curves: dict[int, list[tuple[float, float]]] = {}
+    for r in rows:
+        if not r.get("mlflow_run"):
+            continue
+        try:
+            hist = tracking.metric_history(uri, r["mlflow_run"], "val_accuracy")
+        except Exception as e:  # noqa: BLE001 - one unreadable run must not cost the other figures
+            logging.getLogger("remedies.report").warning(
+                "no learning curve for trial %s: %s", r["number"], e
+            )
+            continue
+        curves[r["number"]] = [(float(step), v) for step, v in hist]
+    return curves
 
 
 def finish_search(study: optuna.Study, uri: str, parent: str, wall: float) -> dict[str, Any]:
@@ -281,7 +319,8 @@ def finish_search(study: optuna.Study, uri: str, parent: str, wall: float) -> di
         counts[r["state"]] = counts.get(r["state"], 0) + 1
     try:
         with tempfile.TemporaryDirectory() as d:
-            tracking.log_files(uri, parent, write_artifacts(study, Path(d)))
+            curves = learning_curves(uri, rows)
+            tracking.log_files(uri, parent, write_artifacts(study, Path(d), curves))
         metrics = {
             "trials": len(rows),
             "pareto_size": len(front),

@@ -443,9 +443,14 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
     if exists and not opts.resume:
         raise ConfigError("--name", f"a search named {name!r} already exists in {opts.storage}; "
                           "use --resume to continue it or choose another name")  # fmt: skip
-    base_data = parse_config(base_raw(space)).data
+    base = parse_config(base_raw(space))
+    base_data = base.data
     splits = load_data(base_data)  # generated/cached once, before trials race; shipped to them
     check_batches(space, splits.n_train)  # degenerate batches: refused before anything exists
+    if base.model.factory is not None:  # the user's model: called and checked once, up front
+        from remedies.trainer import build_model
+
+        build_model(base, splits, "cpu")  # type: ignore[arg-type]
     if opts.address is not None:  # a cluster: its shape decides what storage can work
         files = node_files(space, base_data.path, splits.nbytes)
         join_cluster(opts.address, Results.parse(opts.results_dir), target, files)
