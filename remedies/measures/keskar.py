@@ -13,11 +13,12 @@ up to reach the maximum:
   curvature estimate starts at 1 and is never updated while −f is concave), so in raw units a
   gradient of 5e-6 moved ≈ 5e-6 per iteration across a box 1e-3 wide: ten iterations ended 7 %
   of the way out. The solve runs in box units z = y / b ∈ [−1, 1]ⁿ (b the box half-widths)
-  on f divided by a scale: mean(b²), which reproduces raw units' steps, or — when that
-  is larger — the start's gradient ∞-norm, so the first step moves its leading coordinate by
+  on f divided by a scale: mean(b²), which reproduces raw units' steps, or — when it is
+  smaller — the start's gradient ∞-norm, so the first step moves its leading coordinate by
   a half-width. Steps are never smaller than before, and larger where they stalled. Scaling
-  changes neither the feasible set nor the maximiser. Near zero loss ∇f shrinks with f (the softmax saturates), so this stall grew as
-  training went on — it is why over-trained minima read flat.
+  changes neither the feasible set nor the maximiser. Near zero loss ∇f shrinks with f (the
+  softmax saturates), so this stall grew as training went on: why over-trained minima read
+  flat.
 * **Starts:** a seeded random point with |y_i| ≤ start·b_i (default), or the first-order vertex
   y₀ = b ⊙ sign ∇f (the box maximum of f's linear model: exact for convex f, but on F1 it led to
   a 3.4× lower local maximum than the random start), plus `restarts` more seeded random
