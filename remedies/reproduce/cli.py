@@ -47,12 +47,12 @@ def options(args: argparse.Namespace):
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from remedies.reproduce.driver import reproduce
-    from remedies.reproduce.protocol import plan
+    from remedies.reproduce.protocol import check_batches, plan
 
     opts = options(args)
     if args.jobs < 1:
         raise ConfigError("--jobs", f"must be ≥ 1, got {args.jobs}")
-    plan(opts)  # every run's config is checked here, before Ray, MLflow or the folder
+    check_batches(plan(opts))  # every run is checked here, before Ray, MLflow or the folder
     command = "remedies reproduce " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     s = reproduce(opts, Path(args.out), jobs=args.jobs, address=args.address,
                   tracking_uri=args.tracking_uri, experiment=args.experiment,

@@ -157,6 +157,26 @@ def plan(opts: ReproduceOptions) -> list[RunSpec]:
     return out
 
 
+def check_batches(specs: list[RunSpec]) -> None:
+    """Every batch size fits its training set (the data are loaded once per data config): a
+    bad `--sb`/`--batch-sizes` fails here, in one line, not inside a Ray task minutes later."""
+    import json
+
+    from remedies.data import load_data
+
+    sizes: dict[str, int] = {}
+    for spec in specs:
+        cfg = parse_config(spec.config)
+        key = json.dumps(cfg.data.model_dump(mode="json"), sort_keys=True)
+        if key not in sizes:
+            sizes[key] = load_data(cfg.data).n_train
+        cfg.train.resolve_batch_size(sizes[key])
+        if spec.warm_k:
+            from remedies.config import resolve_batch_size
+
+            resolve_batch_size(cfg.remedies["warm_start"]["sb_batch"], sizes[key], "--sb")
+
+
 def _int(b: int | str) -> int:
     if isinstance(b, str):
         from remedies.errors import ConfigError
