@@ -1,6 +1,7 @@
 """`remedies reproduce` end to end on a tiny net: real Ray tasks (the session's Ray when one is
-up, else its own local instance, as the CLI does) and a real MLflow server. Checks the files, the report's sections and numbers against the runs'
-own records, and that every run's suspect flags reached MLflow."""
+up, else its own local instance, as the CLI does) and a real MLflow server. Checks the files,
+the report's sections and numbers against the runs' own records, and that every run's suspect
+flags reached MLflow."""
 
 from __future__ import annotations
 
