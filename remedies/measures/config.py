@@ -25,9 +25,8 @@ class KeskarConfig(_Section):
     subspace_dims: list[PositiveInt] = []  # e.g. [100]: random A ∈ R^{n×p} (Table 4)
     iters: PositiveInt = 10  # L-BFGS-B iterations, as in the paper
     seed: int = 0  # seeds the random subspace A, the random starts and ties of the vertex start
-    # first start: a seeded random point inside the box (default: on F1 it reached 3.4× higher
-    # maxima than the vertex), or the first-order vertex y0 = b ⊙ sign ∇f (the linear model's
-    # box maximum; exact for convex f)
+    # first start: a seeded random point inside the box, or the first-order vertex
+    # y0 = b ⊙ sign ∇f (the linear model's box maximum; exact for convex f)
     init: Literal["vertex", "random"] = "random"
     restarts: int = Field(default=0, ge=0, le=20)  # more seeded random starts; the best is kept
     # random starts: y0 ~ U(-start·b, start·b) inside the box

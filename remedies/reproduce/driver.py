@@ -61,8 +61,9 @@ def run_specs(specs: list[RunSpec], *, jobs: int, quiet: bool = False,
     from remedies.data import load_data
 
     run = _remote_run()
-    if gpu:
-        run = run.options(num_gpus=gpu)
+    # more runs at once than CPUs (a busy or small machine): each run asks for a share of one
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    run = run.options(num_cpus=min(1.0, cpus / jobs), num_gpus=gpu)
     data: dict[str, Any] = {}  # one copy of each data set in the object store
     todo = list(enumerate(specs))
     live: dict[Any, int] = {}
