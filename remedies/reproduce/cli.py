@@ -25,6 +25,10 @@ def options(args: argparse.Namespace):
 
     raw = {"nets": _list(args.nets), "data": args.data, "seeds": args.seeds,
            "epochs": args.epochs, "overrides": args.set}  # fmt: skip
+    if args.sb is not None:
+        raw["sb"] = _batch(args.sb)
+    if args.lb is not None:
+        raw["lb"] = _batch(args.lb)
     if args.batch_sizes:
         raw["batch_sizes"] = [_batch(b) for b in _list(args.batch_sizes)]
     if args.warm_k:
@@ -69,6 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--data", default=None, help="data set for every net (default: F1 → mnist1d)")
     r.add_argument("--seeds", type=int, default=5, help="SB/LB pairs for Tables 2–4 (5)")
     r.add_argument("--epochs", type=int, default=40, help="epochs per run (40)")
+    r.add_argument("--sb", default=None, help="small batch (256, the paper's)")
+    r.add_argument("--lb", default=None, help="large batch (10%%, the paper's)")
     r.add_argument("--batch-sizes", default=None, help="Fig. 4 batch sizes, e.g. 128,256,10%%")
     r.add_argument("--warm-k", default=None, help="Fig. 5 SB epochs before LB, e.g. 0,2,5,10")
     r.add_argument("--fig-seeds", type=int, default=None, help="seeds for Fig. 4 and 5 (1)")
