@@ -76,8 +76,9 @@ def write_report(opts: ReproduceOptions, outcomes: list, out: Path, *, command: 
     md += [f"Protocol: ADAM (lr 1e-3), SB = {opts.sb}, LB = {opts.lb}, {opts.epochs} epochs, "
            f"{opts.seeds} seeds (the SB/LB pair of a seed starts from the same weights); "
            f"Keskar ε ∈ {opts.eps}, full space and a p = {opts.subspace_dim} random subspace, "
-           "f = mean cross-entropy over the whole training set, 10 L-BFGS-B iterations from the "
-           "first-order vertex (see README, *Sharpness measures*). "
+           "f = mean cross-entropy over the whole training set, L-BFGS-B as configured "
+           "(`measure.keskar`: iterations and start rule in results.json's details; README, "
+           "*Which readings to trust*). "
            f"Wall time {wall_s:.0f} s.", ""]  # fmt: skip
     for net in opts.nets:
         md += _net_section(net, opts, [o for o in outcomes if o.spec.net == net], out, checks,
@@ -155,8 +156,8 @@ def _net_section(net, opts, outs, out, checks, metrics, pngs) -> list[str]:
         ptxt = (f"{_pm(pp[0])} | {_pm(pp[1])} | {pp[1][0] / pp[0][0]:.0f}×" if pp
                 else "– | – | –")  # fmt: skip
         md += [
-            f"| `{k}` | {ms(v_sb)} | {ms(v_lb)} | {m_lb / m_sb:.1f}× | "
-            + ", ".join(f"{x:.1f}" for x in ratios)
+            f"| `{k}` | {ms(v_sb)} | {ms(v_lb)} | {m_lb / m_sb:.3g}× | "
+            + ", ".join(f"{x:.3g}" for x in ratios)
             + f" | {cv(v_sb):.2f} / {cv(v_lb):.2f} | {sus} of {len(v_sb) + len(v_lb)}"
             f" | {ptxt} |"
         ]
@@ -165,6 +166,10 @@ def _net_section(net, opts, outs, out, checks, metrics, pngs) -> list[str]:
             checks.append((f"{net}: LB/SB Keskar sharpness ≥ {RATIO_MIN:g} (full space, ε = 1e-3) "
                            "in every seed", bool(ratios) and min(ratios) >= RATIO_MIN,
                            "per seed " + ", ".join(f"{x:.1f}×" for x in ratios)))  # fmt: skip
+        if k.startswith("keskar_sub"):
+            checks.append((f"{net}: LB sharper than SB in the random subspace (Table 4, `{k}`)",
+                           bool(ratios) and min(ratios) > 1.0,
+                           "LB/SB per seed " + ", ".join(f"{x:.3g}" for x in ratios)))  # fmt: skip
         if k.startswith("keskar_full") and len(v_lb) > 1:
             checks.append((f"{net}: LB `{k}` stable across seeds (CV ≤ {CV_MAX})",
                            cv(v_lb) <= CV_MAX,
