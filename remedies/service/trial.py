@@ -162,7 +162,8 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
     }  # fmt: skip
     objs = objective_values(space, metrics)
     final = {f"final_{k}": v for k, v in metrics.items() if finite(v)}
-    final.update(suspect_metrics(result.sharpness_details))  # 1.0 where a measure doubts itself
+    # 1.0 where a measure doubts its own value (final_suspect_<key>)
+    final.update({f"final_{k}": v for k, v in suspect_metrics(result.sharpness_details).items()})
 
     def log_final() -> None:  # once: a trial resumed after its end must not log them twice
         if "final_val_accuracy" not in tracking.client(uri).get_run(run_id).data.metrics:
