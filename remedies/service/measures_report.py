@@ -62,6 +62,7 @@ def measures_section(study) -> str:
         out += [f"  {a} vs {b}: τ = {tau:+.2f} (n = {n})" for a, b, tau, n in pairs]
     n_sus = sum(len(t.user_attrs.get("sharpness_suspect") or {}) for t in trials)
     if n_sus:
-        out += ["", f"{n_sus} value(s) flagged suspect; their reasons are in each trial's MLflow "
-                "run (tags suspect_<key>) and README, *Which readings to trust*."]  # fmt: skip
+        out += ["", f"{n_sus} value(s) flagged suspect (README, *Which readings to trust*):"]
+        out += [f"  trial {t.number} {k}: {'; '.join(why) or 'suspect'}"
+                for t in trials for k, why in (t.user_attrs.get("sharpness_suspect") or {}).items()]
     return "\n".join(out)

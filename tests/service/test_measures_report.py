@@ -33,4 +33,4 @@ def test_section_marks_suspect_values_and_reports_measure_agreement() -> None:
     rows = lines[head + 1 : head + 5]
     assert len(rows) == 4 and "*" in rows[2] and "*" not in rows[0] + rows[1] + rows[3]
     assert "keskar_full_eps1e-03 vs lambda_max: τ = -1.00 (n = 4)" in text
-    assert "1 value(s) flagged suspect" in text
+    assert "1 value(s) flagged suspect" in text and "trial 2 lambda_max: why" in text
