@@ -63,6 +63,9 @@ def measures_section(study) -> str:
     n_sus = sum(len(t.user_attrs.get("sharpness_suspect") or {}) for t in trials)
     if n_sus:
         out += ["", f"{n_sus} value(s) flagged suspect (README, *Which readings to trust*):"]
-        out += [f"  trial {t.number} {k}: {'; '.join(why) or 'suspect'}"
-                for t in trials for k, why in (t.user_attrs.get("sharpness_suspect") or {}).items()]
+        out += [
+            f"  trial {t.number} {k}: {'; '.join(why) or 'suspect'}"
+            for t in trials
+            for k, why in (t.user_attrs.get("sharpness_suspect") or {}).items()
+        ]
     return "\n".join(out)
