@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--path", choices=["linear", "curved"], default="linear")
     i.set_defaults(func=cmd_interpolate)
 
+    from remedies.reproduce.cli import register as register_reproduce
+
+    register_reproduce(sub)
     try:  # the search service's commands (search, export, report)
         from remedies.service.cli import register
     except ImportError:

@@ -24,9 +24,12 @@ class KeskarConfig(_Section):
     full_space: bool = True  # A = I (Table 3)
     subspace_dims: list[PositiveInt] = []  # e.g. [100]: random A ∈ R^{n×p} (Table 4)
     iters: PositiveInt = 10  # L-BFGS-B iterations, as in the paper
-    seed: int = 0  # seeds both the random subspace A and the start point y0
-    # y0 ~ U(-start·b, start·b) inside the box: at a minimum the gradient is ≈ 0 and a solver
-    # started exactly there may stop at once and report 0
+    seed: int = 0  # seeds the random subspace A, the random starts and ties of the vertex start
+    # first start: a seeded random point inside the box, or the first-order vertex
+    # y0 = b ⊙ sign ∇f (the linear model's box maximum; exact for convex f)
+    init: Literal["vertex", "random"] = "random"
+    restarts: int = Field(default=0, ge=0, le=20)  # more seeded random starts; the best is kept
+    # random starts: y0 ~ U(-start·b, start·b) inside the box
     start: float = Field(default=0.1, gt=0.0, le=1.0)
 
     @field_validator("eps")
@@ -111,6 +114,11 @@ class MeasureConfig(BaseModel):
     # keep each chunk's gradient graph between Hessian-vector products: ≈ 2× faster products,
     # memory ≈ the full-batch double-backward graph; False rebuilds it per chunk and product
     hvp_cache: bool = True
+    # the arithmetic of f, ∇f and Hv: near zero loss float32 cannot resolve f (a sample's
+    # cross-entropy below ≈ 6e-8 rounds to 0) and the measures read noise. auto: float64 when f
+    # at the trained point is below float64_below or float32 gets it wrong by more than 0.1 %
+    precision: Literal["auto", "float32", "float64"] = "auto"
+    float64_below: PositiveFloat = 1e-6
 
 
 # ------------------------------------------------------------------------------- result keys

@@ -87,6 +87,24 @@ class ModelObjective:
         self.n_evals = 0  # full-data loss or loss+gradient passes
         self.n_hvps = 0
 
+    def with_dtype(self, dtype: torch.dtype) -> ModelObjective:
+        """The same function evaluated in another floating dtype (parameters, buffers and inputs
+        cast; the model itself untouched): float64 when float32 cannot resolve a tiny loss."""
+        if dtype == self.w0.dtype:
+            return self
+        out = object.__new__(ModelObjective)
+        out.__dict__.update(self.__dict__)
+
+        def cast(t: torch.Tensor) -> torch.Tensor:
+            return t.to(dtype) if t.is_floating_point() else t
+
+        out.x = cast(self.x)
+        out.w0 = self.w0.to(dtype)
+        out.frozen = {n: cast(t) for n, t in self.frozen.items()}
+        out.buffers = {n: cast(t) for n, t in self.buffers.items()}
+        out.n_evals = out.n_hvps = 0
+        return out
+
     # -- flat vector ↔ parameter dict ------------------------------------------------------
     def unflatten(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
         parts = torch.split(w, self.numels)

@@ -60,14 +60,18 @@ def _keskar(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) -> l
     out = []
     for key, (eps, dim) in todo.items():
         r = keskar_sharpness(
-            obj, eps, subspace_dim=dim, iters=kc.iters, seed=kc.seed, start=kc.start
-        )
+            obj, eps, subspace_dim=dim, iters=kc.iters, seed=kc.seed, start=kc.start,
+            init=kc.init, restarts=kc.restarts,
+        )  # fmt: skip
         out.append({
             "key": key, "value": r.value, "eps": eps, "space": "full" if dim is None else "random",
             "subspace_dim": dim, "subspace_seed": None if dim is None else kc.seed,
-            "start": kc.start, "solver": "L-BFGS-B", "iters": kc.iters, "solver_iters": r.nit,
-            "function_evals": r.nfev, "f0": r.f0, "fmax": r.fmax, "wall_time_s": r.wall_time_s,
-            "solver_time_s": r.solver_time_s,
+            "init": kc.init, "restarts": kc.restarts, "start": kc.start, "solver": "L-BFGS-B",
+            "iters": kc.iters, "solver_iters": r.nit, "function_evals": r.nfev, "f0": r.f0,
+            "fmax": r.fmax, "start_value": r.start_value, "moved": r.moved,
+            "at_bound": r.at_bound, "kkt_residual": r.kkt_residual, "starts": r.starts,
+            "wall_time_s": r.wall_time_s, "solver_time_s": r.solver_time_s,
+            "suspect_why": list(r.suspect),
         })  # fmt: skip
     return out
 
@@ -89,6 +93,7 @@ def _lambda_max(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) 
             "error_bound": bound, "tol": lc.tol, "k": lc.k, "seed": lc.seed,
             "solver": "lanczos", "hvp_products": r.n_products, "converged": r.converged,
             "wall_time_s": wall,
+            "suspect_why": [] if r.converged else ["Lanczos stopped before its bound met tol"],
         })  # fmt: skip
     return out
 
@@ -136,6 +141,7 @@ def _adaptive(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) ->
             "key": key, "value": r.value, "rho": rho, "eta": ac.eta, "scaling": "|w|+eta",
             "seed": ac.seed, "f0": r.f0, "function_evals": r.n_evals,
             "wall_time_s": r.wall_time_s, **extra,
+            "suspect_why": ["no increase found"] if kind != "avg" and r.value <= 0 else [],
         })  # fmt: skip
     return out
 
@@ -173,6 +179,42 @@ def _families(cfg: MeasureConfig, names: list[str] | None) -> dict[str, set[str]
             MEASURES.get(name, "--measure")  # raises, listing the known families
         out.setdefault(family, set()).add(name if family != name else family)  # type: ignore[union-attr,arg-type]
     return out
+
+
+def choose_precision(obj: ModelObjective, cfg: MeasureConfig) -> tuple[ModelObjective, Record]:
+    """The objective in the arithmetic the config asks for, and what decided it.
+
+    f at the trained point is evaluated in both float32 and float64 (two forward passes): near
+    zero loss a sample's float32 cross-entropy rounds to 0 below ≈ 6e-8 and its gradient loses
+    the true class's term, so every measure reads rounding noise. `auto` switches to float64
+    when f is below `float64_below` or float32 gets it wrong by more than 0.1 %.
+    """
+    f_native = obj.loss(obj.w0)
+    obj64 = obj.with_dtype(torch.float64)
+    f64 = obj64.loss(obj64.w0)
+    rel_err = abs(f_native - f64) / f64 if f64 > 0 else 0.0
+    if cfg.precision == "float64":
+        use64 = True
+    elif cfg.precision == "float32":
+        use64 = False
+    else:
+        use64 = f64 < cfg.float64_below or rel_err > F32_REL_ERR
+    info = {"precision": cfg.precision, "f0_native": f_native, "f0_float64": f64,
+            "f0_native_rel_err": rel_err}  # fmt: skip
+    return (obj64 if use64 else obj), info
+
+
+F32_REL_ERR = 1e-3  # float32's f at the trained point off by more than this: below its resolution
+
+
+def precision_doubt(precision: Record, obj: ModelObjective) -> list[str]:
+    """A value computed in float32 whose loss float32 cannot resolve is suspect."""
+    if obj.w0.dtype == torch.float64 or precision["f0_native_rel_err"] <= F32_REL_ERR:
+        return []
+    return [
+        f"loss {precision['f0_float64']:.2e} below float32 resolution "
+        f"(float32 off by {precision['f0_native_rel_err']:.1%}); use precision: float64"
+    ]
 
 
 @contextmanager
@@ -229,6 +271,7 @@ def run_measures(
             model, x, y, chunk_size=cfg.chunk_size, bn_batch_size=cfg.bn_batch_size, bn=cfg.bn,
             hvp_cache=cfg.hvp_cache,
         )  # fmt: skip
+        obj, precision = choose_precision(obj, cfg)
         common = {
             "n_samples": obj.n_samples,
             "subset_seed": cfg.subset_seed if cfg.max_samples else None,
@@ -238,6 +281,7 @@ def run_measures(
             "n_params": obj.w0.numel(),
             "dtype": str(obj.w0.dtype).removeprefix("torch."),
             "device": str(obj.w0.device),
+            **precision,
         }
         if "noise_scale" in families and obj.bn_kind == "batch":  # refuse before any work
             raise ConfigError("--measure noise_scale", NOISE_SCALE_BN)
@@ -247,5 +291,7 @@ def run_measures(
                 if not asked:
                     continue  # e.g. lambda_2 when only lambda_max was named
                 values[rec["key"]] = float(rec["value"])
-                details.append({"measure": family, **rec, **common})
+                why = list(rec.pop("suspect_why", [])) + precision_doubt(precision, obj)
+                details.append({"measure": family, **rec, **common, "suspect": bool(why),
+                                "suspect_why": why})  # fmt: skip
     return values, details

@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 
 from remedies.errors import ConfigError
+from remedies.service.measures_report import measures_section
 from remedies.service.optuna_space import finite, trial_rows
 from remedies.service.study import open_storage, storage_exists
 
@@ -221,6 +222,7 @@ def text_report(study: optuna.Study) -> str:
     ]
     for k, tau, p, n in kendall(study):
         out.append(f"  {k:<28} τ = {tau:+.3f}  (p = {p:.3g}, n = {n})")
+    out.append(measures_section(study))  # every measure side by side, suspect values marked
     return "\n".join(out)
 
 

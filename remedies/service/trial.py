@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from remedies.service import tracking
+from remedies.service.measures_report import suspect_flags, suspect_metrics
 from remedies.service.optuna_space import finite
 from remedies.service.results import Results
 from remedies.service.space import SearchSpace, resolve
@@ -198,6 +199,8 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
     metrics.update(scores(spec.references, metrics))
     objs = objective_values(space, metrics)
     final = {f"final_{k}": v for k, v in metrics.items() if finite(v)}
+    # 1.0 where a measure doubts its own value (final_suspect_<key>)
+    final.update({f"final_{k}": v for k, v in suspect_metrics(result.sharpness_details).items()})
 
     def log_final() -> None:  # once: a trial resumed after its end must not log them twice
         if "final_val_accuracy" not in tracking.client(uri).get_run(run_id).data.metrics:
@@ -210,4 +213,5 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
           "diverged": result.diverged, "epoch": result.epochs_run,
           "epochs_run": result.epochs_run, "config_json": json.dumps(full),
           "sharpness_json": json.dumps(result.sharpness),
+          "sharpness_suspect_json": json.dumps(suspect_flags(result.sharpness_details)),
           "tracking_retries": out.retries, "tracking_pending": 0})  # fmt: skip

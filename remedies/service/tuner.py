@@ -217,6 +217,7 @@ def make_searcher(st: Study, space: SearchSpace, target: tracking.Target, exp_id
             if res.get("final"):
                 attrs["config"] = json.loads(res["config_json"])
                 attrs["sharpness"] = json.loads(res["sharpness_json"])
+                attrs["sharpness_suspect"] = json.loads(res.get("sharpness_suspect_json", "{}"))
                 attrs["objectives"] = {m: res.get(m) for m in metrics}
                 attrs["metrics"] = {k: res.get(k) for k in TRIAL_METRICS}
             if space.constraints:  # Study.tell hands them to Optuna (≤ 0: feasible)

@@ -73,6 +73,11 @@ def test_tiny_search_end_to_end(ray_local, mlflow_server, tmp_path, monkeypatch,
         assert k.data.tags["attempt"] == "1" and k.data.tags["node_id"] and k.data.tags["hostname"]
     done = [k for k in kids if k.data.tags["status"] == "complete"]
     assert done and all("final_keskar_full_eps1e-03" in k.data.metrics for k in done)
+    # each measure's own doubt travels with it: MLflow metric, study attribute, report
+    assert all(k.data.metrics["final_suspect_keskar_full_eps1e-03"] in (0.0, 1.0) for k in done)
+    assert all(isinstance(t.user_attrs["sharpness_suspect"], dict) for t in study.trials
+               if t.state == optuna.trial.TrialState.COMPLETE)  # fmt: skip
+    assert "Every measure per completed trial" in text_report(study)
     arts = {a.path for a in tracking.client(mlflow_server).list_artifacts(parent)}
     assert {"pareto.png", "pareto.csv", "accuracy_vs_sharpness.png"} <= arts
 

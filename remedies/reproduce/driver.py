@@ -1,0 +1,161 @@
+"""Run a reproduction: the planned runs as Ray tasks (one task per run, so a cluster or a GPU box
+runs them side by side), a progress bar with an ETA, then the report, logged to MLflow."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from remedies.reproduce.protocol import ReproduceOptions, RunSpec, plan
+
+
+@dataclass
+class Outcome:
+    spec: RunSpec
+    result: dict[str, Any]
+
+
+class Bar:
+    """`[#####-----] 5/14 runs  2 running  312s  ETA 560s  last: F1-s0-b256 test 71.2%`."""
+
+    def __init__(self, total: int, quiet: bool = False, width: int = 24) -> None:
+        self.total, self.quiet, self.width = total, quiet, width
+        self.t0 = time.time()
+
+    def line(self, done: int, running: int, last: str = "") -> str:
+        elapsed = time.time() - self.t0
+        fill = round(self.width * done / self.total) if self.total else self.width
+        eta = f"  ETA {elapsed / done * (self.total - done):.0f}s" if 0 < done < self.total else ""
+        return (
+            f"[{'#' * fill}{'-' * (self.width - fill)}] {done}/{self.total} runs  "
+            f"{running} running  {elapsed:.0f}s{eta}" + (f"  last: {last}" if last else "")
+        )
+
+    def show(self, done: int, running: int, last: str = "") -> None:
+        if not self.quiet:
+            print(self.line(done, running, last), file=sys.stderr, flush=True)
+
+
+def _remote_run():
+    import ray
+
+    from remedies.reproduce.task import run_one
+
+    @ray.remote(num_cpus=1, max_retries=1)
+    def run(raw: dict[str, Any], keep: bool, splits) -> dict[str, Any]:
+        return run_one(raw, keep, splits)
+
+    return run
+
+
+def run_specs(specs: list[RunSpec], *, jobs: int, quiet: bool = False,
+              gpu: float = 0.0) -> list[Outcome]:  # fmt: skip
+    """Every spec as one Ray task, at most `jobs` at a time; results in the specs' order."""
+    import ray
+
+    from remedies.config import parse_config
+    from remedies.data import load_data
+
+    run = _remote_run()
+    # more runs at once than CPUs (a busy or small machine): each run asks for a share of one
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    run = run.options(num_cpus=min(1.0, cpus / jobs), num_gpus=gpu)
+    data: dict[str, Any] = {}  # one copy of each data set in the object store
+    todo = list(enumerate(specs))
+    live: dict[Any, int] = {}
+    results: dict[int, dict[str, Any]] = {}
+    bar = Bar(len(specs), quiet)
+    bar.show(0, 0)
+    last = ""
+    while todo or live:
+        while todo and len(live) < jobs:
+            i, spec = todo.pop(0)
+            dcfg = parse_config(spec.config).data
+            key = json.dumps(dcfg.model_dump(mode="json"), sort_keys=True)
+            if key not in data:
+                data[key] = ray.put(load_data(dcfg))
+            live[run.remote(spec.config, spec.keep_weights, data[key])] = i
+        ready, _ = ray.wait(list(live), num_returns=1, timeout=30.0)
+        for ref in ready:
+            i = live.pop(ref)
+            results[i] = r = ray.get(ref)
+            last = (f"{specs[i].name} train {r['train_accuracy']:.1f}% test "
+                    f"{r['test_accuracy']:.1f}% ({r['wall_time_s']:.0f}s)")  # fmt: skip
+        bar.show(len(results), len(live), last)
+    return [Outcome(s, results[i]) for i, s in enumerate(specs)]
+
+
+def reproduce(opts: ReproduceOptions, out: Path, *, jobs: int = 2, address: str | None = None,
+              tracking_uri: str | None = None, experiment: str = "reproduce",
+              quiet: bool = False, command: str = "",
+              markdown: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """Plan, run, report. Returns {report, pngs, checks}. Bad options fail before any run."""
+    from remedies.reproduce.report import write_report
+    from remedies.service import tracking
+    from remedies.service.tuner import start_ray, stop_ray
+
+    specs = plan(opts)  # validates every run's config first
+    target = tracking.resolve(tracking_uri)
+    tracking.preflight(target)
+    target.apply()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    reaper = start_ray(address)
+    t0 = time.time()
+    try:
+        outcomes = run_specs(specs, jobs=jobs, quiet=quiet)
+    finally:
+        stop_ray(reaper)
+    summary = write_report(opts, outcomes, out, command=command, wall_s=time.time() - t0,
+                           markdown=markdown)  # fmt: skip
+    try:
+        log_to_mlflow(target.uri, experiment, opts, outcomes, summary, out)
+    except Exception as e:  # the report on disk is the result; MLflow is a copy of it
+        print(f"remedies: warning: could not log the reproduction to MLflow: {e}", file=sys.stderr)
+    return summary
+
+
+def log_to_mlflow(uri: str, experiment: str, opts: ReproduceOptions, outcomes: list[Outcome],
+                  summary: dict[str, Any], out: Path) -> None:  # fmt: skip
+    """One parent run (options, checks, report.md, PNGs, results.json) and one child run per
+    training run (its config, accuracies, every measure, and each measure's suspect flag)."""
+    from remedies.service import tracking
+
+    tracking.prepare_store(uri)
+    exp = tracking.experiment_id(uri, experiment)
+    parent = tracking.start_run(uri, exp, f"reproduce-{time.strftime('%Y%m%d-%H%M%S')}",
+                                {"kind": "reproduce"})  # fmt: skip
+    tracking.log_params(uri, parent, opts.model_dump(mode="json"))
+    tracking.log_metrics(uri, parent, {k: float(v) for k, v in summary["metrics"].items()})
+    tracking.log_files(uri, parent, [summary["report"], out / "results.json",
+                                     *sorted(out.glob("*.png"))])  # fmt: skip
+    for o in outcomes:
+        r = o.result
+        run_id = tracking.start_run(uri, exp, o.spec.name, {"parts": ",".join(o.spec.parts)},
+                                    parent=parent)  # fmt: skip
+        tracking.log_params(uri, run_id, {"batch": o.spec.batch, "seed": o.spec.seed,
+                                          "warm_k": o.spec.warm_k, "net": o.spec.net})  # fmt: skip
+        metrics = {
+            k: r[k]
+            for k in (
+                "train_accuracy",
+                "test_accuracy",
+                "train_loss",
+                "test_loss",
+                "distance_from_init",
+                "wall_time_s",
+            )
+        }
+        metrics.update(r["sharpness"])
+        metrics.update({f"suspect_{d['key']}": float(d["suspect"]) for d in r["details"]})
+        tracking.log_metrics(uri, run_id, metrics)
+        why = {f"suspect_{d['key']}": "; ".join(d["suspect_why"])[:4000]
+               for d in r["details"] if d["suspect"]}  # fmt: skip
+        if why:
+            tracking.set_tags(uri, run_id, why)
+        tracking.end_run(uri, run_id)
+    tracking.end_run(uri, parent)

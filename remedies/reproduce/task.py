@@ -1,0 +1,64 @@
+"""One run of the protocol: train, measure, and keep what the report needs. No Ray, no MLflow:
+the driver runs this as a Ray task, the tests call it directly."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from remedies.config import parse_config
+from remedies.data import Splits, load_data
+from remedies.trainer import build_model, pick_device, seed_everything, train
+
+
+def initial_weights(raw: dict[str, Any], splits: Splits) -> torch.Tensor:
+    """x₀ of a run, flat: train() seeds everything with train.seed and then builds the model, so
+    the same two calls give the very same initial weights (and SB and LB of a seed share them)."""
+    cfg = parse_config(raw)
+    seed_everything(cfg.train.seed)
+    model = build_model(cfg, splits, pick_device(cfg.train.device))
+    return flat(model)
+
+
+def flat(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1).cpu() for p in model.parameters() if p.requires_grad])
+
+
+def run_one(raw: dict[str, Any], keep_weights: bool = False,
+            splits: Splits | None = None) -> dict[str, Any]:  # fmt: skip
+    """Train `raw` (a complete run config), measure it, and return a JSON-safe record (plus the
+    trained weights when asked, for the interpolation of Fig. 3)."""
+    t0 = time.perf_counter()
+    cfg = parse_config(raw)
+    splits = splits if splits is not None else load_data(cfg.data)
+    res = train(cfg, splits=splits, progress=False)
+    x0 = initial_weights(raw, splits)
+    out: dict[str, Any] = {
+        "config": raw,
+        "batch_size": res.batch_size,
+        "n_train": res.n_train,
+        "epochs_run": res.epochs_run,
+        "diverged": res.diverged,
+        "train_accuracy": res.train_accuracy,
+        "test_accuracy": res.test_accuracy,
+        "val_accuracy": res.val_accuracy,
+        "train_loss": res.train_loss,
+        "test_loss": res.test_loss,
+        "sharpness": dict(res.sharpness),
+        "details": list(res.sharpness_details),
+        "distance_from_init": float((flat(res.model) - x0).norm()),
+        "history": [
+            {
+                k: row.get(k)
+                for k in ("epoch", "train_loss", "train_accuracy", "val_accuracy", "batch_size")
+            }
+            for row in res.history
+        ],  # fmt: skip
+        "device": res.device,
+        "wall_time_s": time.perf_counter() - t0,
+    }
+    if keep_weights:
+        out["weights"] = {k: v.detach().cpu() for k, v in res.model.state_dict().items()}
+    return out

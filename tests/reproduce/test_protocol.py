@@ -1,0 +1,79 @@
+"""`remedies reproduce`'s plan and runs, without Ray: what is trained, and the facts the report
+relies on (same initial weights within a seed, x₀ recomputed exactly), and its bad inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from remedies.cli import main
+from remedies.config import parse_config
+from remedies.data import load_data
+from remedies.reproduce.protocol import ReproduceOptions, plan
+from remedies.reproduce.report import kendall_tau
+from remedies.reproduce.task import flat, initial_weights, run_one
+
+TINY = ["data.num_samples=500", "model.width=0.1"]
+
+
+def test_plan_trains_each_run_once_and_covers_every_part() -> None:
+    opts = ReproduceOptions(seeds=2, epochs=3, batch_sizes=[64, 256, "10%"], warm_k=[0, 2],
+                            overrides=TINY)  # fmt: skip
+    specs = plan(opts)
+    names = [s.name for s in specs]
+    assert len(names) == len(set(names))
+    # table: 2 seeds × (SB 256, LB 10%); fig4 adds 64 only; fig5 adds k=2 (k=0 is LB)
+    assert len(specs) == 4 + 1 + 1
+    lb0 = next(s for s in specs if s.seed == 0 and s.batch == "10%" and s.warm_k == 0)
+    assert set(lb0.parts) == {"table", "fig4", "fig5"} and lb0.keep_weights
+    warm = next(s for s in specs if s.warm_k == 2)
+    assert warm.config["remedies"] == {"warm_start": {"epochs": 2, "sb_batch": 256}}
+    assert warm.config["train"]["epochs"] == 3 + 2  # k SB epochs, then all LB epochs
+    sides = [s for s in specs if s.config["measure"].get("lambda_max")]
+    assert {(s.seed, s.batch) for s in sides} == {(0, 256), (0, "10%")}
+    assert all(s.config["measure"]["keskar"]["subspace_dims"] == [100]
+               for s in specs if "table" in s.parts)  # fmt: skip
+
+
+def test_sb_and_lb_of_a_seed_start_from_the_same_weights_and_x0_is_the_training_start() -> None:
+    specs = plan(ReproduceOptions(seeds=2, epochs=1, batch_sizes=[256, "10%"], warm_k=[0],
+                                  overrides=TINY))  # fmt: skip
+    splits = load_data(parse_config(specs[0].config).data)
+    x0 = {(s.seed, str(s.batch)): initial_weights(s.config, splits) for s in specs}
+    assert torch.equal(x0[(0, "256")], x0[(0, "10%")])
+    assert not torch.equal(x0[(0, "256")], x0[(1, "256")])
+    # x₀ is where training starts: with lr → 0 a trained model stays on it
+    raw = {**specs[0].config, "train": {**specs[0].config["train"], "lr": 1e-12},
+           "measure": {"keskar": {"enabled": False}}}  # fmt: skip
+    rec = run_one(raw, keep_weights=True, splits=splits)
+    cfg = parse_config(raw)
+    from remedies.trainer import build_model
+
+    m = build_model(cfg, splits, "cpu")
+    m.load_state_dict(rec["weights"])
+    torch.testing.assert_close(flat(m), initial_weights(raw, splits), atol=1e-8, rtol=0)
+    assert rec["distance_from_init"] < 1e-6
+
+
+def test_kendall_tau() -> None:
+    assert kendall_tau([1, 2, 3], [1, 5, 9]) == 1.0
+    assert kendall_tau([1, 2, 3], [9, 5, 1]) == -1.0
+    assert kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)
+
+
+@pytest.mark.parametrize(("args", "field"), [
+    (["--nets", "F9"], "--nets"),
+    (["--seeds", "0"], "--seeds"),
+    (["--warm-k", "1,x"], "--warm-k"),
+    (["--set", "train.lr=-1"], "train.lr"),
+    (["--batch-sizes", "64,0"], "train.batch_size"),
+    (["--batch-sizes", "64,5000"], "train.batch_size"),
+    (["--jobs", "0"], "--jobs"),
+])  # fmt: skip
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, field, tmp_path, capsys,
+                                                         monkeypatch) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    code = main(["reproduce", *args, "--out", str(tmp_path / "out"), "--set", TINY[0]])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and field in err[0], err
+    assert list(tmp_path.iterdir()) == []
