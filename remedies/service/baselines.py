@@ -43,8 +43,11 @@ def reference_configs(space: SearchSpace) -> list[tuple[str, dict[str, Any]]]:
     b = space.baselines
     raw = base_raw(space)
     raw["remedies"] = {}
+    from remedies.config import parse_config
+
     train = dict(raw.get("train") or {})
-    lr0 = float(train.get("lr", 1e-3))
+    lr0 = parse_config(raw).train.lr  # the base's lr, or the run config's default
+    train["lr"] = lr0
     out = []
     for f in b.lr_factors:
         sb = {**raw, "train": {**train, "batch_size": b.sb_batch, "lr": lr0 * f}}
@@ -88,8 +91,10 @@ def run_references(space: SearchSpace, *, target: tracking.Target, exp_id: str, 
     import ray
 
     gpu = space.resources.gpu
-    if gpu == "auto":
-        gpu = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    if gpu == "auto":  # decided as for the trials (node types the cluster may launch)
+        from remedies.service.node_types import autoscaler_gpus, resolve_auto_gpu
+
+        gpu = resolve_auto_gpu(ray.cluster_resources().get("GPU", 0), autoscaler_gpus())
     task = ray.remote(num_cpus=space.resources.cpu, num_gpus=gpu, max_retries=0)(train_reference)
     shipped = ray.put(data)
     configs = reference_configs(space)

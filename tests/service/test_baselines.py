@@ -195,3 +195,18 @@ def test_confirm_seeds_re_trains_the_candidates_and_picks_on_mean_val(searched, 
     assert main(["train", str(out), "--set", "train.seed=1", "--quiet"]) == 0
     got = json.loads(capsys.readouterr().out)["val_accuracy"]
     assert got == pytest.approx(seen[chosen], abs=0.01)
+
+
+def test_references_of_a_base_without_an_lr_use_the_run_configs_default():
+    """A base that leaves `train.lr` to the default (a model/data factory space, say): every
+    reference carries the lr it trains with, the SB sweep around that default."""
+    from remedies.config import parse_config
+    from remedies.service.baselines import reference_configs
+    from remedies.service.space import parse_space
+
+    space = parse_space({"name": "nolr", "base": {"data": {"num_samples": 200},
+                                                   "train": {"epochs": 1}}})  # fmt: skip
+    default = parse_config({}).train.lr
+    got = [(kind, raw["train"]["lr"]) for kind, raw in reference_configs(space)]
+    factors = space.baselines.lr_factors
+    assert got == [("sb", default * f) for f in factors] + [("lb", default)]

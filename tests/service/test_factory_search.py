@@ -30,7 +30,7 @@ SPACE = {
                "model.kwargs.hidden": {"type": "int", "low": 8, "high": 32}},
     "remedies": {"sam": {"rho": {"type": "float", "low": 0.02, "high": 0.1}}},
     "sampler": {"name": "tpe", "seed": 1, "n_startup_trials": 3},
-    "asha": {"enabled": False},
+    "asha": {"enabled": False}, "baselines": {"enabled": False},
     "num_samples": N, "max_concurrent": 2, "resources": {"cpu": 1, "gpu": 0},
 }  # fmt: skip
 

@@ -38,6 +38,7 @@ SPACE = {
     "remedies": {"sam": {}, "augment": {}},
     "sampler": {"name": "random", "seed": 0},
     "asha": {"enabled": False},
+    "baselines": {"enabled": False},  # the subject is what the UI shows of the trials
     "num_samples": N,
     "max_concurrent": 2,
     "resources": {"cpu": 1, "gpu": 0},
