@@ -28,6 +28,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def _builtin_unless_factory(data: Any, default: str) -> Any:
+    """A data/model section names the built-in `default` unless it sets a factory (or a name)."""
+    if isinstance(data, dict) and data.get("factory") is None and data.get("name") is None:
+        return {**data, "name": default}
+    return data
+
+
 class DataConfig(Strict):
     # a built-in data set, or (factory) your own: see `factory` below and remedies.factories
     name: Literal["mnist1d", "npz", "mnist", "cifar10", "cifar100", "timit"] | None = None
@@ -53,9 +60,7 @@ class DataConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _default_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("factory") is None and data.get("name") is None:
-            return {**data, "name": "mnist1d"}  # the built-in default when no factory is set
-        return data
+        return _builtin_unless_factory(data, "mnist1d")
 
     @model_validator(mode="after")
     def _path_needed(self) -> DataConfig:
@@ -85,9 +90,7 @@ class ModelConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _default_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("factory") is None and data.get("name") is None:
-            return {**data, "name": "F1"}  # the built-in default when no factory is set
-        return data
+        return _builtin_unless_factory(data, "F1")
 
     @field_validator("name")
     @classmethod

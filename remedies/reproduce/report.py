@@ -291,17 +291,13 @@ def _fig4(net, opts, outs, out, checks, pngs, metrics) -> list[str]:
     bs = sorted(by_b)
     if len(bs) < 2:
         return []
-    acc = [mean_std([r["test_accuracy"] for r in by_b[b]])[0] for b in bs]
-    keys = [k for k in by_b[bs[0]][0]["sharpness"] if k.startswith("keskar_full")]
-    sharp = {k: [mean_std([r["sharpness"][k] for r in by_b[b]])[0] for b in bs] for k in keys}
-    png = plot_vs(bs, acc, sharp, out / f"fig4_{net}.png", xlabel="batch size", logx=True,
-                  title=f"{net}: test accuracy and sharpness vs batch size")  # fmt: skip
-    pngs.append(png)
-    md = ["### Fig. 4: test accuracy and sharpness against batch size", "",
-          f"![fig4]({png.name})", "", "| batch | test acc % | " + " | ".join(f"`{k}`" for k in keys)
-          + " |", "|---" * (2 + len(keys)) + "|"]  # fmt: skip
-    for i, b in enumerate(bs):
-        md += [f"| {b} | {acc[i]:.2f} | " + " | ".join(_g(sharp[k][i]) for k in keys) + " |"]
+    acc, sharp, md = _curve(by_b, "fig4", "batch", pngs,
+                            "### Fig. 4: test accuracy and sharpness against batch size",
+                            lambda a, sh: plot_vs(bs, a, sh, out / f"fig4_{net}.png",
+                                                  xlabel="batch size", logx=True,
+                                                  title=f"{net}: test accuracy and sharpness "
+                                                        "vs batch size"))  # fmt: skip
+    keys = list(sharp)
     k0 = "keskar_full_eps1e-03" if "keskar_full_eps1e-03" in sharp else (keys[0] if keys else "")
     if k0:
         tau = kendall_tau([float(b) for b in bs], sharp[k0])
@@ -334,16 +330,28 @@ def _fig5(net, opts, outs, out, pngs) -> list[str]:
     ks = sorted(by_k)
     if len(ks) < 2:
         return []
-    acc = [mean_std([r["test_accuracy"] for r in by_k[k]])[0] for k in ks]
-    keys = [k for k in by_k[ks[0]][0]["sharpness"] if k.startswith("keskar_full")]
-    sharp = {k: [mean_std([r["sharpness"][k] for r in by_k[x]])[0] for x in ks] for k in keys}
-    png = plot_vs([float(k) for k in ks], acc, sharp, out / f"fig5_{net}.png",
-                  xlabel=f"SB ({opts.sb}) epochs before LB ({opts.lb}, {opts.epochs} epochs)",
-                  title=f"{net}: warm-started LB")  # fmt: skip
-    pngs.append(png)
-    md = ["### Fig. 5: LB warm-started from the SB iterate after k epochs", "",
-          f"![fig5]({png.name})", "", "| k | test acc % | " + " | ".join(f"`{k}`" for k in keys)
-          + " |", "|---" * (2 + len(keys)) + "|"]  # fmt: skip
-    for i, k in enumerate(ks):
-        md += [f"| {k} | {acc[i]:.2f} | " + " | ".join(_g(sharp[x][i]) for x in keys) + " |"]
+    xlabel = f"SB ({opts.sb}) epochs before LB ({opts.lb}, {opts.epochs} epochs)"
+    png = out / f"fig5_{net}.png"
+    _, _, md = _curve(by_k, "fig5", "k", pngs,
+                      "### Fig. 5: LB warm-started from the SB iterate after k epochs",
+                      lambda a, sh: plot_vs([float(k) for k in ks], a, sh, png, xlabel=xlabel,
+                                            title=f"{net}: warm-started LB"))  # fmt: skip
     return md + [""]
+
+
+def _curve(by_x: dict[Any, list[dict[str, Any]]], fig: str, col: str, pngs: list, heading: str,
+           plot) -> tuple[list[float], dict[str, list[float]], list[str]]:  # fmt: skip
+    """Mean test accuracy and full-space Keskar per x (batch size, warm-up epochs), their plot
+    (`plot(acc, sharp)` → PNG path) and the Markdown section with its table."""
+    xs = sorted(by_x)
+    acc = [mean_std([r["test_accuracy"] for r in by_x[x]])[0] for x in xs]
+    keys = [k for k in by_x[xs[0]][0]["sharpness"] if k.startswith("keskar_full")]
+    sharp = {k: [mean_std([r["sharpness"][k] for r in by_x[x]])[0] for x in xs] for k in keys}
+    png = plot(acc, sharp)
+    pngs.append(png)
+    md = [heading, "", f"![{fig}]({png.name})", "",
+          f"| {col} | test acc % | " + " | ".join(f"`{k}`" for k in keys) + " |",
+          "|---" * (2 + len(keys)) + "|"]  # fmt: skip
+    for i, x in enumerate(xs):
+        md += [f"| {x} | {acc[i]:.2f} | " + " | ".join(_g(sharp[k][i]) for k in keys) + " |"]
+    return acc, sharp, md
