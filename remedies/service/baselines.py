@@ -90,11 +90,9 @@ def run_references(space: SearchSpace, *, target: tracking.Target, exp_id: str, 
     the trials get), log each as a reference run, and return what the study keeps."""
     import ray
 
-    gpu = space.resources.gpu
-    if gpu == "auto":  # decided as for the trials (node types the cluster may launch)
-        from remedies.service.node_types import autoscaler_gpus, resolve_auto_gpu
+    from remedies.service.node_types import gpus_per_trial
 
-        gpu = resolve_auto_gpu(ray.cluster_resources().get("GPU", 0), autoscaler_gpus())
+    gpu = gpus_per_trial(space.resources.gpu)  # as the trials get
     task = ray.remote(num_cpus=space.resources.cpu, num_gpus=gpu, max_retries=0)(train_reference)
     shipped = ray.put(data)
     configs = reference_configs(space)

@@ -65,3 +65,13 @@ def resolve_auto_gpu(live_gpus: float, possible: tuple[float, str] | None) -> fl
                  possible[1])  # fmt: skip
         return 1.0
     return 0.0
+
+
+def gpus_per_trial(setting: float | str) -> float:
+    """The GPUs a trial (or a reference run) asks Ray for: `setting`, with `auto` resolved from
+    the GPUs up now and the node types the cluster may launch. Needs a connected Ray."""
+    if setting != "auto":
+        return float(setting)
+    import ray
+
+    return resolve_auto_gpu(ray.cluster_resources().get("GPU", 0), autoscaler_gpus())

@@ -28,7 +28,7 @@ from typing import Any
 from remedies.errors import ConfigError
 from remedies.service import tracking
 from remedies.service.fair import check_batches
-from remedies.service.node_types import autoscaler_gpus, resolve_auto_gpu
+from remedies.service.node_types import gpus_per_trial
 from remedies.service.outcome import Decision, Outcome, decide
 from remedies.service.progress import Progress
 from remedies.service.results import Results
@@ -550,13 +550,10 @@ def _fit(space: SearchSpace, opts: SearchOptions, searcher, progress: Progress,
          target: tracking.Target, state_root: Results, results: Results,
          data: tuple[dict[str, Any], Any], refs: dict[str, Any] | None = None
          ) -> None:  # fmt: skip
-    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    gpu = space.resources.gpu
-    if gpu == "auto":  # from the node types the cluster may launch, not only those up now
-        gpu = resolve_auto_gpu(ray.cluster_resources().get("GPU", 0), autoscaler_gpus())
+    gpu = gpus_per_trial(space.resources.gpu)  # auto: from the node types, not only those up
     # the base's data (config, splits), loaded once by the driver, travels with the trials
     # through Ray's object store: a node without the driver's files trains on it all the same
     shipped = data if data[1].nbytes <= SHIP_LIMIT_BYTES else None
