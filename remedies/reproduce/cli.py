@@ -56,11 +56,20 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     opts = options(args)
     if args.jobs < 1:
         raise ConfigError("--jobs", f"must be ≥ 1, got {args.jobs}")
+    gpu: float | str = args.gpu
+    if gpu != "auto":
+        try:
+            gpu = float(gpu)
+        except ValueError:
+            gpu = -1.0
+        if not 0 <= gpu:
+            raise ConfigError("--gpu", f"'auto' or a number ≥ 0 (GPUs per run), got {args.gpu!r}")
     check_batches(plan(opts))  # every run is checked here, before Ray, MLflow or the folder
     command = "remedies reproduce " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     s = reproduce(opts, Path(args.out), jobs=args.jobs, address=args.address,
                   tracking_uri=args.tracking_uri, experiment=args.experiment,
-                  quiet=args.quiet, command=command.strip(), markdown=args.report)  # fmt: skip
+                  quiet=args.quiet, command=command.strip(), markdown=args.report,
+                  gpu=gpu)  # fmt: skip
     print(f"wrote {s['report']}")
     for claim, ok, figs in s["checks"]:
         print(f"  {'held' if ok else 'did not hold'}: {claim} — {figs}")
@@ -100,6 +109,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--report", type=Path, default=None, help="where the Markdown goes (default OUT/report.md)"
     )
     r.add_argument("--jobs", type=int, default=2, help="runs at once (Ray tasks)")
+    r.add_argument(
+        "--gpu",
+        default="auto",
+        help="GPUs per run: a number, or auto (the GPUs up shared by --jobs runs)",
+    )
     r.add_argument("--address", default=None, help="Ray cluster address (default: local)")
     r.add_argument("--tracking-uri", default=None)
     r.add_argument("--experiment", default="reproduce")

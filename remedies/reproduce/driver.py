@@ -89,10 +89,23 @@ def run_specs(specs: list[RunSpec], *, jobs: int, quiet: bool = False,
     return [Outcome(s, results[i]) for i, s in enumerate(specs)]
 
 
+def gpu_share(setting: float | str, jobs: int, up: float, auto_per_run: float) -> float:
+    """GPUs each run asks Ray for. `auto`: none on a CPU cluster (`auto_per_run` is what
+    `gpus_per_trial("auto")` decided: 0 or 1); else the `up` GPUs shared by the `jobs` runs at
+    once (1 GPU and 2 jobs → 0.5 each, both training on it side by side), at most one each; 1
+    each when the only GPUs are node types the autoscaler has yet to launch. A run with no GPU
+    share sees no GPU (Ray hides them), so without this a GPU box trains on its CPUs."""
+    if setting != "auto":
+        return float(setting)
+    if auto_per_run == 0:
+        return 0.0
+    return min(1.0, up / jobs) if up > 0 else 1.0
+
+
 def reproduce(opts: ReproduceOptions, out: Path, *, jobs: int = 2, address: str | None = None,
               tracking_uri: str | None = None, experiment: str = "reproduce",
-              quiet: bool = False, command: str = "",
-              markdown: Path | None = None) -> dict[str, Any]:  # fmt: skip
+              quiet: bool = False, command: str = "", markdown: Path | None = None,
+              gpu: float | str = "auto") -> dict[str, Any]:  # fmt: skip
     """Plan, run, report. Returns {report, pngs, checks}. Bad options fail before any run."""
     from remedies.reproduce.report import write_report
     from remedies.service import tracking
@@ -107,7 +120,13 @@ def reproduce(opts: ReproduceOptions, out: Path, *, jobs: int = 2, address: str 
     reaper = start_ray(address)
     t0 = time.time()
     try:
-        outcomes = run_specs(specs, jobs=jobs, quiet=quiet)
+        import ray
+
+        from remedies.service.node_types import gpus_per_trial
+
+        share = gpu_share(gpu, jobs, float(ray.cluster_resources().get("GPU", 0.0)),
+                          gpus_per_trial("auto") if gpu == "auto" else 0.0)  # fmt: skip
+        outcomes = run_specs(specs, jobs=jobs, quiet=quiet, gpu=share)
     finally:
         stop_ray(reaper)
     summary = write_report(opts, outcomes, out, command=command, wall_s=time.time() - t0,

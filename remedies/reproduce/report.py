@@ -59,6 +59,16 @@ def kendall_tau(xs: list[float], ys: list[float]) -> float:
     return s / (n * (n - 1) / 2) if n > 1 else math.nan
 
 
+def _devices(outcomes: list) -> str:
+    """Where the runs trained, e.g. `14 runs on cuda` or `10 runs on cpu, 4 on cuda`."""
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        d = str(o.result.get("device", "?")).split(":")[0]
+        counts[d] = counts.get(d, 0) + 1
+    parts = [f"{n} on {d}" for d, n in sorted(counts.items())]
+    return (f"{len(outcomes)} runs: " + ", ".join(parts)) if parts else "no runs"
+
+
 def write_report(opts: ReproduceOptions, outcomes: list, out: Path, *, command: str = "",
                  wall_s: float = 0.0, markdown: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Write the PNGs, results.json and the Markdown (OUT/report.md, or `markdown` with its image
@@ -79,7 +89,7 @@ def write_report(opts: ReproduceOptions, outcomes: list, out: Path, *, command: 
            "f = mean cross-entropy over the whole training set, L-BFGS-B as configured "
            "(`measure.keskar`: iterations and start rule in results.json's details; README, "
            "*Which readings to trust*). "
-           f"Wall time {wall_s:.0f} s.", ""]  # fmt: skip
+           f"Wall time {wall_s:.0f} s; {_devices(outcomes)}.", ""]  # fmt: skip
     for net in opts.nets:
         md += _net_section(net, opts, [o for o in outcomes if o.spec.net == net], out, checks,
                            metrics, pngs)  # fmt: skip

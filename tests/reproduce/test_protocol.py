@@ -17,8 +17,8 @@ TINY = ["data.num_samples=500", "model.width=0.1"]
 
 
 def test_plan_trains_each_run_once_and_covers_every_part() -> None:
-    opts = ReproduceOptions(seeds=2, epochs=3, batch_sizes=[64, 256, "10%"], warm_k=[0, 2],
-                            overrides=TINY)  # fmt: skip
+    opts = ReproduceOptions(seeds=2, epochs=3, sb=256, batch_sizes=[64, 256, "10%"],
+                            warm_k=[0, 2], overrides=TINY)  # fmt: skip
     specs = plan(opts)
     names = [s.name for s in specs]
     assert len(names) == len(set(names))
@@ -36,8 +36,8 @@ def test_plan_trains_each_run_once_and_covers_every_part() -> None:
 
 
 def test_sb_and_lb_of_a_seed_start_from_the_same_weights_and_x0_is_the_training_start() -> None:
-    specs = plan(ReproduceOptions(seeds=2, epochs=1, batch_sizes=[256, "10%"], warm_k=[0],
-                                  overrides=TINY))  # fmt: skip
+    specs = plan(ReproduceOptions(seeds=2, epochs=1, sb=256, batch_sizes=[256, "10%"],
+                                  warm_k=[0], overrides=TINY))  # fmt: skip
     splits = load_data(parse_config(specs[0].config).data)
     x0 = {(s.seed, str(s.batch)): initial_weights(s.config, splits) for s in specs}
     assert torch.equal(x0[(0, "256")], x0[(0, "10%")])
@@ -55,6 +55,32 @@ def test_sb_and_lb_of_a_seed_start_from_the_same_weights_and_x0_is_the_training_
     assert rec["distance_from_init"] < 1e-6
 
 
+def test_defaults_are_the_committed_reports_settings_and_the_paper_keeps_sb_256() -> None:
+    """The default command is the documented one (F1, MNIST-1D 5000, SB 64, 6 batch sizes,
+    k ∈ {0, 2, 5}); a paper data set keeps the paper's SB of 256; an explicit --sb wins."""
+    d = ReproduceOptions()
+    assert (d.sb, d.lb, d.seeds, d.epochs) == (64, "10%", 5, 40)
+    assert d.batch_sizes == [64, 128, "10%", "20%", "35%", "50%"] and d.warm_k == [0, 2, 5]
+    specs = plan(d)
+    assert {s.config["data"]["num_samples"] for s in specs} == {5000}
+    assert len(specs) == 2 * 5 + 4 + 2  # table pairs; fig4 adds 128, 20 %, 35 %, 50 %; k = 2, 5
+    c1 = ReproduceOptions(nets=["C1"])
+    assert c1.sb == 256 and c1.batch_sizes[:2] == [256, 512]
+    assert ReproduceOptions(sb=32).batch_sizes[:2] == [32, 64]
+    raw = plan(ReproduceOptions(seeds=1, overrides=["data.num_samples=800"]))[0].config
+    assert raw["data"]["num_samples"] == 800
+
+
+def test_gpu_share_per_run() -> None:
+    from remedies.reproduce.driver import gpu_share
+
+    assert gpu_share("auto", 2, up=0.0, auto_per_run=0.0) == 0.0  # CPU cluster
+    assert gpu_share("auto", 2, up=1.0, auto_per_run=1.0) == 0.5  # one GPU, two runs on it
+    assert gpu_share("auto", 4, up=8.0, auto_per_run=1.0) == 1.0  # never more than one each
+    assert gpu_share("auto", 3, up=0.0, auto_per_run=1.0) == 1.0  # GPU nodes not launched yet
+    assert gpu_share(0.25, 2, up=1.0, auto_per_run=1.0) == 0.25  # explicit wins
+
+
 def test_kendall_tau() -> None:
     assert kendall_tau([1, 2, 3], [1, 5, 9]) == 1.0
     assert kendall_tau([1, 2, 3], [9, 5, 1]) == -1.0
@@ -69,6 +95,8 @@ def test_kendall_tau() -> None:
     (["--batch-sizes", "64,0"], "train.batch_size"),
     (["--batch-sizes", "64,5000"], "train.batch_size"),
     (["--jobs", "0"], "--jobs"),
+    (["--gpu", "-1"], "--gpu"),
+    (["--gpu", "many"], "--gpu"),
 ])  # fmt: skip
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, field, tmp_path, capsys,
                                                          monkeypatch) -> None:  # fmt: skip

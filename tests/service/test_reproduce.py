@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_reproduce_writes_the_report_and_logs_every_run(mlflow_server, tmp_path):
-    opts = ReproduceOptions(seeds=2, epochs=2, batch_sizes=[32, 64, "10%"], warm_k=[0, 1],
+    opts = ReproduceOptions(seeds=2, epochs=2, sb=256, batch_sizes=[32, 64, "10%"], warm_k=[0, 1],
                             overrides=["data.num_samples=400", "model.width=0.1",
                                        "measure.keskar.iters=3"])  # fmt: skip
     out = tmp_path / "rep"
@@ -33,6 +33,7 @@ def test_reproduce_writes_the_report_and_logs_every_run(mlflow_server, tmp_path)
         assert f"](../rep/{png})" in md  # links relative to the Markdown's folder
     recs = json.loads((out / "results.json").read_text())
     assert len(recs) == len(plan(opts)) == 4 + 2 + 1
+    assert "7 runs: 7 on cpu" in md  # this box has no GPU: a GPU box says cuda here
     # the table's numbers are the runs' own: LB/SB mean test accuracy, recomputed here
     lb = [r["test_accuracy"] for r in recs if r["batch"] == "10%" and r["warm_k"] == 0
           and "table" in r["parts"]]  # fmt: skip
