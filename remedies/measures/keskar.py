@@ -26,6 +26,12 @@ up to reach the maximum:
 * **Say how far it moved** (share of the box width between start and answer, share of
   coordinates on a face, the KKT residual) and flag a value as suspect when the solver made no
   progress.
+* **Say what regime it read:** `reach` = ‖A y*‖₂, the length of the maximising perturbation in
+  parameter space, and `first_order` = Σᵢ bᵢ |(Aᵀ∇f(x))ᵢ| in the metric's units, the box maximum
+  of f's linear model. A value close to `first_order` was set by the gradient at x, not by the
+  landscape around it. That is what a p = 100 random subspace with unit-length columns reads:
+  its reach is ε·√p (0.01 at ε = 1e-3) against ≈ 1 for the full box on F1, so near a minimum it
+  ranks runs by their remaining gradient (measured on F1/MNIST-1D; README, Table 4).
 
 The reported maximum is the largest f seen at any evaluated (always feasible) point. Whether f
 itself is evaluated in float64 is the caller's choice (`measure.precision`; see runner.py).
@@ -67,6 +73,8 @@ class KeskarResult:
     kkt_residual: float = 0.0  # ∞-norm of the projected (scaled) ascent gradient at the answer
     starts: int = 1
     suspect: list[str] = field(default_factory=list)  # reasons to doubt the value; [] = none
+    reach: float = 0.0  # ‖A y*‖₂: how far from x, in parameter space, the maximum lies
+    first_order: float = 0.0  # the linear model's box maximum, in the metric's units
 
 
 def random_subspace(
@@ -145,8 +153,8 @@ def keskar_sharpness(
     rng = np.random.default_rng(seed)
     starts: list[np.ndarray] = []
     best = {"f": f0, "z": np.zeros_like(bound), "gz": None, "run": -1}  # y = 0 is in the box
+    _, gz = f_and_gz(np.zeros_like(bound))  # ∇f at x: the vertex start and `first_order`
     if init == "vertex":
-        _, gz = f_and_gz(np.zeros_like(bound))
         best["gz"] = gz
         sign = np.sign(gz)
         zero = sign == 0  # exactly flat coordinates (dead units, an exact minimum): pick a side
@@ -202,6 +210,8 @@ def keskar_sharpness(
         wall_time_s=time.perf_counter() - t0,
         solver_time_s=solver_time,
         y=bound * z_best,
+        reach=float(lift(bound * z_best).double().norm()),
+        first_order=float(np.abs(gz).sum()) / (1.0 + f0) * 100.0,
         start_value=(won["f_start"] - f0) / (1.0 + f0) * 100.0,
         moved=moved,
         at_bound=float(np.mean(np.abs(z_best) >= 1.0 - 1e-12)),

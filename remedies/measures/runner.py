@@ -70,6 +70,7 @@ def _keskar(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) -> l
             "iters": kc.iters, "solver_iters": r.nit, "function_evals": r.nfev, "f0": r.f0,
             "fmax": r.fmax, "start_value": r.start_value, "moved": r.moved,
             "at_bound": r.at_bound, "kkt_residual": r.kkt_residual, "starts": r.starts,
+            "reach": r.reach, "first_order": r.first_order,
             "wall_time_s": r.wall_time_s, "solver_time_s": r.solver_time_s,
             "suspect_why": list(r.suspect),
         })  # fmt: skip

@@ -57,6 +57,8 @@ def run_one(raw: dict[str, Any], keep_weights: bool = False,
             for row in res.history
         ],  # fmt: skip
         "device": res.device,
+        "train_time_s": res.train_time_s,  # the step loops alone
+        "measure_time_s": res.measure_time_s,  # every configured measure
         "wall_time_s": time.perf_counter() - t0,
     }
     if keep_weights:

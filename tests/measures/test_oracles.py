@@ -174,6 +174,54 @@ def test_keskar_random_subspace_oracle() -> None:
     assert r.value == pytest.approx(expected, rel=1e-9)
 
 
+class Affine(Quadratic):
+    """f(w) = c + gᵀ(w − x) + ½(w − x)ᵀH(w − x) at w0 = x: a point with a gradient left."""
+
+    def __init__(self, h: torch.Tensor, x: torch.Tensor, g: torch.Tensor) -> None:
+        super().__init__(h, x)
+        self.g = g.to(D)
+
+    def loss(self, w: torch.Tensor) -> float:
+        return super().loss(w) + float(self.g @ (w - self.w0))
+
+    def loss_grad(self, w: torch.Tensor) -> tuple[float, torch.Tensor]:
+        return self.loss(w), self.h @ (w - self.w0) + self.g
+
+
+@pytest.mark.parametrize("p", [None, 15])
+def test_keskar_first_order_and_reach_on_a_linear_function(p: int | None) -> None:
+    """H = 0: the box maximum *is* the linear model's, Σ bᵢ|(Aᵀg)ᵢ|, at y* = b ⊙ sign(Aᵀg), so
+    `first_order` equals the value and `reach` equals ‖A y*‖ — both computed here from A."""
+    n, eps = 200, 1e-3
+    x, g = w_star(n), w_star(n, seed=5) * 1e-2
+    obj = Affine(torch.zeros(n, n, dtype=D), x, g)
+    r = keskar_sharpness(obj, eps, subspace_dim=p, seed=2, init="vertex")
+    if p is None:
+        a, b = torch.eye(n, dtype=D), _box(x, eps)
+    else:
+        pinv, gram_inv = random_subspace(n, p, seed=2, dtype=D, device="cpu")
+        a, b = torch.linalg.pinv(pinv), eps * ((pinv @ x).abs() + 1)
+    atg = a.T @ g
+    expected = float((b * atg.abs()).sum()) * 100
+    assert r.value == pytest.approx(expected, rel=1e-9)
+    assert r.first_order == pytest.approx(expected, rel=1e-12)
+    assert r.reach == pytest.approx(float((a @ (b * atg.sign())).norm()), rel=1e-9)
+    # from a random start the solver gets within 0.1 % of it; first_order does not depend on it
+    rand = keskar_sharpness(obj, eps, subspace_dim=p, seed=2)
+    assert rand.first_order == r.first_order and rand.value == pytest.approx(expected, rel=1e-3)
+
+
+def test_keskar_first_order_is_zero_at_a_minimum_and_reach_is_the_vertex() -> None:
+    """At a minimum of a diagonal quadratic the linear model is flat (first_order 0) while the
+    value is all curvature; the maximiser is a vertex, so reach = ‖b‖."""
+    n, eps = 40, 1e-3
+    hd = torch.rand(n, generator=torch.Generator().manual_seed(0), dtype=D) * 100 + 1
+    x = w_star(n)
+    r = keskar_sharpness(Quadratic(torch.diag(hd), x), eps)
+    assert r.first_order == 0.0 and r.value > 0
+    assert r.reach == pytest.approx(float(_box(x, eps).norm()), rel=1e-9)
+
+
 # -- 4./5. Worst-case and average-case balls -----------------------------------------------------
 def test_worst_case_l2_is_half_rho2_lambda_max() -> None:
     n, rho = 50, 0.3
