@@ -112,8 +112,9 @@ class MeasureConfig(BaseModel):
     max_samples: PositiveInt | None = None  # measure on a seeded random subset of the train set
     subset_seed: int = 0
     # keep each chunk's gradient graph between Hessian-vector products: ≈ 2× faster products,
-    # memory ≈ the full-batch double-backward graph; False rebuilds it per chunk and product
-    hvp_cache: bool = True
+    # memory ≈ the full-batch double-backward graph; False rebuilds it per chunk and product;
+    # auto keeps it when the first chunk's graph × chunks fits a quarter of the free memory
+    hvp_cache: bool | Literal["auto"] = "auto"
     # the arithmetic of f, ∇f and Hv: near zero loss float32 cannot resolve f (a sample's
     # cross-entropy below ≈ 6e-8 rounds to 0) and the measures read noise. auto: float64 when f
     # at the trained point is below float64_below or float32 gets it wrong by more than 0.1 %

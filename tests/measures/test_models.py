@@ -102,6 +102,36 @@ def test_chunked_equals_full_batch(bn: str | None) -> None:
     torch.testing.assert_close(nocache.hvp_at(nocache.w0)(v), full.hvp_at(full.w0)(v))
 
 
+def test_hvp_cache_auto_keeps_the_graphs_only_when_they_fit(monkeypatch) -> None:
+    """auto measures the first chunk's saved tensors; the products are the same either way."""
+    import remedies.measures.objective as objective
+
+    x, y = data(50)
+    model = mlp("none").eval()
+    v = torch.randn(ModelObjective(model, x, y).w0.numel(), dtype=D)
+    ref = ModelObjective(model, x, y, chunk_size=7, hvp_cache=False)
+    fits = ModelObjective(model, x, y, chunk_size=7)
+    assert fits.hvp_cache == "auto"
+    torch.testing.assert_close(fits.hvp_at(fits.w0)(v), ref.hvp_at(ref.w0)(v))
+    assert fits.hvp_cache_used
+    monkeypatch.setattr(objective, "HVP_CACHE_SHARE", 0.0)  # nothing fits
+    tight = ModelObjective(model, x, y, chunk_size=7)
+    torch.testing.assert_close(tight.hvp_at(tight.w0)(v), ref.hvp_at(ref.w0)(v))
+    assert not tight.hvp_cache_used
+
+
+def test_graph_bytes_counts_what_backward_keeps() -> None:
+    """y = relu(x @ W), only W requiring grad: autograd keeps x (n×d) for ∂/∂W and the ReLU
+    output (n×h) — not W, which no gradient needs here."""
+    from remedies.measures.objective import graph_bytes
+
+    n, d, h = 64, 30, 20
+    x = torch.randn(n, d, dtype=D)
+    w = torch.randn(d, h, dtype=D, requires_grad=True)
+    _, nbytes = graph_bytes(lambda: torch.relu(x @ w).sum())
+    assert nbytes == 8 * (n * d + n * h)
+
+
 def test_batch_bn_is_never_split_silently() -> None:
     x, y = data(50)
     model = mlp("batch").eval()
