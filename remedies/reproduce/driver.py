@@ -47,9 +47,26 @@ def _remote_run():
 
     @ray.remote(num_cpus=1, max_retries=1)
     def run(raw: dict[str, Any], keep: bool, splits) -> dict[str, Any]:
-        return run_one(raw, keep, splits)
+        try:
+            return run_one(raw, keep, splits)
+        finally:  # a worker process is reused: hand what PyTorch cached back to the other runs
+            import gc
+
+            import torch
+
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
 
     return run
+
+
+def out_of_gpu_memory(err: BaseException) -> bool:
+    """A run that failed for want of GPU memory (Ray wraps the task's exception)."""
+    import torch
+
+    cause = getattr(err, "cause", None)
+    return isinstance(cause, torch.OutOfMemoryError) or "CUDA out of memory" in str(err)
 
 
 def run_specs(specs: list[RunSpec], *, jobs: int, quiet: bool = False,
@@ -63,26 +80,41 @@ def run_specs(specs: list[RunSpec], *, jobs: int, quiet: bool = False,
     run = _remote_run()
     # more runs at once than CPUs (a busy or small machine): each run asks for a share of one
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
-    run = run.options(num_cpus=min(1.0, cpus / jobs), num_gpus=gpu)
+    shared = run.options(num_cpus=min(1.0, cpus / jobs), num_gpus=gpu)
+    # a run that runs out of GPU memory beside others (the largest batches of Fig. 4) is run
+    # again alone on a whole GPU, which Ray grants only once no other run holds a share of it
+    whole = run.options(num_cpus=min(1.0, cpus / jobs), num_gpus=1.0)
     data: dict[str, Any] = {}  # one copy of each data set in the object store
     todo = list(enumerate(specs))
     live: dict[Any, int] = {}
     results: dict[int, dict[str, Any]] = {}
+    alone: set[int] = set()  # runs re-queued on a whole GPU
     bar = Bar(len(specs), quiet)
     bar.show(0, 0)
     last = ""
     while todo or live:
-        while todo and len(live) < jobs:
+        while todo and len(live) < jobs and not (alone & set(live.values())):
+            if todo[0][0] in alone and live:  # it waits for the GPU to empty, holding the queue
+                break
             i, spec = todo.pop(0)
             dcfg = parse_config(spec.config).data
             key = json.dumps(dcfg.model_dump(mode="json"), sort_keys=True)
             if key not in data:
                 data[key] = ray.put(load_data(dcfg))
-            live[run.remote(spec.config, spec.keep_weights, data[key])] = i
+            task = whole if i in alone else shared
+            live[task.remote(spec.config, spec.keep_weights, data[key])] = i
         ready, _ = ray.wait(list(live), num_returns=1, timeout=30.0)
         for ref in ready:
             i = live.pop(ref)
-            results[i] = r = ray.get(ref)
+            try:
+                results[i] = r = ray.get(ref)
+            except ray.exceptions.RayTaskError as e:
+                if not (0 < gpu < 1 and i not in alone and out_of_gpu_memory(e)):
+                    raise
+                alone.add(i)
+                todo.insert(0, (i, specs[i]))
+                last = f"{specs[i].name} ran out of GPU memory beside other runs: again, alone"
+                continue
             last = (f"{specs[i].name} train {r['train_accuracy']:.1f}% test "
                     f"{r['test_accuracy']:.1f}% ({r['wall_time_s']:.0f}s)")  # fmt: skip
         bar.show(len(results), len(live), last)

@@ -81,6 +81,17 @@ def test_gpu_share_per_run() -> None:
     assert gpu_share(0.25, 2, up=1.0, auto_per_run=1.0) == 0.25  # explicit wins
 
 
+def test_out_of_gpu_memory_is_recognised_through_rays_wrapper() -> None:
+    from ray.exceptions import RayTaskError
+
+    from remedies.reproduce.driver import out_of_gpu_memory
+
+    oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 5.49 GiB.")
+    assert out_of_gpu_memory(RayTaskError("run", "traceback", oom))
+    assert out_of_gpu_memory(RuntimeError("CUDA out of memory. Tried to allocate 1 GiB"))
+    assert not out_of_gpu_memory(RayTaskError("run", "traceback", ValueError("bad batch")))
+
+
 def test_kendall_tau() -> None:
     assert kendall_tau([1, 2, 3], [1, 5, 9]) == 1.0
     assert kendall_tau([1, 2, 3], [9, 5, 1]) == -1.0
