@@ -1,0 +1,32 @@
+#!/bin/bash
+# GPU check of `remedies reproduce` on C1 at CIFAR-10's size (issue 14), for a lent GPU machine.
+#
+# Where CIFAR-10 itself is at hand, point data.path at it instead of the stand-in. Where Ray,
+# MLflow, Optuna and pydantic are not installed, install their wheels into /tmp/site first (the
+# device tool's README) and this script puts /tmp/site on PYTHONPATH. Everything it prints also
+# goes to $OUT/log (or ./gpu_check.log), so the progress lines survive a timeout.
+#
+#   bash benchmarks/gpu_reproduce_c1.sh [SECONDS]   # reproduce is stopped after SECONDS (250)
+set -o pipefail
+cd "$(dirname "$0")/.."
+LOG=${OUT:-.}/log
+DEST=${OUT:-.}/rep
+export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1
+{
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch, ray; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'ray', ray.__version__)"
+[ -d /tmp/cifar/cifar-10-batches-py ] || python3 benchmarks/cifar_standin.py --root /tmp/cifar
+T0=$(date +%s)
+timeout "${1:-250}" python3 -m remedies reproduce --nets C1 --data cifar10 \
+  --set data.path=/tmp/cifar --seeds 1 --epochs 2 --warm-k 0,1 --jobs 4 --out "$DEST" \
+  --report "$DEST/report.md" --tracking-uri sqlite:////tmp/rep.db 2>&1 | grep --line-buffered -E "runs|wrote|held|ran out"
+echo "reproduce rc=$? wall=$(( $(date +%s) - T0 ))s"
+[ -f "$DEST/results.json" ] && python3 - "$DEST/results.json" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1])):
+    print(f"{r['name']:24s} {r['device']:6s} batch {r['batch_size']:5d}: train "
+          f"{r['train_time_s'] / max(1, r['epochs_run']):.2f} s/epoch, measures "
+          f"{r['measure_time_s']:.1f} s ("
+          + ", ".join(f"{d['key']} {d.get('wall_time_s', 0):.0f}" for d in r["details"]) + ")")
+PY
+} 2>&1 | tee "$LOG"
