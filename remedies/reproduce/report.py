@@ -177,9 +177,14 @@ def _net_section(net, opts, outs, out, checks, metrics, pngs) -> list[str]:
                            "in every seed", bool(ratios) and min(ratios) >= RATIO_MIN,
                            "per seed " + ", ".join(f"{x:.1f}×" for x in ratios)))  # fmt: skip
         if k.startswith("keskar_sub"):
+            lin = [_detail(r, k)["value"] / _detail(r, k)["first_order"] for r in r_sb + r_lb
+                   if _detail(r, k).get("first_order")]  # fmt: skip
+            regime = (f"; value ÷ first-order {min(lin):.3g}–{max(lin):.3g} (≈ 1: the reading is "
+                      "the gradient's, see the table above)") if lin else ""  # fmt: skip
             checks.append((f"{net}: LB sharper than SB in the random subspace (Table 4, `{k}`)",
                            bool(ratios) and min(ratios) > 1.0,
-                           "LB/SB per seed " + ", ".join(f"{x:.3g}" for x in ratios)))  # fmt: skip
+                           "LB/SB per seed " + ", ".join(f"{x:.3g}" for x in ratios)
+                           + regime))  # fmt: skip
         if k.startswith("keskar_full") and len(v_lb) > 1:
             checks.append((f"{net}: LB `{k}` stable across seeds (CV ≤ {CV_MAX})",
                            cv(v_lb) <= CV_MAX,
