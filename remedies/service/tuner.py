@@ -55,6 +55,40 @@ os.environ.setdefault("RAY_worker_niceness", "0")
 
 SHIP_LIMIT_BYTES = 512 * 2**20  # larger data sets are read by each trial from data.path
 
+
+class Interrupt:
+    """Ctrl-C or SIGTERM, remembered as well as raised. A KeyboardInterrupt lands in whatever
+    Python code runs at that instant, and library code that catches BaseException can swallow
+    it (seen once in CI: a search sent SIGINT mid-training ran all its trials and exited 0). The
+    flag survives that: Tune's stopper ends fit(), no trial is decided from the partial result
+    it was stopped at, and the search exits 130 with its running trials `interrupted`."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def handler(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        if os.environ.get("REMEDIES_TEST_SWALLOWED_INTERRUPT"):  # tests: as if it were swallowed
+            return
+        raise KeyboardInterrupt
+
+
+INTERRUPT = Interrupt()
+
+
+def interrupt_stopper():
+    from ray.tune import Stopper
+
+    class InterruptStopper(Stopper):
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            return INTERRUPT.requested
+
+        def stop_all(self) -> bool:
+            return INTERRUPT.requested
+
+    return InterruptStopper()
+
+
 __all__ = ["ASHA_METRIC", "SearchOptions", "directions", "objective_values", "run_search"]
 
 
@@ -199,8 +233,8 @@ def make_searcher(st: Study, space: SearchSpace, target: tracking.Target, exp_id
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None,
                               error: bool = False) -> None:  # fmt: skip
-            if trial_id not in self.live:
-                return
+            if trial_id not in self.live or INTERRUPT.requested:
+                return  # interrupted: stopped, not finished (interrupt_all decides it)
             res = result or self.last.get(trial_id) or {}
             why = "crashed (see the run's 'error' tag and Tune's error.txt)" if error else None
             self.record(trial_id, decide(res, metrics, error=why), res)
@@ -495,9 +529,11 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
     reaper = None
     searcher = None
     interrupted = False
-    old_term = signal.getsignal(signal.SIGTERM)
+    old_term, old_int = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    INTERRUPT.requested = False
     try:
-        signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM: same as Ctrl-C
+        signal.signal(signal.SIGTERM, INTERRUPT.handler)  # SIGTERM: same as Ctrl-C
+        signal.signal(signal.SIGINT, INTERRUPT.handler)
         reaper = start_ray(opts.address)
         refs = st.attrs.get("references")
         if space.baselines.enabled and refs is None:  # first, so every trial can be scored
@@ -526,6 +562,8 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
         interrupted = True
     finally:
         signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
+        interrupted = interrupted or INTERRUPT.requested
         try:
             # 5. the end, however it came
             if searcher is not None:
@@ -583,7 +621,9 @@ def _fit(space: SearchSpace, opts: SearchOptions, searcher, progress: Progress,
                                     reuse_actors=True),
         run_config=tune.RunConfig(
             name=f"attempt-{attempt}", storage_path=base, storage_filesystem=fs, verbose=0,
-            callbacks=[make_ticker(searcher, progress)],
+            callbacks=[make_ticker(searcher, progress)], stop=interrupt_stopper(),
             failure_config=tune.FailureConfig(max_failures=space.max_failures)),
     )  # fmt: skip
     tuner.fit()
+    if INTERRUPT.requested:  # its KeyboardInterrupt was swallowed; the stopper ended fit()
+        raise KeyboardInterrupt
