@@ -6,7 +6,11 @@
 # device tool's README) and this script puts /tmp/site on PYTHONPATH. Everything it prints also
 # goes to $OUT/log (or ./gpu_check.log), so the progress lines survive a timeout.
 #
-#   bash benchmarks/gpu_reproduce_c1.sh [SECONDS]   # reproduce is stopped after SECONDS (250)
+#   CIFAR_ROOT=DIR bash benchmarks/gpu_reproduce_c1.sh [SECONDS [REPRODUCE OPTIONS…]]
+#
+# DIR holds cifar-10-batches-py/ (the real data set; default /tmp/cifar, where the synthetic
+# stand-in is written if nothing is there); reproduce is stopped after SECONDS (250); further
+# options go to `remedies reproduce` (e.g. --no-side-by-side, --seeds 5 --epochs 100).
 set -o pipefail
 cd "$(dirname "$0")/.."
 LOG=${OUT:-.}/log
@@ -15,11 +19,12 @@ export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1
 {
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, ray; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'ray', ray.__version__)"
-[ -d /tmp/cifar/cifar-10-batches-py ] || python3 benchmarks/cifar_standin.py --root /tmp/cifar
+ROOT=${CIFAR_ROOT:-/tmp/cifar}
+[ -d "$ROOT/cifar-10-batches-py" ] || python3 benchmarks/cifar_standin.py --root "$ROOT"
 T0=$(date +%s)
 timeout "${1:-250}" python3 -m remedies reproduce --nets C1 --data cifar10 \
-  --set data.path=/tmp/cifar --seeds 1 --epochs 2 --warm-k 0,1 --jobs 4 --out "$DEST" \
-  --report "$DEST/report.md" --tracking-uri sqlite:////tmp/rep.db 2>&1 | grep --line-buffered -E "runs|wrote|held|ran out"
+  --set data.path="$ROOT" --seeds 1 --epochs 2 --warm-k 0,1 --jobs 4 --out "$DEST" \
+  --report "$DEST/report.md" --tracking-uri sqlite:////tmp/rep.db "${@:2}" 2>&1 | grep --line-buffered -E "runs|wrote|held|ran out"
 echo "reproduce rc=$? wall=$(( $(date +%s) - T0 ))s"
 [ -f "$DEST/results.json" ] && python3 - "$DEST/results.json" <<'PY'
 import json, sys
