@@ -16,17 +16,18 @@ cd "$(dirname "$0")/.."
 LOG=${OUT:-.}/log
 DEST=${OUT:-.}/rep
 export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}  # the interpreter with torch (the device image's python3)
 {
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c "import torch, ray; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'ray', ray.__version__)"
+$PY -c "import torch, ray; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'ray', ray.__version__)"
 ROOT=${CIFAR_ROOT:-/tmp/cifar}
-[ -d "$ROOT/cifar-10-batches-py" ] || python3 benchmarks/cifar_standin.py --root "$ROOT"
+[ -d "$ROOT/cifar-10-batches-py" ] || $PY benchmarks/cifar_standin.py --root "$ROOT"
 T0=$(date +%s)
-timeout "${1:-250}" python3 -m remedies reproduce --nets C1 --data cifar10 \
+timeout "${1:-250}" $PY -m remedies reproduce --nets C1 --data cifar10 \
   --set data.path="$ROOT" --seeds 1 --epochs 2 --warm-k 0,1 --jobs 4 --out "$DEST" \
   --report "$DEST/report.md" --tracking-uri sqlite:////tmp/rep.db "${@:2}" 2>&1 | grep --line-buffered -E "runs|wrote|held|ran out"
 echo "reproduce rc=$? wall=$(( $(date +%s) - T0 ))s"
-[ -f "$DEST/results.json" ] && python3 - "$DEST/results.json" <<'PY'
+[ -f "$DEST/results.json" ] && $PY - "$DEST/results.json" <<'PY'
 import json, sys
 for r in json.load(open(sys.argv[1])):
     print(f"{r['name']:24s} {r['device']:6s} batch {r['batch_size']:5d}: train "
