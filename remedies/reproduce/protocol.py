@@ -7,7 +7,7 @@ seeds the model's initialisation with `train.seed`), several seeds. Every figure
 runs that two parts need are trained once (a run is identified by net, seed, batch and k).
 Defaults fit a laptop CPU: F1 on MNIST-1D (generated locally, no download), 5000 samples, SB 64
 (10 % of its 3600 training samples is 360: the paper's SB of 256 would leave no gap), Fig. 5 at
-k ∈ {0, 2, 5} — the settings of the committed report, ≈ 11 min with 2 jobs on a 2-core box. The
+k ∈ {0, 2, 5} — the settings of the committed report, ≈ 6 min with 2 jobs on a 2-core box. The
 paper's nets and data sets keep the paper's SB of 256.
 """
 

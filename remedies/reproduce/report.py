@@ -177,8 +177,7 @@ def _net_section(net, opts, outs, out, checks, metrics, pngs) -> list[str]:
                            "in every seed", bool(ratios) and min(ratios) >= RATIO_MIN,
                            "per seed " + ", ".join(f"{x:.1f}×" for x in ratios)))  # fmt: skip
         if k.startswith("keskar_sub"):
-            lin = [_detail(r, k)["value"] / _detail(r, k)["first_order"] for r in r_sb + r_lb
-                   if _detail(r, k).get("first_order")]  # fmt: skip
+            lin = _over_first_order(r_sb + r_lb, k)
             regime = (f"; value ÷ first-order {min(lin):.3g}–{max(lin):.3g} (≈ 1: the reading is "
                       "the gradient's, see the table above)") if lin else ""  # fmt: skip
             checks.append((f"{net}: LB sharper than SB in the random subspace (Table 4, `{k}`)",
@@ -230,6 +229,12 @@ def _detail(r: dict[str, Any], key: str) -> dict[str, Any]:
     return next((d for d in r["details"] if d["key"] == key), {})
 
 
+def _over_first_order(rs: list[dict[str, Any]], key: str) -> list[float]:
+    """value ÷ first_order of `key` in each run that recorded a non-zero first_order."""
+    ds = [_detail(r, key) for r in rs]
+    return [d["value"] / d["first_order"] for d in ds if d.get("first_order")]
+
+
 def _regimes(keys: list[str], r_sb: list[dict], r_lb: list[dict]) -> list[str]:
     """How far each Keskar maximum lies from x (`reach` = ‖A y*‖) and how much of it f's linear
     model at x already gives (value / `first_order`; ≈ 1: the reading is the gradient's, not the
@@ -238,9 +243,8 @@ def _regimes(keys: list[str], r_sb: list[dict], r_lb: list[dict]) -> list[str]:
     for k in keys:
         cells = []
         for rs in (r_sb, r_lb):
-            ds = [_detail(r, k) for r in rs]
-            reach = [d["reach"] for d in ds if "reach" in d]
-            lin = [d["value"] / d["first_order"] for d in ds if d.get("first_order")]
+            reach = [d["reach"] for d in (_detail(r, k) for r in rs) if "reach" in d]
+            lin = _over_first_order(rs, k)
             cells.append((mean_std(reach)[0] if reach else math.nan,
                           mean_std(lin)[0] if lin else math.inf))  # fmt: skip
         fo = [mean_std([_detail(r, k).get("first_order", math.nan) for r in rs])[0]
@@ -265,7 +269,7 @@ def _regimes(keys: list[str], r_sb: list[dict], r_lb: list[dict]) -> list[str]:
 
 
 def _suspect(r: dict[str, Any], key: str) -> bool:
-    return any(d["key"] == key and d.get("suspect") for d in r["details"])
+    return bool(_detail(r, key).get("suspect"))
 
 
 CALLS = {
