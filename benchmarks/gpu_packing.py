@@ -29,8 +29,8 @@ def main() -> None:
     import torch
 
     from remedies.service import tracking
+    from remedies.service.driver import SearchOptions, run_search
     from remedies.service.space import parse_space
-    from remedies.service.tuner import SearchOptions, run_search
 
     assert torch.cuda.is_available(), "needs a CUDA GPU"
     rows = []

@@ -311,12 +311,12 @@ def expect_refusal(argv: list[str], field: str, root: Path, capsys) -> str:
 def no_ray_start(monkeypatch):
     """Refused before Ray: a search that reaches `start_ray` fails the test at that point (the
     session's own Ray may already be up, so `ray.is_initialized()` could not tell)."""
-    from remedies.service import tuner
+    from remedies.service import driver
 
     def started(*args, **kwargs):
         raise AssertionError("the search reached start_ray before refusing its input")
 
-    monkeypatch.setattr(tuner, "start_ray", started)
+    monkeypatch.setattr(driver, "start_ray", started)
 
 
 @pytest.mark.parametrize("build, field", CASES)

@@ -141,7 +141,7 @@ def reproduce(opts: ReproduceOptions, out: Path, *, jobs: int = 2, address: str 
     """Plan, run, report. Returns {report, pngs, checks}. Bad options fail before any run."""
     from remedies.reproduce.report import write_report
     from remedies.service import tracking
-    from remedies.service.tuner import start_ray, stop_ray
+    from remedies.service.runtime import start_ray, stop_ray
 
     specs = plan(opts)  # validates every run's config first
     target = tracking.resolve(tracking_uri)

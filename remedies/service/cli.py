@@ -12,10 +12,10 @@ DEFAULT_STORAGE = "remedies_studies.db"
 def cmd_search(args: argparse.Namespace) -> int:
     """Exit 0: finished with a complete trial; 1: finished with none; 130: interrupted (the
     resume command is printed); 2: bad input, before anything was created."""
+    from remedies.service.driver import SearchOptions, run_search
     from remedies.service.space import load_space
 
-    space = load_space(args.space)  # every error surfaces here, before Ray or MLflow start
-    from remedies.service.tuner import SearchOptions, run_search
+    space = load_space(args.space, args.set)  # every error surfaces here, before Ray or MLflow
 
     opts = SearchOptions(name=args.name, num_samples=args.num_samples,
                          max_concurrent=args.max_concurrent, tracking_uri=args.tracking_uri,
@@ -28,7 +28,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"Pareto front ({len(s.front)} trials):\n{s.table}")
     if s.answer:
         print(f"\n{s.answer}")
-    if s.interrupted:
+    if s.log_file:
+        print(f"\nRay's own log of the failures: {s.log_file}", file=sys.stderr)
+    if s.error:
+        print(f"\nremedies: error: {s.error}\ncontinue it with: {s.resume_hint}", file=sys.stderr)
+    elif s.interrupted:
         print(f"\nsearch interrupted; continue it with: {s.resume_hint}", file=sys.stderr)
     elif s.exit_code == 0:
         print(f"\nnext: remedies report {s.name}   |   remedies export {s.name} --out best.yaml"
@@ -78,6 +82,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("search", help="search a space file with Ray Tune + Optuna, log to MLflow")
     s.add_argument("space", type=Path, help="search_spaces/*.yaml")
     s.add_argument("--name", default=None, help="search name (default: SPACE-DATE-TIME)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a key of the space file, e.g. --set base.data.path=data.npz "
+                   "--set num_samples=4 --set params.train.lr.high=0.1")  # fmt: skip
     s.add_argument("--num-samples", type=int, default=None, help="trials (overrides the file)")
     s.add_argument("--max-concurrent", type=int, default=None, help="trials at once")
     s.add_argument(

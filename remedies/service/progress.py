@@ -1,7 +1,7 @@
 """The live progress lines a search prints (Tune's own tables are off: verbose=0).
 
 Why our own: Tune's reporter cannot show a multi-objective "best", and its table of every trial's
-config is unreadable for conditional spaces. Imports no Ray: the tuner feeds it decisions.
+config is unreadable for conditional spaces. Imports no Ray: the searcher feeds it decisions.
 """
 
 from __future__ import annotations

@@ -56,11 +56,18 @@ def storage_exists(path: str) -> bool:
             row = c.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'studies'"
             ).fetchone()
-    except sqlite3.OperationalError:
-        return True  # present but not readable this way (e.g. locked): let Optuna try
-    except sqlite3.DatabaseError:
-        return False  # a file, but not an SQLite database
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e) or "busy" in str(e):
+            return True  # present but busy: let Optuna try
+        raise _unreadable(db, e) from None
+    except sqlite3.DatabaseError as e:  # truncated, or not an SQLite file at all
+        raise _unreadable(db, e) from None
     return row is not None
+
+
+def _unreadable(db: Path, e: Exception) -> ConfigError:
+    return ConfigError("--storage", f"{db} is not a readable SQLite database ({e}); restore it "
+                       "from a backup (`remedies restore`) or name another file")  # fmt: skip
 
 
 def open_storage(path: str) -> optuna.storages.RDBStorage:
@@ -140,6 +147,10 @@ class Study:
         n = self.storage.get_n_trials(self.storage.get_study_id_from_name(self.name))
         self.study = optuna.load_study(study_name=self.name, storage=self.storage,
                                        sampler=make_sampler(self.space, n))  # fmt: skip
+
+    def set_study_attr(self, key: str, value: Any) -> None:
+        assert self.study is not None
+        self.study.set_user_attr(key, value)
 
     @property
     def attrs(self) -> dict[str, Any]:

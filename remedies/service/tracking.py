@@ -288,10 +288,12 @@ class Outbox:
         return True
 
 
-def find_child_run(uri: str, exp_id: str, parent: str, number: int) -> str | None:
-    """The run of trial `number` of this search, if one was created (a driver killed between
-    creating a run and recording its id in the study must not leave a second one)."""
-    where = f"tags.`{PARENT_TAG}` = '{parent}' and tags.trial_number = '{number}'"
+def find_child_run(uri: str, exp_id: str, parent: str, value: int | str,
+                   tag: str = "trial_number") -> str | None:  # fmt: skip
+    """The run of trial `value` (or reference, `tag="reference_key"`) of this search, if one was
+    created (a driver killed between creating a run and recording its id must not leave a
+    second one)."""
+    where = f"tags.`{PARENT_TAG}` = '{parent}' and tags.{tag} = '{value}'"
     runs = client(uri).search_runs([exp_id], filter_string=where, max_results=2)
     return runs[0].info.run_id if runs else None
 

@@ -1,6 +1,6 @@
 """One trial, worker side: train a sampled config, checkpoint it, log to its MLflow run, report.
 
-Imports no Ray: `tuner.py` calls `run_trial` with a `send` function (Tune's report). The trial
+Imports no Ray: `trainable.py` calls `run_trial` with a `send` function (Tune's report). The trial
 does not open or close its MLflow run — the driver does both, from the trial's one decision —
 it only logs into the run it is given.
 
@@ -21,11 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from remedies.config import config_to_dict, flatten, parse_config
 from remedies.service import tracking
+from remedies.service.fair import compare_from
 from remedies.service.measures_report import suspect_flags, suspect_metrics
 from remedies.service.optuna_space import finite
 from remedies.service.results import Results
+from remedies.service.scores import scores
 from remedies.service.space import SearchSpace, resolve
+from remedies.trainer import pick_device, train
 
 REPORT_INTERVAL_S = 1.0  # per-epoch reporting period of a trial (seconds)
 ASHA_METRIC = "epoch_val_accuracy"
@@ -42,17 +46,16 @@ STATE_FILE = "state.pt"
 class TrialSpec:
     """Everything a trial needs, decided by the driver before it starts."""
 
-    number: int  # the Optuna trial number (stable across retries and resumes)
+    number: int  # the Optuna trial number (stable across retries and resumes); -1: reference
     run_id: str  # its MLflow run, opened by the driver
-    sample: dict[str, Any]  # the sampled values
-    space: dict[str, Any]  # SearchSpace as JSON
+    config: dict[str, Any]  # its complete run config, resolved and validated by the driver
+    space: SearchSpace  # objectives and checkpoint cadence (the driver's validated space)
     target: tracking.Target
-    threads: int
     state_dir: str  # where its training state lives between attempts (folder or URI)
     rungs: tuple[int, ...] = ()  # ASHA's comparison epochs: always reported
-    crash_once_after_epoch: int | None = None  # tests: the first attempt raises after this epoch
     references: dict[str, Any] | None = None  # the search's SB / plain-LB results
     n_train: int = 0  # the base data's training samples (for compare_from)
+    measure: bool = True  # references train only: accuracy and time, no sharpness
 
 
 def asha_rungs(space: SearchSpace, epochs: int) -> tuple[int, ...]:
@@ -84,23 +87,30 @@ def _catch_up(uri: str, run_id: str, history: list[dict[str, Any]]) -> None:
     tracking.log_metric_rows(uri, run_id, rows, [r["epoch"] for r in rows])
 
 
+def run_config(space: SearchSpace, sample: dict[str, Any], threads: int) -> dict[str, Any]:
+    """The complete run config of one trial (driver side, once): base + sample, validated, its
+    thread count pinned so an export re-trains bit for bit on CPU. `auto` values stay `auto`."""
+    cfg = parse_config(resolve(space, sample))
+    if cfg.train.threads is None:
+        cfg.train.threads = max(1, threads)
+    return config_to_dict(cfg)
+
+
 def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
               placement: dict[str, str], shipped: tuple[dict[str, Any], Any] | None = None
-              ) -> None:  # fmt: skip
+              ) -> dict[str, Any]:  # fmt: skip
     """Train the trial (continuing its saved state if any); `placement` are tags saying where it
     runs (the GPUs and resources Ray gave it); `shipped` the driver's (data config, splits),
-    used when the trial's data config is that one (it is, unless the space samples `data.*`)."""
-
-    from remedies.config import config_to_dict, flatten, parse_config
-    from remedies.trainer import pick_device, train
-
+    used when the trial's data config is that one (it is, unless the space samples `data.*`).
+    Returns (and sends) the final row."""
     spec.target.apply()
     uri, run_id = spec.target.uri, spec.run_id
-    space = SearchSpace.model_validate(spec.space)
-    cfg = parse_config(resolve(space, spec.sample))
-    if cfg.train.threads is None:  # pinned, so an export re-trains bit for bit on CPU
-        cfg.train.threads = max(1, spec.threads)
-    full = config_to_dict(cfg)  # what is logged and exported: `auto` stays `auto`
+    # MLflow's own convention: code in the run (a user's model or data factory) that calls
+    # mlflow.start_run() logs into this trial's run
+    os.environ["MLFLOW_RUN_ID"] = run_id
+    space = spec.space
+    full = spec.config  # what is logged and exported: `auto` stays `auto`
+    cfg = parse_config(full)  # typed again from the dict the driver validated
     if placement.get("gpu_ids", "none") == "none" and cfg.train.device == "auto":
         # Ray gave this trial no GPU: it must not use one behind Ray's back (another trial's)
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
@@ -130,8 +140,6 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
     saved = [resume["epoch"] if resume else 0, time.monotonic()]  # last state: epoch, time
     every = space.checkpoint_every
 
-    from remedies.service.fair import compare_from
-
     first = compare_from(cfg, spec.n_train) if spec.n_train else 1
 
     def tell(row: dict[str, Any]) -> None:
@@ -155,10 +163,7 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
         default = every.epochs == 1 and every.minutes is None
         throttled = default and now - last[0] < REPORT_INTERVAL_S
         due = (cadence and not throttled) or epoch in spec.rungs
-        crash = resume is None and epoch == spec.crash_once_after_epoch
-        if not (due or end or (crash and cadence)):
-            if crash:  # a fault between saves: the retry starts from the last saved state
-                raise RuntimeError("injected fault (first attempt only)")
+        if not (due or end):
             return
         if finite(row.get("train_loss")):
             store.save_torch(STATE_FILE, capture[0]())
@@ -172,12 +177,11 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
         out.flush()
         last[0] = time.monotonic()
         tell(row)  # ASHA may stop the trial in here (SystemExit): all is saved and queued
-        if crash:
-            raise RuntimeError("injected fault (first attempt only)")
 
     same = shipped is not None and shipped[0] == cfg.data.model_dump(mode="json")
     result = train(cfg, splits=shipped[1] if same else None, report=report,  # type: ignore[index]
-                   progress=False, resume=resume, expose_state=capture.append)  # fmt: skip
+                   progress=False, resume=resume, expose_state=capture.append,
+                   measure=spec.measure)  # fmt: skip
     if pending:  # epochs the budget grew by (train_longer) or a divergence left unsent
         rows = list(pending)
         out.put(
@@ -193,9 +197,8 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
         "train_time_s": result.train_time_s, "measure_time_s": result.measure_time_s,
         "train_cpu_s": result.train_cpu_s, "device": result.device,
         "epochs": result.epochs_run, "steps": result.steps, "threads": result.threads,
+        "batch_size": result.batch_size,
     }  # fmt: skip
-    from remedies.service.baselines import scores
-
     metrics.update(scores(spec.references, metrics))
     objs = objective_values(space, metrics)
     final = {f"final_{k}": v for k, v in metrics.items() if finite(v)}
@@ -209,9 +212,12 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
     out.put("final metrics", log_final)
     if not out.drain(timeout_s=out.limit_s):
         raise tracking.TrackingLost(f"could not log to {uri}: {out.last_error}")
-    send({**{k: v for k, v in {**metrics, **objs}.items() if finite(v)}, "final": 1,
-          "diverged": result.diverged, "epoch": result.epochs_run,
-          "epochs_run": result.epochs_run, "config_json": json.dumps(full),
-          "sharpness_json": json.dumps(result.sharpness),
-          "sharpness_suspect_json": json.dumps(suspect_flags(result.sharpness_details)),
-          "tracking_retries": out.retries, "tracking_pending": 0})  # fmt: skip
+    last = {**{k: v for k, v in {**metrics, **objs}.items() if finite(v)}, "final": 1,
+            "diverged": result.diverged, "epoch": result.epochs_run,
+            "epochs_run": result.epochs_run, "config_json": json.dumps(full),
+            "sharpness_json": json.dumps(result.sharpness),
+            "sharpness_suspect_json": json.dumps(suspect_flags(result.sharpness_details)),
+            "tracking_retries": out.retries, "tracking_pending": 0,
+            "device": result.device}  # fmt: skip
+    send(last)
+    return last

@@ -16,10 +16,10 @@ import yaml
 
 from remedies.cli import main
 from remedies.service import tracking
+from remedies.service.driver import SearchOptions, run_search
 from remedies.service.optuna_space import trial_rows
 from remedies.service.report import front_rows, load_study, text_report
 from remedies.service.space import parse_space
-from remedies.service.tuner import SearchOptions, run_search
 
 N = 4
 SPACE = {
@@ -201,7 +201,7 @@ def test_references_of_a_base_without_an_lr_use_the_run_configs_default():
     """A base that leaves `train.lr` to the default (a model/data factory space, say): every
     reference carries the lr it trains with, the SB sweep around that default."""
     from remedies.config import parse_config
-    from remedies.service.baselines import reference_configs
+    from remedies.service.references import reference_configs
     from remedies.service.space import parse_space
 
     space = parse_space({"name": "nolr", "base": {"data": {"num_samples": 200},

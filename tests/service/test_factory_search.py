@@ -14,9 +14,9 @@ import yaml
 
 from remedies.cli import main
 from remedies.service import tracking
+from remedies.service.driver import SearchOptions, run_search
 from remedies.service.report import load_study
 from remedies.service.space import parse_space
-from remedies.service.tuner import SearchOptions, run_search
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 3

@@ -14,10 +14,10 @@ import yaml
 from remedies.cli import main
 from remedies.config import parse_config
 from remedies.service import tracking
+from remedies.service.driver import SearchOptions, run_search
 from remedies.service.fair import batch_schedule, compare_from
 from remedies.service.report import load_study
 from remedies.service.space import parse_space
-from remedies.service.tuner import SearchOptions, run_search
 
 
 def cfg(remedies: dict, epochs: int = 20, batch: int | str = 256):

@@ -213,9 +213,9 @@ def test_resume_completes_a_trial_the_driver_died_creating(ray_local, mlflow_ser
     values were recorded, after the MLflow run was created but before its id was recorded, or
     after Optuna was told but before the run was closed. The resume finishes those very trials
     and closes that run — no second run, no extra Optuna trial, nothing left RUNNING."""
+    from remedies.service.driver import SearchOptions, run_search
     from remedies.service.space import load_space
     from remedies.service.study import Study
-    from remedies.service.tuner import SearchOptions, run_search
 
     sp = space_file(tmp_path, "windows", n=1, epochs=2)
     storage = str(tmp_path / "studies.db")

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from remedies.service import tracking
+from remedies.service.driver import SearchOptions, run_search
 from remedies.service.report import load_study
 from remedies.service.space import parse_space
-from remedies.service.tuner import SearchOptions, run_search
 
 N = 3
 EXPERIMENT = "ui-view"

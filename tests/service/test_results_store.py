@@ -8,9 +8,9 @@ import pyarrow.fs as pafs
 import pytest
 
 from remedies.cli import main
+from remedies.service.driver import SearchOptions, run_search
 from remedies.service.results import Results
 from remedies.service.space import parse_space
-from remedies.service.tuner import SearchOptions, run_search
 from tests.service.consistency import assert_consistent
 from tests.service.test_search_e2e import TINY
 

@@ -18,9 +18,9 @@ import yaml
 
 from remedies.cli import main
 from remedies.service import tracking
+from remedies.service.driver import SearchOptions, run_search
 from remedies.service.report import load_study, text_report
 from remedies.service.space import parse_space
-from remedies.service.tuner import SearchOptions, run_search
 from tests.service.consistency import assert_consistent
 
 N = 4
@@ -133,7 +133,7 @@ def test_retried_trial_continues_its_run(ray_local, mlflow_server, tmp_path, mon
 
 
 def test_scalarized_objective():
-    from remedies.service.tuner import directions, objective_values
+    from remedies.service.driver import directions, objective_values
 
     raw = {
         **TINY,

@@ -248,7 +248,8 @@ def test_storage_exists_reads_without_creating(tmp_path):
     assert not storage_exists(str(tmp_path / "no_dir" / "x.db"))
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "text.db").write_text("not a database")
-    assert not storage_exists(str(tmp_path / "text.db"))
+    with pytest.raises(ConfigError, match="not a readable SQLite database"):
+        storage_exists(str(tmp_path / "text.db"))
     other = tmp_path / "other.db"  # an SQLite file of something else is not a study database
     with sqlite3.connect(other) as c:
         c.execute("CREATE TABLE t (x)")
