@@ -4,7 +4,7 @@ Trains the SB (64) / LB (10 %) pair of one seed with docs/reproduction.md's sett
 measures the subspace metric with A's columns at three lengths — unit (the spec's A = pinv of
 normalised rows), scaled so the subspace box reaches as far as the full box ("matched"), and √n
 (A with unit-scale entries) — beside the full-space value, the gradient norm at each minimum and
-each maximum's reach ‖A y*‖. README, *Which readings to trust*, quotes its output.
+each maximum's reach ‖A y*‖. docs/measures.md, *Which readings to trust*, quotes its output.
 
     python benchmarks/keskar_subspace_reach.py --seed 0      # ≈ 4 min on 2 cores
 """

@@ -83,7 +83,7 @@ class ModelConfig(Strict):
     # running: PyTorch's running averages at evaluation (what production serves). batch: per-batch
     # statistics at evaluation too, as the paper's Keras code did — but then BN re-normalises
     # away most weight perturbations, and full-space Keskar sharpness on F1/MNIST-1D came out
-    # *lower* for LB than SB (measured; see README), so it is not the default.
+    # *lower* for LB than SB (measured; see docs/results.md), so it is not the default.
     bn: Literal["batch", "running"] = "running"
     width: float = Field(1.0, gt=0.0, le=8.0)  # multiplies every hidden width / channel count
 
@@ -211,10 +211,10 @@ def _allowed_keys(loc: tuple) -> str:
     for part in loc[:-1]:
         field = getattr(model, "model_fields", {}).get(part)
         if field is None or not isinstance(field.annotation, type):
-            return "see the README for the allowed keys"
+            return "see docs/config.md for the allowed keys"
         model = field.annotation
     keys = getattr(model, "model_fields", None)
-    return f"allowed: {', '.join(keys)}" if keys else "see the README for the allowed keys"
+    return f"allowed: {', '.join(keys)}" if keys else "see docs/config.md for the allowed keys"
 
 
 def parse_config(raw: dict[str, Any]) -> RunConfig:

@@ -31,7 +31,7 @@ up to reach the maximum:
   of f's linear model. A value close to `first_order` was set by the gradient at x, not by the
   landscape around it. That is what a p = 100 random subspace with unit-length columns reads:
   its reach is ε·√p (0.01 at ε = 1e-3) against ≈ 1 for the full box on F1, so near a minimum it
-  ranks runs by their remaining gradient (measured on F1/MNIST-1D; README, Table 4).
+  ranks runs by their remaining gradient (measured on F1/MNIST-1D; docs/measures.md, Table 4).
 
 The reported maximum is the largest f seen at any evaluated (always feasible) point. Whether f
 itself is evaluated in float64 is the caller's choice (`measure.precision`; see runner.py).

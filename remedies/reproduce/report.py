@@ -87,8 +87,8 @@ def write_report(opts: ReproduceOptions, outcomes: list, out: Path, *, command: 
            f"{opts.seeds} seeds (the SB/LB pair of a seed starts from the same weights); "
            f"Keskar ε ∈ {opts.eps}, full space and a p = {opts.subspace_dim} random subspace, "
            "f = mean cross-entropy over the whole training set, L-BFGS-B as configured "
-           "(`measure.keskar`: iterations and start rule in results.json's details; README, "
-           "*Which readings to trust*). "
+           "(`measure.keskar`: iterations and start rule in results.json's details; "
+           "docs/measures.md, *Which readings to trust*). "
            f"Wall time {wall_s:.0f} s; {_devices(outcomes)}.", ""]  # fmt: skip
     for net in opts.nets:
         md += _net_section(net, opts, [o for o in outcomes if o.spec.net == net], out, checks,
@@ -238,7 +238,8 @@ def _over_first_order(rs: list[dict[str, Any]], key: str) -> list[float]:
 def _regimes(keys: list[str], r_sb: list[dict], r_lb: list[dict]) -> list[str]:
     """How far each Keskar maximum lies from x (`reach` = ‖A y*‖) and how much of it f's linear
     model at x already gives (value / `first_order`; ≈ 1: the reading is the gradient's, not the
-    landscape's) — what tells a full-space reading from a p = 100 one (README, Table 4)."""
+    landscape's) — what tells a full-space reading from a p = 100 one (docs/measures.md,
+    Table 4)."""
     rows = []
     for k in keys:
         cells = []
@@ -310,7 +311,7 @@ def _side_by_side(sb: dict[str, Any], lb: dict[str, Any]) -> list[str]:
         f"{lb['train_loss']:.2e}. λ_max and the trace read the curvature *at* the minimum, "
         "which near zero loss shrinks with the loss itself (the softmax saturates); Keskar's "
         "metric reads the largest loss in a box around it, which reaches past the saturated "
-        "region. Where they disagree, the README's *Which readings to trust* applies.",
+        "region. Where they disagree, docs/measures.md's *Which readings to trust* applies.",
         "",
     ]
     return md

@@ -62,7 +62,8 @@ def measures_section(study) -> str:
         out += [f"  {a} vs {b}: τ = {tau:+.2f} (n = {n})" for a, b, tau, n in pairs]
     n_sus = sum(len(t.user_attrs.get("sharpness_suspect") or {}) for t in trials)
     if n_sus:
-        out += ["", f"{n_sus} value(s) flagged suspect (README, *Which readings to trust*):"]
+        why = "docs/measures.md, *Which readings to trust*"
+        out += ["", f"{n_sus} value(s) flagged suspect ({why}):"]
         out += [
             f"  trial {t.number} {k}: {'; '.join(why) or 'suspect'}"
             for t in trials
