@@ -3,6 +3,9 @@ import paths `tests.factories:...` in run configs, space files and exports."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -70,6 +73,41 @@ def tiny_net(input_shape, num_classes: int, hidden: int = 32) -> nn.Module:
 def fixed_net(hidden: int = 32) -> nn.Module:
     """A model factory that takes only its own kwargs (16 inputs, 3 classes hard-wired)."""
     return TinyNet(16, 3, hidden)
+
+
+class CrashOnce(nn.Module):
+    """TinyNet whose run's first attempt fails: the first training step after `after_steps`
+    raises — once per MLflow run (a marker file named for the run the trial sets in
+    MLFLOW_RUN_ID), so Tune's retry of the same trial trains on from its saved state. Fault
+    injection lives here, in the tests, as a user's model that breaks; the service has none."""
+
+    def __init__(self, net: nn.Module, marker_dir: str, after_steps: int) -> None:
+        super().__init__()
+        self.net, self.marker_dir, self.after_steps = net, marker_dir, after_steps
+        self.steps = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and torch.is_grad_enabled():
+            self.steps += 1
+            marker = Path(self.marker_dir) / os.environ.get("MLFLOW_RUN_ID", "no-run")
+            if self.steps > self.after_steps and not marker.exists():
+                marker.touch()
+                raise RuntimeError("injected fault (first attempt only)")
+        return self.net(x)
+
+
+def crash_once(input_shape, num_classes: int, marker_dir: str, after_steps: int,
+               hidden: int = 32) -> nn.Module:  # fmt: skip
+    return CrashOnce(tiny_net(input_shape, num_classes, hidden), marker_dir, after_steps)
+
+
+def crash_once_model(marker_dir: Path, n_train: int, batch: int, after_epoch: int) -> dict:
+    """The `model:` section of a run whose first attempt crashes after `after_epoch` epochs
+    (the trainer takes n_train // batch steps an epoch)."""
+    marker_dir.mkdir(parents=True, exist_ok=True)
+    steps = after_epoch * (n_train // batch)
+    return {"factory": "tests.factories:crash_once",
+            "kwargs": {"marker_dir": str(marker_dir), "after_steps": steps}}  # fmt: skip
 
 
 # ---------------------------------------------------------------- wrong ones, for the errors
