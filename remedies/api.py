@@ -127,12 +127,12 @@ class Applied:
         self.config = config
         self.n_train = n_train
         self.loss_fn = loss_fn
-        self.remedies: list[Remedy] = build_remedies(config.remedies)
+        self.remedies: list[Remedy[Any]] = build_remedies(config.remedies)
         self.ctx = ctx = TrainContext(
             model=model,
-            optimizer=None,
+            optimizer=None,  # type: ignore[arg-type]  # set once setup has swapped modules
             loss_fn=loss_fn,
-            device=device,  # type: ignore[arg-type]
+            device=device,
             n_train=n_train,
             batch_size=t.resolve_batch_size(n_train),
             base_lr=t.lr,

@@ -24,7 +24,7 @@ from remedies.errors import ConfigError
 from remedies.io import atomic_target
 
 if TYPE_CHECKING:
-    from remedies.data import Splits
+    from remedies.data import Splits, StreamSplits
     from remedies.trainer import TrainResult
 
 
@@ -113,7 +113,9 @@ def load_checkpoint_config(path: Path) -> RunConfig:
 
 
 def load_checkpoint(
-    path: Path, device: str | torch.device = "cpu", splits: Splits | None = None
+    path: Path,
+    device: str | torch.device = "cpu",
+    splits: Splits | StreamSplits | None = None,
 ) -> tuple[nn.Module, RunConfig, dict[str, Any]]:
     """Rebuild the model exactly as trained (remedies' model changes included) and load weights.
 

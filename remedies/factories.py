@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -56,6 +56,7 @@ def call(path: str, field: str, kwargs: dict[str, Any], **offered: Any) -> Any:
     """Call the factory with `kwargs`, plus each `offered` argument its signature names (a model
     factory may take `input_shape` and `num_classes`; one that does not is called without)."""
     fn = resolve(path, field)
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):  # builtins without a signature: kwargs only

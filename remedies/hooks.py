@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -36,6 +36,9 @@ class RemedyConfig(BaseModel):
     """Base of every remedy's parameters: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+C = TypeVar("C", bound=RemedyConfig)  # a remedy's own config class
 
 
 @dataclass
@@ -71,14 +74,18 @@ class TrainContext:
             self.after_step()
 
 
-class Remedy:
-    """A training remedy. Subclasses set `name`, `Config`, and override the hooks they need."""
+class Remedy(Generic[C]):
+    """A training remedy. Subclasses set `name`, `Config`, and override the hooks they need.
+
+    Parametrised by its config class (`class Sam(Remedy[SAMConfig])`), so `self.cfg` has that
+    type; `Config` names the same class at run time (validation, defaults).
+    """
 
     name: ClassVar[str]
     Config: ClassVar[type[RemedyConfig]] = RemedyConfig
     replaces_step: ClassVar[bool] = False  # at most one enabled remedy may own the optimiser step
 
-    def __init__(self, cfg: RemedyConfig) -> None:
+    def __init__(self, cfg: C) -> None:
         self.cfg = cfg
 
     def setup(self, ctx: TrainContext) -> None:

@@ -66,9 +66,11 @@ def _mlp(input_shape: Sequence[int], num_classes: int, depth: int, bn: BNMode, w
 
 def _image_shape(name: str, input_shape: Sequence[int]) -> tuple[int, int, int]:
     if len(input_shape) == 2:
-        return (1, *input_shape)  # (H, W) grey images
+        h, w = input_shape
+        return (1, h, w)  # (H, W) grey images
     if len(input_shape) == 3:
-        return tuple(input_shape)  # type: ignore[return-value]
+        c, h, w = input_shape
+        return (c, h, w)
     raise ConfigError(
         "model.name",
         f"{name} needs image-shaped samples (C, H, W) or (H, W), but the data's samples have "

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -16,12 +17,15 @@ from remedies.errors import ConfigError, describe
 from remedies.hooks import Remedy
 from remedies.registry import Registry
 
-REMEDIES: Registry[type[Remedy]] = Registry("remedy")
+REMEDIES: Registry[type[Remedy[Any]]] = Registry("remedy")
+
+R = TypeVar("R", bound=type[Remedy[Any]])
 
 
-def register(cls: type[Remedy]) -> type[Remedy]:
+def register(cls: R) -> R:
     """Class decorator: register a remedy under its `name`."""
-    return REMEDIES.register(cls.name)(cls)
+    REMEDIES.register(cls.name)(cls)
+    return cls
 
 
 def _load_all() -> None:
@@ -58,5 +62,7 @@ def validate_remedies(raw: dict[str, dict[str, Any] | None]) -> dict[str, dict[s
     return out
 
 
-def build_remedies(cfg: dict[str, dict[str, Any]]) -> list[Remedy]:
+def build_remedies(cfg: Mapping[str, dict[str, Any] | None]) -> list[Remedy[Any]]:
+    """One remedy per entry of a validated `RunConfig.remedies` (whose declared type still admits
+    the None a raw config may hold; validation has replaced it with the defaults)."""
     return [REMEDIES.get(n)(REMEDIES.get(n).Config.model_validate(p)) for n, p in cfg.items()]

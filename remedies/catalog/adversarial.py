@@ -34,7 +34,7 @@ def fgsm(
 
 
 @register
-class Adversarial(Remedy):
+class Adversarial(Remedy[AdversarialConfig]):
     name = "adversarial"
     Config = AdversarialConfig
 

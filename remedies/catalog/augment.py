@@ -23,7 +23,9 @@ from remedies.hooks import Remedy, RemedyConfig, TrainContext
 class AugmentConfig(RemedyConfig):
     rotation: float = Field(10.0, ge=0.0, le=15.0)  # max rotation in degrees (paper: 10)
     translation: float = Field(0.2, ge=0.0, le=0.2)  # max shift as a fraction of H and W (paper)
-    flip: Literal[0.0, 0.5] = 0.5  # probability of a horizontal flip (images only)
+    # probability of a horizontal flip (images only); pydantic validates float literals, which the
+    # typing spec (and so mypy) does not allow in Literal
+    flip: Literal[0.0, 0.5] = 0.5  # type: ignore[valid-type]
     shift: float = Field(0.1, ge=0.0, le=0.2)  # 1-D: max shift as a fraction of the length
     scale: float = Field(0.1, ge=0.0, le=0.5)  # 1-D: amplitude × U(1 − scale, 1 + scale)
     noise: float = Field(0.05, ge=0.0, le=0.5)  # 1-D: Gaussian noise std, in input units
@@ -44,7 +46,7 @@ def shift_1d(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
 
 
 @register
-class Augment(Remedy):
+class Augment(Remedy[AugmentConfig]):
     name = "augment"
     Config = AugmentConfig
 

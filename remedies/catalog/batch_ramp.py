@@ -29,7 +29,7 @@ class BatchRampConfig(RemedyConfig):
 
 
 @register
-class BatchRamp(Remedy):
+class BatchRamp(Remedy[BatchRampConfig]):
     name = "batch_ramp"
     Config = BatchRampConfig
 

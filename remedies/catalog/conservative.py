@@ -23,7 +23,7 @@ class ConservativeConfig(RemedyConfig):
 
 
 @register
-class Conservative(Remedy):
+class Conservative(Remedy[ConservativeConfig]):
     name = "conservative"
     Config = ConservativeConfig
     replaces_step = True

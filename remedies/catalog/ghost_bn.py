@@ -54,13 +54,15 @@ def ghost_norm(bn: _BatchNorm, x: torch.Tensor, g: int) -> torch.Tensor:
         shape = (1, 1, c) + (1,) * (xs.dim() - 3)
         out = out * bn.weight.view(shape) + bn.bias.view(shape)
     if bn.track_running_stats:
+        tracked, running_mean, running_var = bn.num_batches_tracked, bn.running_mean, bn.running_var
+        assert tracked is not None and running_mean is not None and running_var is not None
         with torch.no_grad():
-            bn.num_batches_tracked.add_(1)  # type: ignore[union-attr,operator]
-            m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+            tracked.add_(1)
+            m = bn.momentum if bn.momentum is not None else 1.0 / float(tracked)
             count = xs[0, :, 0].numel()  # samples × spatial positions per slice and channel
             unbiased = var * count / max(count - 1, 1)
-            bn.running_mean.lerp_(mean.reshape(n, c).mean(0), m)  # type: ignore[union-attr]
-            bn.running_var.lerp_(unbiased.reshape(n, c).mean(0), m)  # type: ignore[union-attr]
+            running_mean.lerp_(mean.reshape(n, c).mean(0), m)
+            running_var.lerp_(unbiased.reshape(n, c).mean(0), m)
     return out.reshape(x.shape)
 
 
@@ -72,12 +74,18 @@ class GhostBatchNorm2d(_Ghost, nn.BatchNorm2d):
     pass
 
 
+GHOSTS: dict[type[nn.Module], type[GhostBatchNorm1d | GhostBatchNorm2d]] = {
+    nn.BatchNorm1d: GhostBatchNorm1d,
+    nn.BatchNorm2d: GhostBatchNorm2d,
+}
+
+
 def to_ghost(module: nn.Module, g: int) -> int:
     """Swap every BatchNorm1d/2d under `module` for its ghost twin in place; returns how many."""
     swapped = 0
     for name, child in module.named_children():
-        kind = {nn.BatchNorm1d: GhostBatchNorm1d, nn.BatchNorm2d: GhostBatchNorm2d}.get(type(child))
-        if kind is None:
+        kind = GHOSTS.get(type(child))
+        if kind is None or not isinstance(child, _BatchNorm):  # (a BN class when kind is found)
             swapped += to_ghost(child, g)
             continue
         ghost = kind(child.num_features, eps=child.eps, momentum=child.momentum,
@@ -93,7 +101,7 @@ def to_ghost(module: nn.Module, g: int) -> int:
 
 
 @register
-class GhostBN(Remedy):
+class GhostBN(Remedy[GhostBNConfig]):
     name = "ghost_bn"
     Config = GhostBNConfig
 

@@ -35,7 +35,7 @@ def noise_weights(n: int, s: float, generator: torch.Generator | None = None,
 
 
 @register
-class GradNoise(Remedy):
+class GradNoise(Remedy[GradNoiseConfig]):
     name = "grad_noise"
     Config = GradNoiseConfig
 

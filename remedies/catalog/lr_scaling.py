@@ -35,7 +35,7 @@ def scaled_lr(lr0: float, t: float, batch: int, cfg: LrScalingConfig) -> float:
 
 
 @register
-class LrScaling(Remedy):
+class LrScaling(Remedy[LrScalingConfig]):
     name = "lr_scaling"
     Config = LrScalingConfig
 

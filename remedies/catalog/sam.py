@@ -56,13 +56,14 @@ def ascent(
 
 
 @register
-class SAM(Remedy):
+class SAM(Remedy[SAMConfig]):
     name = "sam"
     Config = SAMConfig
     replaces_step = True
 
     def step(self, closure: Callable[[], torch.Tensor], ctx: TrainContext) -> torch.Tensor:
         c = self.cfg
+        assert c.rho is not None  # SAMConfig's validator fills the default
         params = [p for p in ctx.model.parameters() if p.requires_grad]
         ctx.optimizer.zero_grad(set_to_none=True)
         loss = closure()

@@ -28,7 +28,7 @@ def epoch_factor(batch: int, cfg: TrainLongerConfig) -> float:
 
 
 @register
-class TrainLonger(Remedy):
+class TrainLonger(Remedy[TrainLongerConfig]):
     name = "train_longer"
     Config = TrainLongerConfig
 

@@ -20,6 +20,8 @@ weights or a zero update keeps the base update (ratio 1, as in LAMB).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from pydantic import Field
 
@@ -35,7 +37,9 @@ class TrustRatioConfig(RemedyConfig):
     trust: float = Field(1e-2, ge=1e-4, le=1e-1)
 
 
-def rescale_updates(params: list[torch.Tensor], before: list[torch.Tensor], size: float) -> None:
+def rescale_updates(
+    params: Sequence[torch.Tensor], before: Sequence[torch.Tensor], size: float
+) -> None:
     """Set each layer's update w − w_before to length size·‖w_before‖ (where both are nonzero)."""
     for p, b in zip(params, before, strict=True):
         delta = p - b
@@ -45,7 +49,7 @@ def rescale_updates(params: list[torch.Tensor], before: list[torch.Tensor], size
 
 
 @register
-class TrustRatio(Remedy):
+class TrustRatio(Remedy[TrustRatioConfig]):
     name = "trust_ratio"
     Config = TrustRatioConfig
 

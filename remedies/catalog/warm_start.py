@@ -31,7 +31,7 @@ class WarmStartConfig(RemedyConfig):
 
 
 @register
-class WarmStart(Remedy):
+class WarmStart(Remedy[WarmStartConfig]):
     name = "warm_start"
     Config = WarmStartConfig
 

@@ -22,8 +22,7 @@ def _load(checkpoint: Path):
     from remedies.trainer import pick_device
 
     # load once on CPU just to read the config, then on the configured device
-    device = "cpu"
-    model, cfg, metrics = load_checkpoint(Path(checkpoint), device)
+    model, cfg, metrics = load_checkpoint(Path(checkpoint), "cpu")
     device = pick_device(cfg.train.device)
     splits = load_data(cfg.data, device)
     if str(device) != "cpu":

@@ -121,7 +121,7 @@ def plot_interpolation(
     lines = ax.get_lines() + ax2.get_lines()
     ax.legend(
         lines,
-        [ln.get_label() for ln in lines],
+        [str(ln.get_label()) for ln in lines],
         loc="upper center",
         fontsize=8,
         ncol=4,

@@ -129,6 +129,7 @@ def _adaptive(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) ->
     scale = obj.w0.abs() + ac.eta
     out = []
     for key, (kind, rho) in todo.items():
+        extra: dict[str, Any]
         if kind == "avg":
             r = average_sharpness(
                 obj, rho, ac.average_dist, scale=scale, samples=ac.average_samples, seed=ac.seed

@@ -3,6 +3,7 @@ Fig. 3 reuses `remedies.measures.interpolation.plot_interpolation`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -15,7 +16,7 @@ def _plt():
     return plt
 
 
-def plot_vs(xs: list[float], acc: list[float], sharp: dict[str, list[float]], png: Path, *,
+def plot_vs(xs: Sequence[float], acc: list[float], sharp: dict[str, list[float]], png: Path, *,
             xlabel: str, title: str, logx: bool = False) -> Path:  # fmt: skip
     """Test accuracy (left axis) and each sharpness series (right axis, log) against x."""
     plt = _plt()

@@ -130,6 +130,8 @@ def _measure(opts: ReproduceOptions, table: bool, side: bool) -> dict[str, Any]:
 def plan(opts: ReproduceOptions) -> list[RunSpec]:
     """Every run the report needs, each once, table runs first (they fill Tables 2–4)."""
     runs: dict[tuple, dict[str, Any]] = {}
+    sb, batch_sizes = opts.sb, opts.batch_sizes
+    assert sb is not None and batch_sizes is not None  # filled in by ReproduceOptions._defaults
 
     def need(net: str, seed: int, batch: int | str, k: int, part: str, *, table: bool = False,
              side: bool = False, weights: bool = False) -> None:  # fmt: skip
@@ -155,12 +157,12 @@ def plan(opts: ReproduceOptions) -> list[RunSpec]:
     for net in opts.nets:
         for s in range(opts.seeds):
             first = s == 0
-            need(net, s, opts.sb, 0, "table", table=True, side=first and opts.side_by_side,
+            need(net, s, sb, 0, "table", table=True, side=first and opts.side_by_side,
                  weights=first)  # fmt: skip
             need(net, s, opts.lb, 0, "table", table=True, side=first and opts.side_by_side,
                  weights=first)  # fmt: skip
         for s in range(opts.fig_seeds):
-            for b in opts.batch_sizes:
+            for b in batch_sizes:
                 need(net, s, b, 0, "fig4")
             for k in opts.warm_k:
                 need(net, s, opts.lb, k, "fig5")
@@ -172,7 +174,7 @@ def plan(opts: ReproduceOptions) -> list[RunSpec]:
         raw["measure"] = _measure(opts, r["table"], r["side"])
         if r["k"]:
             raw["train"]["epochs"] = opts.epochs + r["k"]  # k SB epochs, then `epochs` at LB
-            raw["remedies"] = {"warm_start": {"epochs": r["k"], "sb_batch": _int(opts.sb)}}
+            raw["remedies"] = {"warm_start": {"epochs": r["k"], "sb_batch": _int(sb)}}
         raw = apply_overrides(raw, opts.overrides)
         parse_config(raw)  # every run's config is valid before anything starts
         out.append(RunSpec(r["net"], r["seed"], r["batch"], r["k"], raw, tuple(r["parts"]),
@@ -197,7 +199,9 @@ def check_batches(specs: list[RunSpec]) -> None:
         if spec.warm_k:
             from remedies.config import resolve_batch_size
 
-            resolve_batch_size(cfg.remedies["warm_start"]["sb_batch"], sizes[key], "--sb")
+            warm = cfg.remedies["warm_start"]
+            assert warm is not None  # validated: the defaults replace a None
+            resolve_batch_size(warm["sb_batch"], sizes[key], "--sb")
 
 
 def _int(b: int | str) -> int:

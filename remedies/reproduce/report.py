@@ -319,13 +319,14 @@ def _side_by_side(sb: dict[str, Any], lb: dict[str, Any]) -> list[str]:
 
 def _fig3(net, sb, lb, out, pngs) -> list[str]:
     from remedies.config import parse_config
-    from remedies.data import load_data
+    from remedies.data import Splits, load_data
     from remedies.measures.interpolation import interpolate, plot_interpolation, write_csv
     from remedies.trainer import build_model, pick_device
 
     cfg = parse_config(sb.result["config"])
     device = pick_device(cfg.train.device)  # 2 × 25 full-data passes: on the GPU where there is one
     splits = load_data(cfg.data).to(device)
+    assert isinstance(splits, Splits)  # the paper's data sets load as tensors (no factory)
     models = []
     for o in (sb, lb):
         m = build_model(parse_config(o.result["config"]), splits, device)

@@ -9,11 +9,11 @@ from typing import Any
 import torch
 
 from remedies.config import parse_config
-from remedies.data import Splits, load_data
+from remedies.data import Splits, StreamSplits, load_data
 from remedies.trainer import build_model, pick_device, seed_everything, train
 
 
-def initial_weights(raw: dict[str, Any], splits: Splits) -> torch.Tensor:
+def initial_weights(raw: dict[str, Any], splits: Splits | StreamSplits) -> torch.Tensor:
     """x₀ of a run, flat: train() seeds everything with train.seed and then builds the model, so
     the same two calls give the very same initial weights (and SB and LB of a seed share them)."""
     cfg = parse_config(raw)
@@ -27,7 +27,7 @@ def flat(model: torch.nn.Module) -> torch.Tensor:
 
 
 def run_one(raw: dict[str, Any], keep_weights: bool = False,
-            splits: Splits | None = None) -> dict[str, Any]:  # fmt: skip
+            splits: Splits | StreamSplits | None = None) -> dict[str, Any]:  # fmt: skip
     """Train `raw` (a complete run config), measure it, and return a JSON-safe record (plus the
     trained weights when asked, for the interpolation of Fig. 3)."""
     t0 = time.perf_counter()

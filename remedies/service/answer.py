@@ -55,7 +55,7 @@ class Rule:
             x = metric(row, name)
             if not finite(x):
                 return False
-            ok = {">=": x >= v, "<=": x <= v, ">": x > v, "<": x < v}[op]  # type: ignore[operator]
+            ok = {">=": x >= v, "<=": x <= v, ">": x > v, "<": x < v}[op]
             if not ok:
                 return False
         return True

@@ -6,6 +6,7 @@ in a later release must not silently change what an exported recipe means.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ def _confirmed(study, how: str, seeds: int) -> tuple[dict[str, Any], str]:
     from remedies.service.optuna_space import trial_rows
     from remedies.service.report import front_rows
 
+    key: Callable[[dict[str, Any]], float]
     if how in PICKS:
         pool, key = front_rows(study)[1], (lambda r: r["val_accuracy"])
     else:
@@ -77,7 +79,13 @@ def _confirmed(study, how: str, seeds: int) -> tuple[dict[str, Any], str]:
         pool = [r for r in trial_rows(study) if r["state"] == "COMPLETE" and rule.holds(r)
                 and metric(r, rule.metric) is not None]  # fmt: skip
         sign = 1 if rule.mode == "max" else -1
-        key = lambda r: sign * metric(r, rule.metric)  # noqa: E731
+
+        def by_rule(r: dict[str, Any]) -> float:
+            v = metric(r, rule.metric)
+            assert v is not None  # the pool holds only rows where it is known
+            return sign * v
+
+        key = by_rule
     cands = confirm.confirm(confirm.candidates(pool, key), seeds)
     best = max(cands, key=confirm.mean_val)
     return best, confirm.header(best, cands)

@@ -11,6 +11,7 @@ ends at the trial's validation accuracy.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -135,6 +136,7 @@ def _call(fn_name: str, kwargs: dict[str, Any], offered: list[str], path: str) -
     """`fn(k=v, ..., offered=offered)`: the offered names passed where the signature takes them."""
     from remedies.factories import resolve
 
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(resolve(path, "config")).parameters
     except (TypeError, ValueError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, TypeGuard
 
 import optuna
 
@@ -104,7 +104,8 @@ def plain_params(space: SearchSpace) -> dict[str, Any]:
     return out
 
 
-def finite(v: Any) -> bool:
+def finite(v: Any) -> TypeGuard[float]:
+    """A real number (int or float, not bool), neither NaN nor infinite."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 

@@ -15,7 +15,7 @@ everywhere else, and both get a bounded number of short labels.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from remedies.service.optuna_space import finite
@@ -98,7 +98,7 @@ def plot_pareto(done: Sequence[tuple[float, float]], front: Sequence[tuple[float
     return fig
 
 
-def plot_accuracy_vs_sharpness(series: dict[str, Sequence[tuple[float, float]]]) -> Figure:
+def plot_accuracy_vs_sharpness(series: Mapping[str, Sequence[tuple[float, float]]]) -> Figure:
     """One colour per sharpness measure: (sharpness, val_accuracy %) of every measured trial."""
     fig, ax = _new_figure()
     xs: list[float] = []
@@ -118,7 +118,7 @@ def plot_accuracy_vs_sharpness(series: dict[str, Sequence[tuple[float, float]]])
     return fig
 
 
-def plot_learning_curves(curves: dict[int, Sequence[tuple[float, float]]],
+def plot_learning_curves(curves: Mapping[int, Sequence[tuple[float, float]]],
                          front: Sequence[int]) -> Figure:  # fmt: skip
     """Every trial's validation accuracy per epoch on one chart: the Pareto front's trials in
     colour and named in the legend, the others thin and grey (a pruned trial's curve stops)."""

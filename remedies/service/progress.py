@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any
 
+from remedies.service.optuna_space import finite
 from remedies.service.outcome import Decision, Outcome
 from remedies.service.space import SearchSpace
 
@@ -70,6 +71,7 @@ class Progress:
             parts = []
             for o in self.space.objectives:
                 v = result.get(o.name)
+                assert finite(v)  # a COMPLETE trial's objectives are all finite (`Decision`)
                 parts.append(f"{o.name} {v:.4g}")
                 old = self.best.get(o.name)
                 if old is None or (v > old[0] if o.mode == "max" else v < old[0]):

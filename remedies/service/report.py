@@ -50,10 +50,13 @@ def point(row: dict[str, Any], objs: list[tuple[str, str]]) -> list[float] | Non
     """Objective values of a COMPLETE trial, all as 'larger is better' (min objectives negated)."""
     if row["state"] != "COMPLETE":
         return None
-    vals = [value_of(row, m) for m, _ in objs]
-    if not all(finite(v) for v in vals):
-        return None
-    return [v if mode == "max" else -v for v, (_, mode) in zip(vals, objs, strict=True)]  # type: ignore[operator]
+    out = []
+    for m, mode in objs:
+        v = value_of(row, m)
+        if not finite(v):
+            return None
+        out.append(v if mode == "max" else -v)
+    return out
 
 
 def value_of(row: dict[str, Any], metric: str) -> float | None:
@@ -64,6 +67,13 @@ def value_of(row: dict[str, Any], metric: str) -> float | None:
     if metric in (row.get("metrics") or {}):
         return row["metrics"][metric]
     return row.get(metric)
+
+
+def _objective(row: dict[str, Any], metric: str) -> float:
+    """`value_of` an objective of a row with a `point` (so all its objectives are finite)."""
+    v = value_of(row, metric)
+    assert finite(v), (row["number"], metric, v)
+    return v
 
 
 def pareto(points: list[list[float]]) -> list[int]:
@@ -256,9 +266,10 @@ def write_artifacts(
     paths.append(csv_path)
     if len(objs) >= 2:
         (mx, _), (my, _) = objs[0], objs[1]
-        done = [(value_of(r, my), value_of(r, mx)) for r in rows if point(r, objs) is not None]
-        fr = sorted(front, key=lambda r: value_of(r, my) or 0)
-        fig = plot_pareto(done, [(value_of(r, my), value_of(r, mx), r["number"]) for r in fr],
+        done = [(_objective(r, my), _objective(r, mx)) for r in rows
+                if point(r, objs) is not None]  # fmt: skip
+        fr = sorted(front, key=lambda r: _objective(r, my))
+        fig = plot_pareto(done, [(_objective(r, my), _objective(r, mx), r["number"]) for r in fr],
                           xlabel=my, ylabel=mx, title=study.study_name)  # fmt: skip
         fig.savefig(d / "pareto.png", dpi=100)
         paths.append(d / "pareto.png")
