@@ -12,7 +12,7 @@ from remedies.service.driver import SearchOptions, run_search
 from remedies.service.results import Results
 from remedies.service.space import parse_space
 from tests.service.consistency import assert_consistent
-from tests.service.test_search_e2e import TINY
+from tests.service.test_search_e2e import TINY, crash_once
 
 
 @pytest.mark.slow
@@ -21,8 +21,9 @@ def test_search_keeps_its_state_in_s3(ray_local, mlflow_server, s3_server, tmp_p
     raw = {**TINY, "name": "s3", "num_samples": 2, "asha": {"enabled": False}, "remedies": {}}
     storage = str(tmp_path / "studies.db")
     uri = s3_server.format("runs")
+    raw["base"] = {**raw["base"], "model": crash_once(tmp_path, raw, after_epoch=1)}
     opts = SearchOptions(name="s3-1", tracking_uri=mlflow_server, storage=storage,
-                         results_dir=uri, quiet=True, crash_once_after_epoch=1)  # fmt: skip
+                         results_dir=uri, quiet=True)  # fmt: skip
     assert run_search(parse_space(raw), opts).exit_code == 0
     got = assert_consistent(storage, mlflow_server, "s3", "s3-1", 2)
     # the retry found the state the first attempt saved in the bucket
@@ -44,9 +45,9 @@ def test_a_retry_resumes_from_the_last_checkpoint(ray_local, mlflow_server, s3_s
            "checkpoint_every": {"epochs": 3}}  # fmt: skip
     raw["base"] = {**raw["base"], "train": {**raw["base"]["train"], "epochs": 6}}
     storage = str(tmp_path / "studies.db")
+    raw["base"] = {**raw["base"], "model": crash_once(tmp_path, raw, after_epoch=5)}
     opts = SearchOptions(name="ck-1", tracking_uri=mlflow_server, storage=storage,
-                         results_dir=s3_server.format("ck"), quiet=True,
-                         crash_once_after_epoch=5)  # fmt: skip
+                         results_dir=s3_server.format("ck"), quiet=True)  # fmt: skip
     assert run_search(parse_space(raw), opts).exit_code == 0
     got = assert_consistent(storage, mlflow_server, "ck", "ck-1", 1)
     (run,) = got["runs"].values()

@@ -21,6 +21,7 @@ from remedies.service import tracking
 from remedies.service.driver import SearchOptions, run_search
 from remedies.service.report import load_study, text_report
 from remedies.service.space import parse_space
+from tests.factories import crash_once_model
 from tests.service.consistency import assert_consistent
 
 N = 4
@@ -36,6 +37,16 @@ TINY = {
     "num_samples": N, "max_concurrent": 2, "resources": {"cpu": 1, "gpu": 0},
     "baselines": {"enabled": False},  # the references are tested in test_baselines
 }  # fmt: skip
+
+
+def crash_once(tmp_path, space: dict, after_epoch: int) -> dict:
+    """The `model:` of a base whose every trial's first attempt crashes after `after_epoch`."""
+    from remedies.config import parse_config
+    from remedies.data import load_data
+
+    cfg = parse_config(space["base"])
+    n, b = load_data(cfg.data).n_train, cfg.train.resolve_batch_size(load_data(cfg.data).n_train)
+    return crash_once_model(tmp_path / "crashed", n, b, after_epoch)
 
 
 @pytest.mark.slow
@@ -117,10 +128,10 @@ def test_retried_trial_continues_its_run(ray_local, mlflow_server, tmp_path, mon
     monkeypatch.chdir(tmp_path)
     raw = {**TINY, "name": "retry", "num_samples": 2, "asha": {"enabled": False},
            "max_failures": 1, "remedies": {}}  # fmt: skip
+    raw["base"] = {**TINY["base"], "model": crash_once(tmp_path, TINY, after_epoch=1)}
     storage = str(tmp_path / "studies.db")
     opts = SearchOptions(name="retry-1", tracking_uri=mlflow_server, storage=storage,
-                         results_dir=str(tmp_path / "ray"), quiet=True,
-                         crash_once_after_epoch=1)  # fmt: skip
+                         results_dir=str(tmp_path / "ray"), quiet=True)  # fmt: skip
     run_search(parse_space(raw), opts)
     got = assert_consistent(storage, mlflow_server, "retry", "retry-1", 2)
     assert [t.state for t in got["study"].trials] == [optuna.trial.TrialState.COMPLETE] * 2
