@@ -46,6 +46,7 @@ from remedies.service.searcher import (
     Stores,
     StudySearcher,
     Ticker,
+    TrialErrors,
     close_decided_runs,
     directions,
 )
@@ -125,7 +126,7 @@ def _check_options(space: SearchSpace, opts: SearchOptions) -> str:
         space.num_samples = opts.num_samples
     if opts.max_concurrent is not None:
         space.max_concurrent = opts.max_concurrent
-    name = opts.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = opts.name if opts.name is not None else f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_name(name)
     Results.parse(opts.results_dir).check()
     return name
@@ -320,6 +321,7 @@ def _run(space: SearchSpace, opts: SearchOptions, stores: Stores, results: Resul
                     st.set_study_attr("references", refs)  # fmt: skip
                 if todo > 0:
                     searcher = StudySearcher(stores, space, progress, todo, threads)
+                    logging.getLogger("ray.tune").addHandler(TrialErrors(searcher))
                     _fit(space, searcher, stores, results, data, refs)
             except KeyboardInterrupt:
                 interrupted = True

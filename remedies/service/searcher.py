@@ -126,8 +126,7 @@ class StudySearcher(Searcher):
         res = result or self.last.get(trial_id) or {}
         why = None
         if error:
-            why = self.errors.pop(trial_id, "") or "crashed"
-            why += " (the run's 'error' tag and the search's log have the traceback)"
+            why = self.errors.pop(trial_id, "") or "crashed (see the run's 'error' tag)"
         self.record(trial_id, decide(res, self.metrics, error=why), res)
 
     def record(self, trial_id: str, d: Decision, res: dict[str, Any]) -> None:
@@ -205,8 +204,7 @@ def close_decided_runs(st: Study, uri: str) -> int:
 
 
 class Ticker(Callback):
-    """Each scheduler step: retry held tracking writes and refresh the progress line; and a
-    trial's error, kept in one line for its decision (the traceback goes to the log)."""
+    """Each scheduler step: retry held tracking writes and refresh the progress line."""
 
     def __init__(self, searcher: StudySearcher) -> None:
         self.searcher = searcher
@@ -222,17 +220,26 @@ class Ticker(Callback):
         retries, unsent = s.tracking_state()
         s.progress.tick(running, pending, retries=retries, unsent=unsent)
 
-    def on_trial_error(self, iteration, trials, trial, **info):  # type: ignore[no-untyped-def]
-        err = getattr(trial, "error_file", None)
-        text = ""
-        try:
-            if err:
-                with open(err) as f:
-                    lines = [ln for ln in f.read().strip().splitlines() if ln.strip()]
-                text = lines[-1].strip() if lines else ""
-        except OSError:
-            pass
-        self.searcher.errors[trial.trial_id] = text[:300]
+
+class TrialErrors(logging.Handler):
+    """Keeps the last line of each failed trial's error (`OSError: [Errno 28] No space left on
+    device`) for its one-line decision. Tune logs every failed attempt with its traceback
+    before it tells the searcher; the tracebacks themselves go to the search's log file."""
+
+    def __init__(self, searcher: StudySearcher) -> None:
+        super().__init__(level=logging.ERROR)
+        self.searcher = searcher
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = str(record.msg)
+        if not msg.startswith("Trial task failed for trial") or not record.exc_info:
+            return
+        name = msg.rsplit(" ", 1)[-1]
+        exc = record.exc_info[1]
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        for trial_id in self.searcher.live:
+            if name.endswith(trial_id):
+                self.searcher.errors[trial_id] = (lines[-1] if lines else type(exc).__name__)[:300]
 
 
 class InterruptStopper(Stopper):

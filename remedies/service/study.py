@@ -56,6 +56,9 @@ def storage_exists(path: str) -> bool:
             row = c.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'studies'"
             ).fetchone()
+            # a truncated file can still show its first page: read every page once
+            if row is not None and (ok := c.execute("PRAGMA quick_check").fetchone()[0]) != "ok":
+                raise sqlite3.DatabaseError(ok)
     except sqlite3.OperationalError as e:
         if "locked" in str(e) or "busy" in str(e):
             return True  # present but busy: let Optuna try

@@ -142,3 +142,39 @@ def s3_server(tmp_path_factory):
     yield f"s3://remedies-test/{{}}?endpoint_override=127.0.0.1:{port}&scheme=http"
     proc.terminate()
     proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server (Debian's `postgresql`) on 127.0.0.1, its own data folder, one
+    empty database; yields its SQLAlchemy URL. Skipped where the server is not installed,
+    unless REMEDIES_REQUIRE_POSTGRES=1 (set by CI, which installs it)."""
+    import shutil
+    import tempfile
+
+    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if not bins:
+        if os.environ.get("REMEDIES_REQUIRE_POSTGRES") == "1":
+            raise RuntimeError("PostgreSQL is required here: apt-get install postgresql")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    pg = bins[-1].parent
+    # the server refuses to run as root: as root, run it as Debian's `postgres` user, in a
+    # folder that user can reach (pytest's own tmp folders are private to root)
+    d = Path(tempfile.mkdtemp(prefix="remedies-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(d, "postgres", "postgres")
+        d.chmod(0o755)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    run = lambda *a: subprocess.run([*as_user, *a], check=True, capture_output=True, text=True)  # noqa: E731
+    run(str(pg / "initdb"), "-D", str(d / "data"), "-A", "trust", "-U", "remedies")
+    run(str(pg / "pg_ctl"), "-D", str(d / "data"), "-l", str(d / "server.log"), "-w", "-o",
+        f"-p {port} -k {d} -c listen_addresses=127.0.0.1", "start")  # fmt: skip
+    try:
+        run(str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "remedies", "studies")
+        yield f"postgresql+psycopg2://remedies@127.0.0.1:{port}/studies"
+    finally:
+        subprocess.run([*as_user, str(pg / "pg_ctl"), "-D", str(d / "data"), "-m", "fast", "-w",
+                        "stop"], capture_output=True)  # fmt: skip
+        shutil.rmtree(d, ignore_errors=True)

@@ -207,6 +207,7 @@ def test_references_of_a_base_without_an_lr_use_the_run_configs_default():
     space = parse_space({"name": "nolr", "base": {"data": {"num_samples": 200},
                                                    "train": {"epochs": 1}}})  # fmt: skip
     default = parse_config({}).train.lr
-    got = [(kind, raw["train"]["lr"]) for kind, raw in reference_configs(space)]
+    got = [(key.split("-")[0], cfg["train"]["lr"], cfg["train"]["threads"])
+           for key, cfg in reference_configs(space, threads=3)]  # fmt: skip
     factors = space.baselines.lr_factors
-    assert got == [("sb", default * f) for f in factors] + [("lb", default)]
+    assert got == [("sb", default * f, 3) for f in factors] + [("lb", default, 3)]
