@@ -41,6 +41,7 @@ from torch import nn
 from remedies.catalog import build_remedies
 from remedies.config import RunConfig, apply_overrides, parse_config, read_yaml
 from remedies.hooks import LossFn, Remedy, TrainContext
+from remedies.precision import autocast_for, grad_scaler, resolve_precision
 
 __all__ = ["Applied", "Recipe", "make_optimizer"]
 
@@ -153,6 +154,11 @@ class Applied:
         self._after_backward = [r for r in self.remedies if _overrides(r, "after_backward")]
         self._after_step = [r for r in self.remedies if _overrides(r, "after_step")]
         ctx.before_step, ctx.after_step = self._before_step, self._after_step_hooks
+        # train.precision: the forward passes of `closure` (the remedies' extra ones too) run
+        # under autocast; fp16 scales the loss (ctx.backward) and unscales before every step
+        self.precision = resolve_precision(t, ctx.device)
+        self.autocast = autocast_for(self.precision, ctx.device)
+        ctx.scaler = grad_scaler(self.precision, ctx.device)
         self.last_logits: torch.Tensor | None = None  # the last step's first forward, detached
 
     # ------------------------------------------------------------------ what the loop reads
@@ -238,21 +244,23 @@ class Applied:
         remedies call it more than once per step (SAM: at w and at w + e). `forward` defaults
         to the model; its first output is kept in `last_logits`."""
         model, ctx, terms, loss_fn = self.model, self.ctx, self._loss, self.loss_fn
+        autocast = self.autocast
         fwd = forward or model
         weights = self.sample_weights(y)
         first: list[torch.Tensor] = []
 
         def closure() -> torch.Tensor:
-            logits = fwd(x)
-            if not first:
-                first.append(logits)
-                self.last_logits = logits.detach()
-            if weights is None:
-                loss = loss_fn(logits, y)
-            else:
-                loss = (F.cross_entropy(logits, y, reduction="none") * weights).mean()
-            for r in terms:
-                loss = r.loss(model, x, y, loss, ctx)
+            with autocast():
+                logits = fwd(x)
+                if not first:
+                    first.append(logits)
+                    self.last_logits = logits.detach()
+                if weights is None:
+                    loss = loss_fn(logits, y)
+                else:
+                    loss = (F.cross_entropy(logits, y, reduction="none") * weights).mean()
+                for r in terms:
+                    loss = r.loss(model, x, y, loss, ctx)
             return loss
 
         return closure
@@ -277,7 +285,7 @@ class Applied:
         if loss is None:
             opt.zero_grad(set_to_none=True)
             loss = closure()
-            loss.backward()
+            self.ctx.backward(loss)
             self.optimizer_step()
         self.ctx.step += 1
         return loss
