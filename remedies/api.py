@@ -91,11 +91,13 @@ class Recipe:
         input_shape: Sequence[int],
         device: torch.device | str | None = None,
         loss_fn: LossFn = F.cross_entropy,
+        precision: str | None = None,
     ) -> Applied:
         """Bind the remedies to `model` (trained on `n_train` samples of shape `input_shape`).
 
         Runs every remedy's setup, which may replace modules in place (ghost BN): build the
-        optimiser afterwards, from `Applied.model`. `device` defaults to the model's."""
+        optimiser afterwards, from `Applied.model`. `device` defaults to the model's.
+        `precision` (fp32, bf16, fp16) overrides the recipe's train.precision."""
         if device is None:
             device = next((p.device for p in model.parameters()), torch.device("cpu"))
         return Applied(
@@ -105,6 +107,7 @@ class Recipe:
             input_shape=tuple(input_shape),
             device=torch.device(device),
             loss_fn=loss_fn,
+            precision=precision,
         )
 
 
@@ -123,6 +126,7 @@ class Applied:
         input_shape: tuple[int, ...],
         device: torch.device,
         loss_fn: LossFn,
+        precision: str | None = None,
     ) -> None:
         t = config.train
         self.config = config
@@ -156,6 +160,8 @@ class Applied:
         ctx.before_step, ctx.after_step = self._before_step, self._after_step_hooks
         # train.precision: the forward passes of `closure` (the remedies' extra ones too) run
         # under autocast; fp16 scales the loss (ctx.backward) and unscales before every step
+        if precision is not None:
+            t = t.model_copy(update={"precision": precision})
         self.precision = resolve_precision(t, ctx.device)
         self.autocast = autocast_for(self.precision, ctx.device)
         ctx.scaler = grad_scaler(self.precision, ctx.device)

@@ -142,3 +142,18 @@ def test_precision_is_validated_once():
     with pytest.raises(ConfigError, match=r"^train\.compile: "):
         parse_config({"train": {"compile": "sometimes"}})
     assert parse_config({}).train.precision == "auto" and not parse_config({}).train.compile
+
+
+def test_an_fp16_checkpoint_loads_on_a_cpu(tmp_path):
+    """A run trained in fp16 on a GPU is measured anywhere: its recipe is rebuilt in fp32."""
+    from remedies.checkpoint import load_checkpoint, save_checkpoint
+
+    cfg = parse_config({"data": {"name": "mnist1d", "num_samples": 400},
+                        "model": {"name": "F1", "width": 0.1},
+                        "train": {"epochs": 1, "batch_size": 32},
+                        "measure": NO_MEASURES})  # fmt: skip
+    r = train(cfg, progress=False, measure=False)
+    r.config = cfg.model_copy(update={"train": cfg.train.model_copy(update={"precision": "fp16"})})
+    path = save_checkpoint(tmp_path / "c.pt", r)
+    model, loaded, _ = load_checkpoint(path)
+    assert loaded.train.precision == "fp16" and next(model.parameters()).dtype == torch.float32
