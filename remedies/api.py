@@ -41,6 +41,7 @@ from torch import nn
 from remedies.catalog import build_remedies
 from remedies.config import RunConfig, apply_overrides, parse_config, read_yaml
 from remedies.hooks import LossFn, Remedy, TrainContext
+from remedies.precision import autocast_for, grad_scaler, resolve_precision
 
 __all__ = ["Applied", "Recipe", "make_optimizer"]
 
@@ -90,11 +91,13 @@ class Recipe:
         input_shape: Sequence[int],
         device: torch.device | str | None = None,
         loss_fn: LossFn = F.cross_entropy,
+        precision: str | None = None,
     ) -> Applied:
         """Bind the remedies to `model` (trained on `n_train` samples of shape `input_shape`).
 
         Runs every remedy's setup, which may replace modules in place (ghost BN): build the
-        optimiser afterwards, from `Applied.model`. `device` defaults to the model's."""
+        optimiser afterwards, from `Applied.model`. `device` defaults to the model's.
+        `precision` (fp32, bf16, fp16) overrides the recipe's train.precision."""
         if device is None:
             device = next((p.device for p in model.parameters()), torch.device("cpu"))
         return Applied(
@@ -104,6 +107,7 @@ class Recipe:
             input_shape=tuple(input_shape),
             device=torch.device(device),
             loss_fn=loss_fn,
+            precision=precision,
         )
 
 
@@ -122,6 +126,7 @@ class Applied:
         input_shape: tuple[int, ...],
         device: torch.device,
         loss_fn: LossFn,
+        precision: str | None = None,
     ) -> None:
         t = config.train
         self.config = config
@@ -153,6 +158,13 @@ class Applied:
         self._after_backward = [r for r in self.remedies if _overrides(r, "after_backward")]
         self._after_step = [r for r in self.remedies if _overrides(r, "after_step")]
         ctx.before_step, ctx.after_step = self._before_step, self._after_step_hooks
+        # train.precision: the forward passes of `closure` (the remedies' extra ones too) run
+        # under autocast; fp16 scales the loss (ctx.backward) and unscales before every step
+        if precision is not None:
+            t = t.model_copy(update={"precision": precision})
+        self.precision = resolve_precision(t, ctx.device)
+        self.autocast = autocast_for(self.precision, ctx.device)
+        ctx.scaler = grad_scaler(self.precision, ctx.device)
         self.last_logits: torch.Tensor | None = None  # the last step's first forward, detached
 
     # ------------------------------------------------------------------ what the loop reads
@@ -238,21 +250,23 @@ class Applied:
         remedies call it more than once per step (SAM: at w and at w + e). `forward` defaults
         to the model; its first output is kept in `last_logits`."""
         model, ctx, terms, loss_fn = self.model, self.ctx, self._loss, self.loss_fn
+        autocast = self.autocast
         fwd = forward or model
         weights = self.sample_weights(y)
         first: list[torch.Tensor] = []
 
         def closure() -> torch.Tensor:
-            logits = fwd(x)
-            if not first:
-                first.append(logits)
-                self.last_logits = logits.detach()
-            if weights is None:
-                loss = loss_fn(logits, y)
-            else:
-                loss = (F.cross_entropy(logits, y, reduction="none") * weights).mean()
-            for r in terms:
-                loss = r.loss(model, x, y, loss, ctx)
+            with autocast():
+                logits = fwd(x)
+                if not first:
+                    first.append(logits)
+                    self.last_logits = logits.detach()
+                if weights is None:
+                    loss = loss_fn(logits, y)
+                else:
+                    loss = (F.cross_entropy(logits, y, reduction="none") * weights).mean()
+                for r in terms:
+                    loss = r.loss(model, x, y, loss, ctx)
             return loss
 
         return closure
@@ -277,7 +291,7 @@ class Applied:
         if loss is None:
             opt.zero_grad(set_to_none=True)
             loss = closure()
-            loss.backward()
+            self.ctx.backward(loss)
             self.optimizer_step()
         self.ctx.step += 1
         return loss

@@ -131,8 +131,9 @@ def load_checkpoint(
     splits = splits if splits is not None else load_data(cfg.data, device)
     model = build_model(cfg, splits, torch.device(device))
     # the remedies' setup, as in training (ghost BN swaps its layers before the weights load)
+    # (precision fp32: only the weights are wanted, and an fp16 run's checkpoint loads on a CPU)
     model = Recipe(cfg).apply(model, n_train=splits.n_train, input_shape=splits.input_shape,
-                              device=device).model  # fmt: skip
+                              device=device, precision="fp32").model  # fmt: skip
     model.load_state_dict(payload["model_state"])
     model.eval()
     return model, cfg, payload["metrics"]

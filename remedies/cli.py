@@ -18,6 +18,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from remedies.trainer import train
 
     cfg = load_config(args.config, args.set)
+    _check_precision(cfg)
     splits = load_data(cfg.data)
     cfg.train.resolve_batch_size(splits.n_train)  # a too-large batch fails before any training
     result = train(cfg, splits=splits, out_dir=args.out, progress=not args.quiet)
@@ -31,6 +32,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_precision(cfg) -> None:
+    """train.precision on this machine's device (fp16 needs CUDA), before any data is read."""
+    from remedies.precision import resolve_precision
+    from remedies.trainer import pick_device
+
+    resolve_precision(cfg.train, pick_device(cfg.train.device))
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     import torch
 
@@ -38,6 +47,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from remedies.data import load_data
 
     cfg = load_config(args.config, args.set)
+    _check_precision(cfg)
     splits = load_data(cfg.data)
     n = splits.n_train
     b = cfg.train.resolve_batch_size(n)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from remedies.errors import ConfigError, describe
 from remedies.measures.config import NOISE_SCALE_BN, MeasureConfig
 
-DATASETS = ("mnist1d", "npz", "mnist", "cifar10", "cifar100", "timit")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _FRACTION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
@@ -36,10 +36,16 @@ def _builtin_unless_factory(data: Any, default: str) -> Any:
 
 
 class DataConfig(Strict):
-    # a built-in data set, or (factory) your own: see `factory` below and remedies.factories
-    name: Literal["mnist1d", "npz", "mnist", "cifar10", "cifar100", "timit"] | None = None
-    path: Path | None = None  # npz file (npz), feature directory (timit), data root (mnist/cifar)
+    # a built-in data set (remedies.data.DATASETS: mnist1d, npz, mnist, fashion_mnist, idx,
+    # cifar10, cifar100, timit), or (factory) your own: see `factory` below and remedies.factories
+    name: str | None = None
+    # npz file (npz), feature directory (timit), data root (mnist/cifar), IDX folder
+    # (fashion_mnist: default Debian's /usr/share/datasets/fashion-mnist; idx: required)
+    path: Path | None = None
     num_samples: int = Field(10000, ge=100, le=1_000_000)  # mnist1d: samples generated (80% train)
+    # read sets (all but mnist1d): keep the first N training samples (before the validation
+    # carve-out) and the same share of the test split — a cheap run on real data
+    subset: int | None = Field(None, ge=10)
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # carved from the training split, seeded
     split_seed: int = Field(0, ge=0)  # seed of the validation carve-out (fixed across runs)
     max_train: int | None = Field(None, ge=1)  # keep only the first N training samples (cheap runs)
@@ -62,15 +68,30 @@ class DataConfig(Strict):
     def _default_name(cls, data: Any) -> Any:
         return _builtin_unless_factory(data, "mnist1d")
 
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str | None) -> str | None:
+        from remedies.data import DATASETS
+
+        if v is not None and v not in DATASETS:
+            raise ValueError(f"unknown data set {v!r}; allowed: {', '.join(DATASETS.names())}")
+        return v
+
     @model_validator(mode="after")
     def _path_needed(self) -> DataConfig:
         if self.factory is not None:
             if self.name is not None:
                 raise ValueError("set either data.name or data.factory, not both")
             _resolve_factory(self.factory, "data.factory")
-        if self.name in ("npz", "timit") and self.path is None:
+        if self.name is not None and self.path is None and _needs_path(self.name):
             raise ValueError(f"data.path is required for data.name={self.name!r}")
         return self
+
+
+def _needs_path(name: str) -> bool:
+    from remedies.data import DATASETS
+
+    return DATASETS.get(name, "data.name").needs_path
 
 
 class ModelConfig(Strict):
@@ -137,6 +158,11 @@ class TrainConfig(Strict):
     threads: int | None = Field(None, ge=1, le=1024)
     eval_batch_size: int = Field(1000, ge=1)  # chunk size for evaluation passes
     checkpoint: bool = True  # save model + config + metrics to OUT/checkpoint.pt
+    # arithmetic of the forward/backward passes (weights, optimiser state and measures stay fp32):
+    # auto = bf16 autocast on a CUDA GPU that supports it, else fp32; bf16 on CPU = CPU autocast;
+    # fp16 = CUDA autocast with a GradScaler (refused without a CUDA GPU)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    compile: bool = False  # wrap the training forward with torch.compile (slow to start on CPU)
 
     @field_validator("batch_size")
     @classmethod
@@ -156,6 +182,16 @@ class TrainConfig(Strict):
         """The batch size in samples for a training set of `n_train` samples."""
         return resolve_batch_size(self.batch_size, n_train, "train.batch_size")
 
+    @model_validator(mode="after")
+    def _fp16_needs_cuda(self) -> TrainConfig:
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ConfigError("train.precision", FP16_NEEDS_CUDA)
+        return self
+
+
+FP16_NEEDS_CUDA = (f"fp16 needs a CUDA GPU (a GradScaler'd autocast); allowed here: "
+                   f"{', '.join(p for p in PRECISIONS if p != 'fp16')}")  # fmt: skip
+
 
 def resolve_batch_size(value: int | str, n_train: int, field: str) -> int:
     if isinstance(value, str):
@@ -173,11 +209,11 @@ def resolve_batch_size(value: int | str, n_train: int, field: str) -> int:
 class RunConfig(Strict):
     """One training run: data → model → train (+ remedies through hooks) → measures."""
 
-    data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
-    train: TrainConfig = TrainConfig()
+    data: DataConfig = Field(default_factory=lambda: DataConfig.model_validate({}))
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig.model_validate({}))
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig.model_validate({}))
     remedies: dict[str, dict[str, Any] | None] = {}  # name → its parameters ({} = defaults)
-    measure: MeasureConfig = MeasureConfig()
+    measure: MeasureConfig = Field(default_factory=MeasureConfig)
 
     @field_validator("remedies")
     @classmethod

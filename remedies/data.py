@@ -5,10 +5,14 @@ an on-device tensor is far cheaper per step than a Python loader (airbench's les
 validation split is carved from the training data with a fixed seed, so every run of a search sees
 the same one; the test split is never used for selection.
 
+Built-in sets are entries of the registry `DATASETS` (one `register_dataset` line each).
 Formats read (the same on-disk layouts torchvision's caches use, so an existing cache works):
   mnist1d   generated locally by the `mnist1d` package (no download), cached as .npz
   npz       a user file with x_train, y_train, x_test, y_test (any sample shape, integer labels)
   mnist     ROOT/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]  (IDX)
+  fashion_mnist  DIR or ROOT/FashionMNIST/raw with the same four IDX files; default Debian's
+            /usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist)
+  idx       DIR with the same four IDX files, any MNIST-format set (KMNIST, ...)
   cifar10   ROOT/cifar-10-batches-py/{data_batch_1..5,test_batch}             (python pickles)
   cifar100  ROOT/cifar-100-python/{train,test}                                (python pickles)
   timit     DIR/{train,test}_{features,labels}.npy with 360-dim features (user-supplied)
@@ -25,9 +29,10 @@ import tarfile
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,11 +41,10 @@ from torch.utils.data import Dataset
 from remedies.config import DataConfig
 from remedies.errors import ConfigError
 from remedies.io import atomic_target
+from remedies.registry import Registry
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x_train, y_train, x_test, y_test
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
-# class counts fixed by the data set itself (npz and timit are inferred from their labels)
-KNOWN_CLASSES = {"mnist1d": 10, "mnist": 10, "cifar10": 10, "cifar100": 100}
 # what a truncated or corrupt file raises from numpy, zipfile, gzip, zlib or pickle
 _CORRUPT = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, KeyError)
 
@@ -153,6 +157,8 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")  # fmt: skip
 MNIST_FILES = {  # name -> md5 of the .gz (the checksums torchvision uses)
     "train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
     "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
@@ -167,31 +173,83 @@ CIFAR = {  # name -> (folder, url, md5 of the archive)
 }  # fmt: skip
 
 
-def read_mnist(cfg: DataConfig) -> Arrays:
-    raw = (cfg.path or cache_dir(cfg)) / "MNIST" / "raw"
-    found = {}
-    for name, md5 in MNIST_FILES.items():
-        for cand in (raw / name, raw / f"{name}.gz"):
-            if cand.exists():
-                found[name] = cand
-                break
+@dataclass(frozen=True)
+class IdxSet:
+    """Where one IDX data set in the MNIST format may live: the four files
+    {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz], in one folder."""
+
+    title: str  # for messages
+    subdir: str | None = None  # torchvision's cache layout under a root, e.g. "MNIST/raw"
+    system: Path | None = None  # a system-wide copy, e.g. a Debian dataset-* package's folder
+    install: str = ""  # how to get a copy, for the error message
+    mirror: str | None = None  # data.download: base URL, files checked against MNIST_FILES' md5s
+
+    def folders(self, cfg: DataConfig) -> list[Path]:
+        """Folders searched in order: data.path's torchvision layout, then data.path itself; with
+        no data.path, the cache's layout, then the system copy."""
+        roots = [cfg.path] if cfg.path is not None else [cache_dir(cfg)]
+        out = [r / self.subdir for r in roots if self.subdir] + (roots if cfg.path else [])
+        if cfg.path is None and self.system is not None:
+            out.append(self.system)
+        return out
+
+
+MNIST = IdxSet(
+    "MNIST",
+    subdir="MNIST/raw",
+    mirror=MNIST_MIRROR,
+    install="point data.path at a folder holding MNIST/raw, or set data.download: true",
+)
+FASHION_MNIST = IdxSet(
+    "Fashion-MNIST", subdir="FashionMNIST/raw", system=Path("/usr/share/datasets/fashion-mnist"),
+    install="point data.path at a folder holding the four IDX files (or FashionMNIST/raw), or "
+    "install Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist)",
+)  # fmt: skip
+IDX_FOLDER = IdxSet("IDX", install="point data.path at a folder holding the four IDX files "
+                    f"{', '.join(IDX_FILES)} (each may be .gz)")  # fmt: skip
+
+
+def _idx_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
+    found, missing = {}, []
+    for name in IDX_FILES:
+        cand = next((c for c in (folder / name, folder / f"{name}.gz") if c.is_file()), None)
+        if cand is None:
+            missing.append(name)
         else:
-            if not cfg.download:
-                raise ConfigError(
-                    "data.path",
-                    f"no MNIST copy at {raw} (missing {name}[.gz]); "
-                    "point data.path at a folder holding MNIST/raw, or set data.download: true",
-                )
-            found[name] = _download(MNIST_MIRROR + name + ".gz", raw / f"{name}.gz", md5)
+            found[name] = cand
+    return found, missing
+
+
+def read_idx_set(cfg: DataConfig, spec: IdxSet) -> Arrays:
+    """One IDX set from the first folder of `spec.folders` that holds all four files."""
+    folders = spec.folders(cfg)
+    found: dict[str, Path] = {}
+    missing: list[str] = list(IDX_FILES)
+    for folder in folders:
+        found, missing = _idx_files(folder)
+        if not missing:
+            break
+    else:
+        found, missing = _idx_files(folders[0])
+        if not (cfg.download and spec.mirror):
+            where = " or ".join(str(f) for f in folders)
+            raise ConfigError("data.path", f"no {spec.title} copy at {where} (missing "
+                              f"{missing[0]}[.gz]); {spec.install}")  # fmt: skip
+        for name in missing:
+            found[name] = _download(f"{spec.mirror}{name}.gz", folders[0] / f"{name}.gz",
+                                    MNIST_FILES[name])  # fmt: skip
     arrays = {name: _read_idx(p) for name, p in found.items()}
     for name, arr in arrays.items():
         want = 3 if "images" in name else 1  # (N, rows, cols) images, (N,) labels
         if arr.ndim != want:
             raise ConfigError("data.path", f"{found[name]} holds a {arr.ndim}-D array; "
                               f"{name} must be {want}-D")  # fmt: skip
-    xtr, ytr = arrays["train-images-idx3-ubyte"], arrays["train-labels-idx1-ubyte"]
-    xte, yte = arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"]
-    return xtr[:, None], ytr, xte[:, None], yte  # (N, 1, 28, 28) uint8
+    xtr, ytr, xte, yte = (arrays[n] for n in IDX_FILES)
+    return xtr[:, None], ytr, xte[:, None], yte  # (N, 1, rows, cols) uint8
+
+
+def read_mnist(cfg: DataConfig) -> Arrays:
+    return read_idx_set(cfg, MNIST)
 
 
 def _unpickle(path: Path, label_key: bytes) -> dict:
@@ -209,7 +267,7 @@ def _unpickle(path: Path, label_key: bytes) -> dict:
 
 
 def read_cifar(cfg: DataConfig) -> Arrays:
-    folder, url, md5 = CIFAR[cfg.name]
+    folder, url, md5 = CIFAR[str(cfg.name)]
     root = cfg.path or cache_dir(cfg)
     base = root / folder
     if cfg.name == "cifar10":
@@ -248,7 +306,8 @@ def read_cifar(cfg: DataConfig) -> Arrays:
 
 
 def read_timit(cfg: DataConfig) -> Arrays:
-    root = Path(cfg.path)  # type: ignore[arg-type]
+    root = Path(str(cfg.path))  # required for timit: validated
+    arrays: tuple[np.ndarray, ...]
     if root.suffix == ".npz":
         arrays = read_npz(root)
     else:
@@ -275,8 +334,36 @@ def _read_npy(path: Path) -> np.ndarray:
         raise ConfigError("data.path", f"cannot read {path} as .npy ({_why(e)})") from None
 
 
-READERS = {"mnist1d": read_mnist1d, "npz": lambda c: read_npz(c.path), "mnist": read_mnist,
-           "cifar10": read_cifar, "cifar100": read_cifar, "timit": read_timit}  # fmt: skip
+@dataclass(frozen=True)
+class DataSet:
+    """A built-in data set: its reader and what is fixed about it. A new set is one entry."""
+
+    read: Callable[[DataConfig], Arrays]
+    num_classes: int | None = None  # fixed by the set; None: inferred from the labels
+    needs_path: bool = False  # data.path is required (user-supplied data)
+
+
+DATASETS: Registry[DataSet] = Registry("data set")
+
+
+def register_dataset(
+    name: str,
+    read: Callable[[DataConfig], Arrays],
+    *,
+    num_classes: int | None = None,
+    needs_path: bool = False,
+) -> DataSet:
+    return DATASETS.register(name)(DataSet(read, num_classes, needs_path))
+
+
+register_dataset("mnist1d", read_mnist1d, num_classes=10)
+register_dataset("npz", lambda c: read_npz(c.path), needs_path=True)  # type: ignore[arg-type]
+register_dataset("mnist", read_mnist, num_classes=10)
+register_dataset("fashion_mnist", lambda c: read_idx_set(c, FASHION_MNIST), num_classes=10)
+register_dataset("idx", lambda c: read_idx_set(c, IDX_FOLDER), needs_path=True)  # e.g. KMNIST
+register_dataset("cifar10", read_cifar, num_classes=10)
+register_dataset("cifar100", read_cifar, num_classes=100)
+register_dataset("timit", read_timit, needs_path=True)
 
 
 # ---------------------------------------------------------------------------------- assembling
@@ -319,7 +406,7 @@ def _num_classes(y_tr: np.ndarray, y_te: np.ndarray, cfg: DataConfig) -> int:
             raise ConfigError("data.num_classes", f"is {n} but {where} holds label {top}; "
                               f"allowed: labels 0..{n - 1} or num_classes ≥ {top + 1}")  # fmt: skip
         return n
-    known = KNOWN_CLASSES.get(cfg.name)
+    known = DATASETS.get(cfg.name).num_classes if cfg.name else None
     if known is not None:
         if top >= known:
             raise ConfigError("data.path", f"{cfg.name} has {known} classes but {where} holds "
@@ -361,6 +448,15 @@ def _labels(y: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(y.astype(np.int64))
 
 
+def _subset(arrays: Arrays, n: int | None) -> Arrays:
+    """The first `n` training samples and the same share of the test split (data.subset)."""
+    x_tr, y_tr, x_te, y_te = arrays
+    if n is None or n >= len(y_tr):
+        return arrays
+    k = max(1, round(n * len(y_te) / max(len(y_tr), 1)))
+    return x_tr[:n], y_tr[:n], x_te[:k], y_te[:k]
+
+
 def make_splits(arrays: Arrays, cfg: DataConfig) -> Splits:
     _check(arrays)
     x_tr, y_tr, x_te, y_te = arrays
@@ -387,7 +483,8 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Splits | S
     Datasets stay where they are and are streamed in batches)."""
     if cfg.factory is not None:
         return from_factory(cfg).to(device)
-    return make_splits(READERS[cfg.name](cfg), cfg).to(device)  # type: ignore[index]
+    assert cfg.name is not None  # validated: a name or a factory
+    return make_splits(_subset(DATASETS.get(cfg.name).read(cfg), cfg.subset), cfg).to(device)
 
 
 # --------------------------------------------------------------------------- your own data
@@ -528,7 +625,8 @@ def _stream_splits(parts: list[Dataset], cfg: DataConfig, path: str) -> StreamSp
         elif tuple(x.shape) != shape:
             raise ConfigError(field, f"{path}'s {name} samples have shape {tuple(x.shape)}, the "
                               f"train samples {shape}")  # fmt: skip
-    return StreamSplits(*parts, num_classes=cfg.num_classes, input_shape=shape or (),
+    train, val, test = parts
+    return StreamSplits(train, val, test, num_classes=cfg.num_classes, input_shape=shape or (),
                         workers=cfg.loader_workers)  # fmt: skip
 
 
@@ -559,6 +657,6 @@ def _download(url: str, dest: Path, md5: str) -> Path:
     return dest
 
 
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
+def _atomic_savez(path: Path, **arrays: Any) -> None:
     with atomic_target(path) as tmp:
         np.savez(tmp, **arrays)

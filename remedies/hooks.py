@@ -62,14 +62,36 @@ class TrainContext:
     # optimiser step — also the steps a step-owning remedy takes through `optimizer_step`
     before_step: Callable[[], None] | None = None
     after_step: Callable[[], None] | None = None  # the remedies' after_step hooks
+    # fp16 only (train.precision): the loss is scaled before backward and the gradients unscaled
+    # before any hook reads them, so every hook and the step see true fp32 gradients
+    scaler: torch.amp.GradScaler | None = None
+    _unscaled: bool = False
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """`loss.backward()`, scaled under fp16: step-owning remedies call this, not backward."""
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def unscale_grads(self) -> None:
+        """Make `p.grad` the true gradient now (fp16: divide out the loss scale; once per step;
+        else a no-op). `optimizer_step` does it itself; call it only to edit grads before."""
+        if self.scaler is not None and not self._unscaled:
+            self.scaler.unscale_(self.optimizer)
+            self._unscaled = True
 
     def optimizer_step(self) -> None:
         """Edit the gradients as the run is configured, then step: step-owning remedies (sam,
         conservative) call this instead of `optimizer.step()`, so clipping and gradient hooks apply
-        to their steps exactly as to the default one."""
+        to their steps exactly as to the default one. Under fp16 a step whose gradients overflowed
+        is skipped (GradScaler), and the scale adapts."""
+        self.unscale_grads()
         if self.before_step is not None:
             self.before_step()
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self._unscaled = False
+        else:
+            self.optimizer.step()
         if self.after_step is not None:
             self.after_step()
 

@@ -26,6 +26,7 @@ from remedies.api import Recipe
 from remedies.config import RunConfig, config_to_dict
 from remedies.data import Splits, StreamSplits, load_data
 from remedies.models import create_model
+from remedies.precision import fp32_region, resolve_precision
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -59,6 +60,9 @@ class TrainResult:
     measure_time_s: float = 0.0
     steps: int = 0
     threads: int = 0
+    precision: str = "fp32"  # what train.precision resolved to on this device (fp32/bf16/fp16)
+    compiled: bool = False  # the training forward ran through torch.compile
+    channels_last: bool = False  # a conv net on CUDA trains in channels-last memory format
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe summary (what `remedies train --json` writes)."""
@@ -66,7 +70,7 @@ class TrainResult:
                 "test_loss", "epochs_run", "diverged", "diverged_epoch", "wall_time_s",
                 "batch_size", "n_train", "device", "sharpness", "sharpness_details", "checkpoint",
                 "train_time_s", "train_cpu_s", "measure_time_s", "steps", "threads",
-                "history")  # fmt: skip
+                "precision", "compiled", "channels_last", "history")  # fmt: skip
         out = {k: getattr(self, k) for k in keys}
         out["config"] = config_to_dict(self.config)
         return _json_safe(out)
@@ -223,6 +227,7 @@ def train(
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     device = pick_device(cfg.train.device)
+    resolve_precision(cfg.train, device)  # fp16 without CUDA: refused before any data is read
     splits = (splits or load_data(cfg.data)).to(device)
     n = splits.n_train
     B = cfg.train.resolve_batch_size(n)
@@ -231,8 +236,14 @@ def train(
     # one implementation of what a remedy does to training, not two
     run = Recipe(cfg).apply(model, n_train=n, input_shape=splits.input_shape, device=device)
     model = run.model  # setup may have swapped modules (ghost BN)
+    # a conv net on CUDA: channels-last weights and batches (tensor cores' native layout)
+    channels_last = device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    if channels_last:
+        _memory_format(model, torch.channels_last)
     opt = run.make_optimizer()
     ctx = run.ctx
+    fwd = torch.compile(model) if cfg.train.compile else None  # the training forward only
+    autocast = run.autocast  # evaluation runs in the training precision too
     gen = torch.Generator().manual_seed(cfg.train.seed)  # batch order, independent of init RNG
 
     history: list[dict[str, Any]] = []
@@ -269,8 +280,11 @@ def train(
             run.set_lr(epoch + i / steps)  # a pure function of the fractional epoch
             # batch: the permutation's next b samples, augmented a whole batch at a time
             x, y = run.transform(xb, yb)
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             # forward/backward/step with the remedies' loss terms — or the step-owning remedy's
-            loss = run.step(x, y)
+            # (under train.precision's autocast)
+            loss = run.step(x, y, forward=fwd)
             # accumulate on the device: no host sync inside the step loop
             loss_sum += loss.detach()
             correct += (run.last_logits.argmax(1) == y).sum()  # type: ignore[union-attr]
@@ -288,8 +302,9 @@ def train(
             diverged_epoch = epoch + 1
             row["val_accuracy"] = float("nan")
         else:
-            row["val_loss"], row["val_accuracy"] = evaluate_split(
-                model, splits, "val", cfg.train.eval_batch_size, device)  # fmt: skip
+            with autocast():
+                row["val_loss"], row["val_accuracy"] = evaluate_split(
+                    model, splits, "val", cfg.train.eval_batch_size, device)  # fmt: skip
             row.update(run.end_epoch(epoch))
         row["epoch_time_s"] = time.perf_counter() - te
         history.append(row)
@@ -302,9 +317,12 @@ def train(
 
     # final metrics on all three splits, in eval mode
     chunk = cfg.train.eval_batch_size
-    tr_loss, tr_acc = evaluate_split(model, splits, "train", chunk, device)
-    va_loss, va_acc = evaluate_split(model, splits, "val", chunk, device)
-    te_loss, te_acc = evaluate_split(model, splits, "test", chunk, device)
+    with autocast():
+        tr_loss, tr_acc = evaluate_split(model, splits, "train", chunk, device)
+        va_loss, va_acc = evaluate_split(model, splits, "val", chunk, device)
+        te_loss, te_acc = evaluate_split(model, splits, "test", chunk, device)
+    if channels_last:  # measures flatten parameters, checkpoints are read anywhere: plain layout
+        _memory_format(model, torch.contiguous_format)
     result = TrainResult(
         config=cfg, model=model, history=history, train_accuracy=tr_acc, val_accuracy=va_acc,
         test_accuracy=te_acc, train_loss=tr_loss, val_loss=va_loss, test_loss=te_loss,
@@ -312,14 +330,16 @@ def train(
         diverged_epoch=diverged_epoch, wall_time_s=0.0, batch_size=B, n_train=n, device=str(device),
         train_time_s=sum(r["train_time_s"] for r in history), steps=ctx.step,
         train_cpu_s=sum(r.get("train_cpu_s", 0.0) for r in history),
-        threads=torch.get_num_threads(),
+        threads=torch.get_num_threads(), precision=run.precision, compiled=fwd is not None,
+        channels_last=channels_last,
     )  # fmt: skip
     if measure and not result.diverged:
         from remedies.measures import run_measures
 
         tm = time.perf_counter()
         X, Y = measure_data(splits, cfg, device)
-        result.sharpness, result.sharpness_details = run_measures(model, X, Y, cfg.measure)
+        with fp32_region(device):  # measures: fp32 from the fp32 weights, whatever the precision
+            result.sharpness, result.sharpness_details = run_measures(model, X, Y, cfg.measure)
         result.measure_time_s = time.perf_counter() - tm
     result.wall_time_s = time.perf_counter() - t0
     if out_dir is not None and cfg.train.checkpoint:
@@ -329,10 +349,18 @@ def train(
     return result
 
 
+def _memory_format(model: nn.Module, fmt: torch.memory_format) -> None:
+    """Every 4-D weight and buffer of `model` in memory format `fmt`, in place (the Parameter
+    objects stay, so an optimiser built over them still holds them)."""
+    model.to(memory_format=fmt)  # type: ignore[call-overload]  # torch's stub lacks the keyword
+
+
 def _get_rngs() -> dict[str, Any]:
     """Every RNG a remedy or the loop may draw from, as tensors and plain numbers only, so a
     snapshot loads with `torch.load(weights_only=True)`."""
-    _, keys, pos, has_gauss, cached = np.random.get_state()
+    state = np.random.get_state(legacy=True)
+    assert isinstance(state, tuple)  # legacy=True: the (name, keys, pos, has_gauss, cached) form
+    _, keys, pos, has_gauss, cached = state
     rngs = {"torch": torch.get_rng_state(), "python": random.getstate(),
             "numpy": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
                       float(cached)]}  # fmt: skip

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+import torch
 import yaml
 
 from remedies.cli import main
@@ -144,6 +145,14 @@ def _mnist_cut(tmp: Path) -> str:
     return run_yaml(tmp, {"data": {"name": "mnist", "path": str(tmp / "m")}})
 
 
+def _fashion_bad(tmp: Path) -> str:
+    """A Fashion-MNIST folder with its label files but not its images."""
+    write_mnist(tmp / "m", gz=True)
+    for f in (tmp / "m/MNIST/raw").glob("*images*"):
+        f.unlink()
+    return run_yaml(tmp, {"data": {"name": "fashion_mnist", "path": str(tmp / "m/MNIST/raw")}})
+
+
 def _cifar_cut(tmp: Path) -> str:
     write_cifar10(tmp / "c")
     cut(tmp / "c/cifar-10-batches-py/test_batch")
@@ -199,6 +208,18 @@ CASES = [
                  "data.path", id="validate-npz-absent"),  # fmt: skip
     pytest.param(lambda t: ["validate", _mnist_cut(t)], "data.path", id="validate-mnist-cut-gz"),
     pytest.param(lambda t: ["train", _cifar_cut(t)], "data.path", id="train-cifar-cut-pickle"),
+    pytest.param(lambda t: ["train", _fashion_bad(t)], "data.path",
+                 id="train-fashion-mnist-bad-folder"),
+    pytest.param(lambda t: ["train", run_yaml(t, {"data": {"name": "idx", "path": str(t)}})],
+                 "data.path", id="train-idx-folder-without-files"),
+    pytest.param(lambda t: ["train", run_yaml(t), "--set", "train.precision=fp16"],
+                 "train.precision", id="train-fp16-without-gpu",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 runs here")),
+    pytest.param(lambda t: ["validate", run_yaml(t, {"train": {"precision": "fp16",
+                                                               "device": "cpu"}})],
+                 "train.precision", id="validate-fp16-on-cpu"),
+    pytest.param(lambda t: ["validate", run_yaml(t, {"train": {"precision": "half"}})],
+                 "train.precision", id="validate-unknown-precision"),
     # ------------------------------------------------------------------------------ space files
     pytest.param(search_space({"objectives": [{"name": "accuracy", "mode": "max"}]}),
                  "objectives[0].name", id="search-unknown-objective"),

@@ -24,7 +24,7 @@ def test_minimal_config_fills_documented_defaults():
         ("train.batch_size=150%", "train.batch_size", "percentage"),
         ("model.name=F9", "model.name", "allowed: C1, C2, C3, C4, F1, F2"),
         ("model.bn=sometimes", "model.bn", "'batch' or 'running'"),
-        ("data.name=imagenet", "data.name", "'mnist1d'"),
+        ("data.name=imagenet", "data.name", "fashion_mnist, idx, mnist, mnist1d"),
         ("data.name=npz", "data", "data.path is required"),
         ("remedies.nonexistent={}", "remedies.nonexistent", "unknown remedy"),
     ],

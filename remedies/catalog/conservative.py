@@ -36,7 +36,8 @@ class Conservative(Remedy[ConservativeConfig]):
         for _ in range(self.cfg.inner_steps):
             ctx.optimizer.zero_grad(set_to_none=True)
             loss = closure()
-            loss.backward()
+            ctx.backward(loss)
+            ctx.unscale_grads()  # fp16: the proximal term is added to the true gradient
             with torch.no_grad():
                 for p, a in zip(params, anchor, strict=True):
                     if p.grad is not None:

@@ -45,7 +45,9 @@ class _Ghost:
 def ghost_norm(bn: _BatchNorm, x: torch.Tensor, g: int) -> torch.Tensor:
     """Normalise each g-slice of x by its own statistics — one reshape, no Python loop."""
     n, c = x.shape[0] // g, x.shape[1]
-    xs = x.reshape(n, g, *x.shape[1:])  # (n, g, C, *spatial)
+    # statistics in fp32 also under autocast (bf16 activations): a variance in bf16 loses
+    # most of its digits, and the fp32 running buffers take fp32 updates
+    xs = x.reshape(n, g, *x.shape[1:]).float()  # (n, g, C, *spatial)
     dims = (1, *range(3, xs.dim()))  # everything but the slice and channel axes
     mean = xs.mean(dims, keepdim=True)
     var = xs.var(dims, unbiased=False, keepdim=True)
@@ -63,7 +65,7 @@ def ghost_norm(bn: _BatchNorm, x: torch.Tensor, g: int) -> torch.Tensor:
             unbiased = var * count / max(count - 1, 1)
             running_mean.lerp_(mean.reshape(n, c).mean(0), m)
             running_var.lerp_(unbiased.reshape(n, c).mean(0), m)
-    return out.reshape(x.shape)
+    return out.reshape(x.shape).to(x.dtype)
 
 
 class GhostBatchNorm1d(_Ghost, nn.BatchNorm1d):

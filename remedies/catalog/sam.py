@@ -67,14 +67,16 @@ class SAM(Remedy[SAMConfig]):
         params = [p for p in ctx.model.parameters() if p.requires_grad]
         ctx.optimizer.zero_grad(set_to_none=True)
         loss = closure()
-        loss.backward()
+        ctx.backward(loss)  # fp16: scaled grads; e depends on their direction only
         with torch.no_grad():
-            e = ascent(params, c.rho, c.adaptive, c.eta)
+            e = ascent(params, c.rho, c.adaptive, c.eta)  # fp32: the weights' grads are fp32
+            if ctx.scaler is not None:  # an overflowed first pass must not poison the weights
+                e = [torch.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0) for d in e]
             for p, d in zip(params, e, strict=True):
                 p.add_(d)
         ctx.optimizer.zero_grad(set_to_none=True)
         with frozen_bn_stats(ctx.model):
-            closure().backward()
+            ctx.backward(closure())
         with torch.no_grad():
             for p, d in zip(params, e, strict=True):
                 p.sub_(d)
