@@ -20,10 +20,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from remedies.config import parse_config
-from remedies.data import Splits, load_data
+from remedies.data import Splits, StreamSplits, load_data
 from remedies.errors import ConfigError
 from remedies.service import tracking
 from remedies.service.fair import check_batches
@@ -203,7 +203,7 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
     threads = max(1, int(space.resources.cpu))
     refs = reference_configs(space, threads) if space.baselines.enabled else []
     if opts.address is not None:  # a cluster: its shape decides what storage can work
-        files = node_files(space, base.data.path, splits.nbytes)
+        files = node_files(space, base.data.path, int(splits.nbytes))
         join_cluster(opts.address, Results.parse(opts.results_dir), target, files)
 
     # 2. one driver per search
@@ -232,8 +232,8 @@ def _create_stores(st: Study, space: SearchSpace, target: tracking.Target, exp_i
     """A new study (which keeps the space, its base inlined) and its MLflow parent run."""
     tags = {"search": name, "role": "search", "space": space.name}
     parent = tracking.start_run(target.uri, exp_id, name, tags)
-    modes = directions(space)[1]
-    st.create([{"max": "maximize", "min": "minimize"}[m] for m in modes], {
+    way: dict[str, Literal["maximize", "minimize"]] = {"max": "maximize", "min": "minimize"}
+    st.create([way[m] for m in directions(space)[1]], {
         "mlflow_parent_run_id": parent, "mlflow_experiment_id": exp_id,
         "tracking_uri": target.uri, "space": space.model_dump(mode="json"),
         "space_path": str(space_path), "metrics": [o.name for o in space.objectives],
@@ -290,8 +290,8 @@ def ray_log_to_file(name: str) -> Path:
 
 
 def _run(space: SearchSpace, opts: SearchOptions, stores: Stores, results: Results,
-         data: tuple[dict[str, Any], Splits], ref_configs: list[tuple[str, dict[str, Any]]],
-         space_path: str) -> Summary:  # fmt: skip
+         data: tuple[dict[str, Any], Splits | StreamSplits],
+         ref_configs: list[tuple[str, dict[str, Any]]], space_path: str) -> Summary:  # fmt: skip
     st, uri = stores.study, stores.target.uri
     todo = max(0, space.num_samples - st.finished_count())
     threads = max(1, int(space.resources.cpu))
@@ -356,7 +356,7 @@ def _fit(
     searcher: StudySearcher,
     stores: Stores,
     results: Results,
-    data: tuple[dict[str, Any], Splits],
+    data: tuple[dict[str, Any], Splits | StreamSplits],
     refs: dict[str, Any] | None,
 ) -> None:
     """Tune runs the trials; `searcher` decides each. Ends early (KeyboardInterrupt) on a

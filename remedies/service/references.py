@@ -123,7 +123,8 @@ class References:
 
     def _decide(self, key: str, d: Decision, res: dict[str, Any] | None) -> None:
         rec = self.records[key]
-        rec.update(state=d.outcome.value, **{k: res[k] for k in KEEP if k in (res or {})})
+        got = res or {}
+        rec.update(state=d.outcome.value, **{k: got[k] for k in KEEP if k in got})
         self._save()  # Optuna's record first: a kill before the close is mended on resume
         tags = {"status": d.outcome.value, "epochs_run": d.epochs,
                 **({"failure": d.reason[:500]} if d.reason else {})}  # fmt: skip

@@ -71,13 +71,13 @@ class StudySearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         """See `save`."""
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """The next trial: an unfinished one first, else a new one from Optuna. Each step is
         recorded before the next, so a driver killed anywhere in here leaves a trial that the
         resume completes (values re-read, run found by its `trial_number` tag). The trial gets
         its complete, validated run config: it reads no file of the driver's."""
         if self.to_launch <= 0:
-            return Searcher.FINISHED
+            return Searcher.FINISHED  # type: ignore[return-value]  # Tune's "no more" marker
         st, uri = self.stores.study, self.stores.target.uri
         if not self.resumable:
             number, sample = st.ask()
@@ -91,7 +91,7 @@ class StudySearcher(Searcher):
                 uri, self.stores.exp_id, self.stores.parent, number
             )
             if run_id is None:
-                tags = {"search": st.name, "trial_number": number}
+                tags = {"search": st.name, "trial_number": str(number)}
                 run_id = tracking.start_run(
                     uri, self.stores.exp_id, f"trial-{number:04d}", tags, parent=self.stores.parent
                 )

@@ -96,6 +96,7 @@ class Dist(_Strict):
         if self.type == "categorical":
             return list(self.choices or [])
         cast = int if self.type == "int" else float
+        assert self.low is not None and self.high is not None  # _check: numeric types have both
         return [cast(self.low), cast(self.high)]
 
 

@@ -12,7 +12,7 @@ Only public Optuna APIs: the storage object is ours (`open_storage`), so its `ge
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 
@@ -130,7 +130,8 @@ class Study:
         self.study: optuna.Study | None = None
 
     # --------------------------------------------------------------------- lifecycle
-    def create(self, directions: list[str], attrs: dict[str, Any]) -> None:
+    def create(self, directions: list[Literal["minimize", "maximize"]],
+               attrs: dict[str, Any]) -> None:  # fmt: skip
         self.study = optuna.create_study(study_name=self.name, storage=self.storage,
                                          directions=directions,
                                          sampler=make_sampler(self.space))  # fmt: skip

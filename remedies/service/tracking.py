@@ -164,7 +164,7 @@ def experiment_id(uri: str, name: str) -> str:
         return c.get_experiment_by_name(name).experiment_id
 
 
-def start_run(uri: str, exp_id: str, name: str, tags: dict[str, str],
+def start_run(uri: str, exp_id: str, name: str, tags: dict[str, Any],
               parent: str | None = None) -> str:  # fmt: skip
     tags = {k: str(v) for k, v in tags.items()}  # the REST API takes strings only
     if parent:

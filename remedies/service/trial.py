@@ -70,13 +70,11 @@ def asha_rungs(space: SearchSpace, epochs: int) -> tuple[int, ...]:
 
 
 def objective_values(space: SearchSpace, metrics: dict[str, Any]) -> dict[str, float | None]:
-    vals = {o.name: metrics.get(o.name) for o in space.objectives}
+    vals: dict[str, float | None] = {o.name: metrics.get(o.name) for o in space.objectives}
     if space.scalarize:
-        if all(finite(v) for v in vals.values()):
-            vals["score"] = sum(o.weight * (1 if o.mode == "max" else -1) * vals[o.name]  # type: ignore[operator]
-                                for o in space.objectives)  # fmt: skip
-        else:
-            vals["score"] = None
+        got = [(o, v) for o in space.objectives if finite(v := vals[o.name])]
+        score = sum(o.weight * (1 if o.mode == "max" else -1) * float(v) for o, v in got)  # type: ignore[arg-type]
+        vals["score"] = score if len(got) == len(space.objectives) else None
     return vals
 
 
@@ -212,12 +210,12 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
     out.put("final metrics", log_final)
     if not out.drain(timeout_s=out.limit_s):
         raise tracking.TrackingLost(f"could not log to {uri}: {out.last_error}")
-    last = {**{k: v for k, v in {**metrics, **objs}.items() if finite(v)}, "final": 1,
+    final_row = {**{k: v for k, v in {**metrics, **objs}.items() if finite(v)}, "final": 1,
             "diverged": result.diverged, "epoch": result.epochs_run,
             "epochs_run": result.epochs_run, "config_json": json.dumps(full),
             "sharpness_json": json.dumps(result.sharpness),
             "sharpness_suspect_json": json.dumps(suspect_flags(result.sharpness_details)),
             "tracking_retries": out.retries, "tracking_pending": 0,
             "device": result.device}  # fmt: skip
-    send(last)
-    return last
+    send(final_row)
+    return final_row
