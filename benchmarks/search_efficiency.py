@@ -39,8 +39,8 @@ def run(
     import torch
 
     from remedies.config import apply_overrides, parse_config
-    from remedies.service.optuna_space import define_by_run, make_sampler
-    from remedies.service.space import load_space, resolve
+    from remedies.search.optuna_space import define_by_run, make_sampler
+    from remedies.search.space import load_space, resolve
     from remedies.trainer import train
 
     torch.set_num_threads(1)  # as a service trial with resources.cpu = 1
@@ -81,8 +81,8 @@ def main() -> None:
 
     from remedies.config import apply_overrides, parse_config
     from remedies.data import load_data
-    from remedies.service.report import hypervolume_2d
-    from remedies.service.space import load_space
+    from remedies.results.report import hypervolume_2d
+    from remedies.search.space import load_space
 
     space = load_space(args.space)
     load_data(parse_config(apply_overrides(space.base, args.set)).data)  # cache it once

@@ -75,8 +75,8 @@ def main() -> None:
     pool_wall = time.perf_counter() - t0
     print(f"plain pool of {args.concurrency}: {pool_wall:.1f}s", flush=True)
 
-    from remedies.service.driver import SearchOptions, run_search
-    from remedies.service.space import parse_space
+    from remedies.search.driver import SearchOptions, run_search
+    from remedies.search.space import parse_space
 
     space = parse_space({
         "name": "overhead", "base": BASE,

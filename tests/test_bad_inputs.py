@@ -332,7 +332,7 @@ def expect_refusal(argv: list[str], field: str, root: Path, capsys) -> str:
 def no_ray_start(monkeypatch):
     """Refused before Ray: a search that reaches `start_ray` fails the test at that point (the
     session's own Ray may already be up, so `ray.is_initialized()` could not tell)."""
-    from remedies.service import driver
+    from remedies.search import driver
 
     def started(*args, **kwargs):
         raise AssertionError("the search reached start_ray before refusing its input")
@@ -367,7 +367,7 @@ def test_a_password_in_a_refused_uri_is_never_printed(workdir, capsys):
 
 
 def test_mask_hides_only_the_password():
-    from remedies.service.tracking import mask, resolve
+    from remedies.search.tracking import mask, resolve
 
     assert mask("http://bob:s3cr3t@host:5000/p") == "http://bob:***@host:5000/p"
     assert mask("http://host:5000") == "http://host:5000"

@@ -15,8 +15,8 @@ from remedies.config import RunConfig, config_to_dict, flatten, parse_config
 from remedies.hooks import Remedy
 from remedies.measures.config import MeasureConfig
 from remedies.reproduce.protocol import MNIST1D_SAMPLES, ReproduceOptions
-from remedies.service.space import SearchSpace, parse_space
-from remedies.service.tracking import OUTAGE_LIMIT_S
+from remedies.search.space import SearchSpace, parse_space
+from remedies.search.tracking import OUTAGE_LIMIT_S
 from tests.docs_check import (
     ALL,
     PAGES,
@@ -161,14 +161,18 @@ def test_measure_section_is_the_default():
     block = code_blocks(section(text("measures.md"), "The `measure:` section"), "yaml")[0]
     shown = yaml.safe_load(block)["measure"]
     assert shown == MeasureConfig().model_dump(mode="json")
-    assert RunConfig.model_fields["measure"].default == MeasureConfig()
+    assert (
+        RunConfig.model_fields["measure"].get_default(call_default_factory=True) == MeasureConfig()
+    )
 
 
 def test_measure_families_are_the_sections():
     line = next(x for x in text("measures.md").split("\n\n") if "`--measure` name is a family" in x)
     families = set(re.findall(r"`([a-z_]+)`", line.split("runs even if", 1)[0]))
     sections = {
-        k for k, v in MeasureConfig.model_fields.items() if isinstance(v.default, BaseModel)
+        k
+        for k, v in MeasureConfig.model_fields.items()
+        if isinstance(v.get_default(call_default_factory=True), BaseModel)
     }
     assert families == sections and len(sections) == 5
 

@@ -12,7 +12,7 @@ from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
-from remedies.service.plots import (
+from remedies.results.plots import (
     plot_accuracy_vs_sharpness,
     plot_learning_curves,
     plot_pareto,

@@ -12,7 +12,7 @@ import yaml
 from packaging.requirements import Requirement
 
 from remedies.catalog import REMEDIES
-from remedies.service.space import parse_space
+from remedies.search.space import parse_space
 from tests.docs_check import (
     ALL,
     DOCS,

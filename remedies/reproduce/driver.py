@@ -140,8 +140,8 @@ def reproduce(opts: ReproduceOptions, out: Path, *, jobs: int = 2, address: str 
               gpu: float | str = "auto") -> dict[str, Any]:  # fmt: skip
     """Plan, run, report. Returns {report, pngs, checks}. Bad options fail before any run."""
     from remedies.reproduce.report import write_report
-    from remedies.service import tracking
-    from remedies.service.runtime import start_ray, stop_ray
+    from remedies.search import tracking
+    from remedies.search.runtime import start_ray, stop_ray
 
     specs = plan(opts)  # validates every run's config first
     target = tracking.resolve(tracking_uri)
@@ -154,7 +154,7 @@ def reproduce(opts: ReproduceOptions, out: Path, *, jobs: int = 2, address: str 
     try:
         import ray
 
-        from remedies.service.node_types import gpus_per_trial
+        from remedies.search.node_types import gpus_per_trial
 
         share = gpu_share(gpu, jobs, float(ray.cluster_resources().get("GPU", 0.0)),
                           gpus_per_trial("auto") if gpu == "auto" else 0.0)  # fmt: skip
@@ -174,7 +174,7 @@ def log_to_mlflow(uri: str, experiment: str, opts: ReproduceOptions, outcomes: l
                   summary: dict[str, Any], out: Path) -> None:  # fmt: skip
     """One parent run (options, checks, report.md, PNGs, results.json) and one child run per
     training run (its config, accuracies, every measure, and each measure's suspect flag)."""
-    from remedies.service import tracking
+    from remedies.search import tracking
 
     tracking.prepare_store(uri)
     exp = tracking.experiment_id(uri, experiment)

@@ -1,0 +1,1 @@
+"""What reads a finished search: report, answer, plots, export, confirm, backup. Imports no Ray."""

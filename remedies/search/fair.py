@@ -1,0 +1,118 @@
+"""Fairness rules of a search: which trials ASHA may compare when, and which ranges are refused.
+
+Why: ASHA compares every trial's validation accuracy at the same epochs (4, 8, 16, ...). Remedies
+that change the learning curve on purpose — an SB warm start, an lr warm-up, a batch ramp, or a
+regulariser (augmentation, adversarial training) that trades early accuracy for a better end —
+are behind a plain run at those epochs and were cut there, before they could pay off (measured:
+an augment-only trial cut at epoch 4, 73–87 % of trials pruned). So each trial is compared only
+from the epoch its curve-changing phase is over (`compare_from`); before that it reports no rung
+value, and Ray's ASHA then records it at the first rung it reaches after its phase.
+
+And a batch below `MIN_BATCH` samples (e.g. `batch_ramp` at factor² below a small batch) makes a
+degenerate, stalling run: such ranges are refused before the search starts (`check_batches`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from remedies.catalog import build_remedies
+from remedies.config import RunConfig, apply_overrides, parse_config
+from remedies.errors import ConfigError
+from remedies.hooks import Remedy, TrainContext
+from remedies.search.space import MIN_BATCH, SearchSpace, _remedy_probes, _yaml, base_raw, resolve
+
+# remedy name → the epoch (1-based, after which) its curve-changing phase is over
+REGULARISER_SHARE = 0.5  # regularisers change the curve throughout: compared from half-way
+
+
+def _warm_start(r: Any, ctx: TrainContext) -> int:
+    return int(r.warm_epochs(ctx))
+
+
+def _lr_scaling(r: Any, ctx: TrainContext) -> int:
+    return math.ceil(r.cfg.warmup_epochs)
+
+
+def _batch_ramp(r: Any, ctx: TrainContext) -> int:
+    return round(max(r.cfg.milestones) * ctx.epochs)
+
+
+def _regulariser(r: Any, ctx: TrainContext) -> int:
+    return math.ceil(REGULARISER_SHARE * ctx.epochs)
+
+
+PHASES: dict[str, Callable[[Any, TrainContext], int]] = {
+    "warm_start": _warm_start, "lr_scaling": _lr_scaling, "batch_ramp": _batch_ramp,
+    "augment": _regulariser, "adversarial": _regulariser,
+}  # fmt: skip
+
+
+def _context(cfg: RunConfig, n_train: int) -> tuple[list[Remedy], TrainContext]:
+    """The remedies and a context holding what their schedule hooks read (sizes, epoch budget):
+    no model and no data are built, so this costs nothing."""
+    remedies = build_remedies(cfg.remedies)
+    B = cfg.train.resolve_batch_size(n_train)
+    ctx = TrainContext(model=None, optimizer=None, loss_fn=None, device=None,  # type: ignore[arg-type]
+                       n_train=n_train, batch_size=B, base_lr=cfg.train.lr,
+                       epochs=cfg.train.epochs, input_shape=())  # fmt: skip
+    for r in remedies:
+        ctx.epochs = r.epochs(ctx.epochs, ctx)
+    return remedies, ctx
+
+
+def compare_from(cfg: RunConfig, n_train: int) -> int:
+    """The first epoch at which ASHA may compare this trial with the others (1 = from the start)."""
+    remedies, ctx = _context(cfg, n_train)
+    end = max((PHASES[r.name](r, ctx) for r in remedies if r.name in PHASES), default=0)
+    return max(1, min(end, ctx.epochs))
+
+
+def batch_schedule(cfg: RunConfig, n_train: int) -> list[int]:
+    """The batch size of every epoch, as the trainer folds it through the remedies."""
+    remedies, ctx = _context(cfg, n_train)
+    out = []
+    for epoch in range(ctx.epochs):
+        b = ctx.batch_size
+        for r in remedies:
+            b = r.batch_size(epoch, b, ctx)
+        out.append(max(1, min(int(b), n_train)))
+    return out
+
+
+def _probe_configs(space: SearchSpace) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(what was set, raw config): the base, each parameter at each end, each remedy probe — each
+    remedy also with the smallest batch any parameter end gives (the degenerate corner)."""
+    yield "base", base_raw(space)
+    ends = []
+    for path, dist in space.params.items():
+        for v in dist.ends():
+            ends.append((f"params.{path}={v!r}", {path: v}))
+            yield ends[-1][0], apply_overrides(base_raw(space), [f"{path}={_yaml(v)}"])
+    for name in space.remedy_choices():
+        for params in _remedy_probes(space, name):
+            sample = {f"remedy.{name}": True, **{f"{name}.{k}": v for k, v in params.items()}}
+            yield f"remedies.{name} with {params}", resolve(space, sample)
+            for what, setting in ends:
+                yield (
+                    f"remedies.{name} with {params} and {what}",
+                    resolve(space, {**sample, **setting}),
+                )
+
+
+def check_batches(space: SearchSpace, n_train: int) -> None:
+    """Refuse, in one line, a space some trial of which would train on batches below MIN_BATCH."""
+    for what, raw in _probe_configs(space):
+        try:
+            cfg = parse_config(raw)
+        except ConfigError:
+            continue  # a combination parse_space already probed piecewise; the trial says so
+        sched = batch_schedule(cfg, n_train)
+        if sched and min(sched) < MIN_BATCH:
+            field = what.split(" ", 1)[0].split("=", 1)[0]
+            raise ConfigError(field if field != "base" else "base.train.batch_size",
+                              f"{what} trains on batches of {min(sched)} samples (epochs "
+                              f"{[i + 1 for i, b in enumerate(sched) if b < MIN_BATCH][:5]}…); "
+                              f"allowed: every batch ≥ {MIN_BATCH} samples")  # fmt: skip

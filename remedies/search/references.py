@@ -1,0 +1,222 @@
+"""The references every search runs before its trials: small batch (SB) and plain large batch.
+
+Why inside the search: a user keeps a large-batch recipe only if it loses no accuracy against
+small batch *and* trains faster. Without references a search ranks trials by accuracy and
+sharpness only, and the user had to train SB and LB by hand, on other threads, and line the
+numbers up. Here they run on the same data, seed, resources and thread count as the trials, as
+tasks of the same Ray instance, each logged as an MLflow run under the search's parent tagged
+`role=reference` (never an Optuna trial, so never in the front or an export). The results are
+kept in the study (`references` attribute) so `report`, `export` and `--resume` read them there.
+
+Per trial (`scores`):
+  speedup_vs_sb = train_cpu_SB / train_cpu_trial            (training only, same threads; on a
+                  GPU, or where CPU time was not recorded: train_time, the wall clock)
+  speedup_vs_sb_wall = train_time_SB / train_time_trial     (wall clock, always reported)
+Why CPU time on CPU: the references and the trials run minutes apart; on a shared machine the
+wall clock of each is inflated by whatever else runs then (measured: SB's reference 93 s in a
+search, 40–52 s re-trained minutes later), so wall-clock ratios across time windows mislead.
+The process's CPU time over the same loops is what the run itself cost, whatever the load.
+  gap_closed    = (acc − acc_LB) / (acc_SB − acc_LB)         validation (selection)
+  test_gap_closed                                            the same on test (report only)
+`gap_closed` is undefined (None, and the report says so) when SB is not better than LB.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from remedies.config import config_to_dict, parse_config
+from remedies.search import tracking
+from remedies.search.node_types import gpus_per_trial
+from remedies.search.outcome import Decision, Outcome, decide
+from remedies.search.scores import KEEP
+from remedies.search.space import SearchSpace, base_raw
+from remedies.search.store import Results
+from remedies.search.study import Study
+from remedies.search.trial import TrialSpec, run_trial
+
+log = logging.getLogger("remedies.search")
+
+
+def reference_raws(space: SearchSpace) -> list[tuple[str, dict[str, Any]]]:
+    """(kind, raw run config) of each reference: `sb` at each lr of the sweep, then `lb`."""
+    b = space.baselines
+    raw = base_raw(space)
+    raw["remedies"] = {}
+    train = dict(raw.get("train") or {})
+    lr0 = parse_config(raw).train.lr  # the base's lr, or the run config's default
+    train["lr"] = lr0
+    out = []
+    for f in b.lr_factors:
+        sb = {**raw, "train": {**train, "batch_size": b.sb_batch, "lr": lr0 * f}}
+        out.append(("sb", sb))
+    if b.lb:
+        out.append(("lb", {**raw, "train": dict(train)}))
+    return out
+
+
+def reference_configs(space: SearchSpace, threads: int) -> list[tuple[str, dict[str, Any]]]:
+    """(key, complete run config) of each reference, validated once here: `sb-<lr>` at each lr
+    of the sweep, then `lb`. Both are the base without remedies (plain training), with the
+    trials' pinned thread count and no measures."""
+    out = []
+    for kind, raw in reference_raws(space):
+        cfg = parse_config(raw)  # its measure section is not run (TrialSpec.measure)
+        if cfg.train.threads is None:
+            cfg.train.threads = max(1, threads)
+        out.append((f"{kind}-lr{cfg.train.lr:.3g}", config_to_dict(cfg)))
+    return out
+
+
+def train_reference(spec: TrialSpec, shipped: tuple[dict[str, Any], Any] | None,
+                    gpu: bool) -> dict[str, Any]:  # fmt: skip
+    """One reference run (in a Ray task): the trials' own `run_trial` — the same saved state,
+    exact resume and MLflow logging — with no measures: only accuracy and time."""
+    import ray
+
+    placement = {"gpu_ids": ",".join(map(str, ray.get_gpu_ids())) or "none"}
+    if not gpu:
+        placement["gpu_ids"] = "none"
+    return run_trial(spec, lambda row: None, placement, shipped)
+
+
+class References:
+    """The search's references, each run once: its record (`reference_runs` in the study: key →
+    {kind, lr, run_id, state}) is written before its run starts, so a driver killed anywhere
+    leaves runs that the resume finds and continues — a finished reference is never run again,
+    one cut off continues from its saved state in its own MLflow run, and none stays RUNNING."""
+
+    def __init__(self, st: Study, space: SearchSpace, configs: list[tuple[str, dict[str, Any]]],
+                 *, target: tracking.Target, exp_id: str, parent: str, state_root: Results,
+                 threads: int, data: tuple[dict[str, Any], Any],
+                 quiet: bool = False) -> None:  # fmt: skip
+        self.st, self.space, self.configs, self.target = st, space, configs, target
+        self.exp_id, self.parent, self.state_root = exp_id, parent, state_root
+        self.threads, self.data, self.quiet = threads, data, quiet
+        self.records: dict[str, dict[str, Any]] = dict(st.attrs.get("reference_runs") or {})
+
+    def _save(self) -> None:
+        self.st.set_study_attr("reference_runs", self.records)
+
+    def _open(self, key: str, cfg: dict[str, Any]) -> str:
+        """The reference's one MLflow run: the recorded one, one a killed driver created but
+        did not record (found by its tags), or a new one."""
+        uri = self.target.uri
+        rec = self.records.get(key) or {}
+        run_id = rec.get("run_id") or tracking.find_child_run(
+            uri, self.exp_id, self.parent, key, tag="reference_key"
+        )
+        kind = key.split("-", 1)[0]
+        if run_id is None:
+            tags = {"search": self.st.name, "role": "reference", "reference": kind,
+                    "reference_key": key}  # fmt: skip
+            run_id = tracking.start_run(uri, self.exp_id, f"reference-{key}", tags,
+                                        parent=self.parent)  # fmt: skip
+        else:
+            tracking.client(uri).update_run(run_id, status="RUNNING")
+        self.records[key] = {"kind": kind, "lr": cfg["train"]["lr"], "run_id": run_id,
+                             "state": Outcome.RUNNING.value, "config": cfg}  # fmt: skip
+        self._save()
+        return run_id
+
+    def _decide(self, key: str, d: Decision, res: dict[str, Any] | None) -> None:
+        rec = self.records[key]
+        got = res or {}
+        rec.update(state=d.outcome.value, **{k: got[k] for k in KEEP if k in got})
+        self._save()  # Optuna's record first: a kill before the close is mended on resume
+        tags = {"status": d.outcome.value, "epochs_run": d.epochs,
+                **({"failure": d.reason[:500]} if d.reason else {})}  # fmt: skip
+        tracking.close_run(self.target.uri, rec["run_id"], d.outcome.mlflow_status, tags)
+
+    def close_decided(self) -> None:
+        """Runs of references decided before a kill whose MLflow run is still RUNNING."""
+        for rec in self.records.values():
+            o = Outcome(rec["state"])
+            if o.finished and tracking.run_status(self.target.uri, rec["run_id"]) == "RUNNING":
+                tracking.close_run(self.target.uri, rec["run_id"], o.mlflow_status,
+                                   {"status": o.value})  # fmt: skip
+
+    def run(self) -> dict[str, Any]:
+        """Run what is not complete yet (at most `max_concurrent` at once, the trials'
+        resources each), and return what the study keeps. Raises ConfigError-free RuntimeError
+        naming the reference if one fails (the search cannot score its trials without it)."""
+        from remedies.search.runtime import INTERRUPT, TaskPool, first_line
+
+        self.close_decided()
+        gpu = gpus_per_trial(self.space.resources.gpu)  # as the trials get
+        pool = TaskPool(train_reference, width=self.space.max_concurrent,
+                        num_cpus=self.space.resources.cpu, num_gpus=gpu)  # fmt: skip
+        shipped = pool.put(self.data)
+        todo = [(k, c) for k, c in self.configs
+                if (self.records.get(k) or {}).get("state") != Outcome.COMPLETE.value]  # fmt: skip
+        for key, cfg in todo:
+            spec = TrialSpec(number=-1, run_id="", config=cfg, space=self.space,
+                             target=self.target, measure=False,
+                             state_dir=self.state_root.child(key).uri)  # fmt: skip
+            pool.submit((key, spec), spec, shipped, gpu > 0)
+        failed: list[str] = []
+        try:
+            while len(pool):
+                got = pool.next_done(timeout=1.0, hold=lambda item: not self._ready(item))
+                if got is None:
+                    continue
+                (key, spec), res, err = got
+                if err is not None:
+                    self._decide(key, decide(None, [], error=first_line(err)), None)
+                    failed.append(f"{key}: {first_line(err)}")
+                    continue
+                self._decide(key, decide(res, ["val_accuracy"]), res)
+                self.state_root.child(key).remove()
+                if not self.quiet:
+                    print(f"reference {key} (batch {res['batch_size']}): val "
+                          f"{res['val_accuracy']:.2f} %, test {res['test_accuracy']:.2f} %, "
+                          f"train {res['train_time_s']:.1f} s on {res['threads']} thread(s)",
+                          file=sys.stderr, flush=True)  # fmt: skip
+        except KeyboardInterrupt:
+            INTERRUPT.requested = True
+        if INTERRUPT.requested:
+            for key, _spec in pool.cancel():
+                if key in self.records:
+                    self._decide(key, decide(None, [], interrupted=True), None)
+            raise KeyboardInterrupt
+        if failed:
+            raise ReferenceFailed("; ".join(failed))
+        return self.summary()
+
+    def _ready(self, item: tuple[str, TrialSpec]) -> bool:
+        """Called for the queue's head before it starts: its MLflow run is opened (and recorded)
+        then, not earlier, so a reference waiting for a slot has no RUNNING run yet."""
+        key, spec = item
+        if not spec.run_id:
+            spec.run_id = self._open(key, spec.config)
+        return True
+
+    def summary(self) -> dict[str, Any]:
+        recs = [dict(r, key=k) for k, r in self.records.items()]
+        sbs = [r for r in recs if r["kind"] == "sb"]
+        best = max(sbs, key=lambda r: r["val_accuracy"])
+        lb = next((r for r in recs if r["kind"] == "lb"), None)
+        for r in sbs:
+            tracking.set_tags(self.target.uri, r["run_id"], {"selected": r is best})
+        splits = self.data[1]
+        refs = {"sb": _short(best), "lb": _short(lb) if lb else None,
+                "sb_sweep": [_short(r) for r in sbs], "threads": self.threads,
+                "n_val": int(len(splits.y_val)), "n_test": int(len(splits.y_test))}  # fmt: skip
+        tracking.log_metrics(self.target.uri, self.parent, {
+            "sb_val_accuracy": best["val_accuracy"], "sb_test_accuracy": best["test_accuracy"],
+            "sb_train_time_s": best["train_time_s"],
+            **({"lb_val_accuracy": lb["val_accuracy"], "lb_test_accuracy": lb["test_accuracy"],
+                "lb_train_time_s": lb["train_time_s"]} if lb else {})})  # fmt: skip
+        return refs
+
+
+class ReferenceFailed(RuntimeError):
+    """A reference run failed: the search cannot score its trials (its run says why)."""
+
+
+def _short(r: dict[str, Any]) -> dict[str, Any]:
+    """What the study keeps of a reference: its results and its complete run config (so it can
+    be re-trained with `remedies train`, e.g. over more seeds)."""
+    return {k: r.get(k) for k in ("kind", "run_id", "lr", "config", *KEEP)}

@@ -1,0 +1,473 @@
+"""Search-space files (`search_spaces/*.yaml`), typed and validated once, before anything starts.
+
+A space file is a complete run config (`base`) plus what to vary:
+
+    name: quickstart                 # default search/experiment name
+    base: {data: ..., model: ..., train: ..., measure: ...}   # or base_config: path/to/run.yaml
+    params:                          # dotted run-config path → distribution
+      train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+      train.batch_size: {type: categorical, choices: [256, 512]}
+    remedies:                        # each one is switched on/off by the sampler; its own
+      sam: {rho: {type: float, low: 0.01, high: 0.5, log: true}}   # knobs only when on
+      ghost_bn: {always: true, params: {ghost_size: 32}}           # (long form)
+    objectives:                      # default: val_accuracy max, Keskar sharpness min
+      - {name: val_accuracy, mode: max}
+      - {name: keskar_full_eps1e-03, mode: min}
+    scalarize: false                 # true: one objective Σ weight·(±value), Pareto still kept
+    sampler: {name: tpe, seed: 0}    # tpe | nsga2 | gp | random
+    asha: {enabled: true, grace_period: 2, reduction_factor: 2}
+    num_samples: 12
+    max_concurrent: 2
+    max_failures: 1                  # retries of a crashed trial, from its last saved state
+    checkpoint_every: {epochs: 1}    # and/or minutes: how often a trial saves that state
+    resources: {cpu: 1, gpu: 0}      # per trial; gpu may be fractional; 'auto' = 1 GPU if any
+
+Why validate everything up front: a typo found after ten GPU-hours is a lost day. Every parameter
+path is probed against the real `RunConfig` at its range ends and at every categorical choice, so
+an unknown key or an out-of-range bound fails here with one line naming the field; and every
+objective must be a value each of those trial configs reports (a result metric, or a key its
+`measure:` section produces), or every trial would end without the value the search optimises.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from remedies.config import RunConfig, apply_overrides, parse_config, read_yaml
+from remedies.errors import ConfigError, describe
+from remedies.measures.config import measure_keys
+
+# what every finished trial reports besides its measures (remedies.search.trial.run_trial)
+RESULT_METRICS = ("val_accuracy", "train_accuracy", "test_accuracy", "gap", "val_loss",
+                  "train_loss", "wall_time_s", "train_time_s", "train_cpu_s", "measure_time_s",
+                  "epochs", "steps")  # fmt: skip
+# what a trial reports only when the search ran its baselines (remedies.search.references)
+REFERENCE_METRICS = ("speedup_vs_sb", "speedup_vs_sb_wall", "gap_closed", "test_gap_closed")
+MIN_BATCH = 16  # a smaller batch is a degenerate run: noisy BN statistics, stalled trials
+SAMPLERS = ("tpe", "nsga2", "gp", "random")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Dist(_Strict):
+    """One searched value: float/int (linear or log) or a categorical choice."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None  # int/float grid step (not with log)
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Dist:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("categorical needs a non-empty 'choices' list")
+            if self.low is not None or self.high is not None:
+                raise ValueError("categorical takes 'choices', not low/high")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.type} needs 'low' and 'high'")
+        if self.choices is not None:
+            raise ValueError(f"{self.type} takes low/high, not 'choices'")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must be ≤ high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0, got {self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("'step' cannot be combined with log: true")
+        if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError("int bounds must be whole numbers")
+        return self
+
+    def ends(self) -> list[Any]:
+        """The values to probe the run config with at validation time: both ends of a range
+        (every value between is accepted when they are), or every categorical choice (each is a
+        separate value, so a bad one in the middle of the list must fail here too)."""
+        if self.type == "categorical":
+            return list(self.choices or [])
+        cast = int if self.type == "int" else float
+        assert self.low is not None and self.high is not None  # _check: numeric types have both
+        return [cast(self.low), cast(self.high)]
+
+
+Value = Dist | Any  # a remedy parameter: a distribution, or a constant
+
+
+class RemedyChoice(_Strict):
+    """A remedy the sampler may switch on; its params are sampled only when it is on."""
+
+    always: bool = False  # on in every trial (then only its params are searched)
+    params: dict[str, Any] = {}
+
+
+class Objective(_Strict):
+    # a result metric (val_accuracy, gap, ...) or a key the base's measure section produces
+    # (keskar_full_eps1e-03, ...); checked against that section by parse_space, which has it
+    name: str = Field(min_length=1)
+    mode: Literal["max", "min"]
+    weight: float = Field(1.0, gt=0)  # used only by scalarize
+
+
+class Sampler(_Strict):
+    name: Literal["tpe", "nsga2", "gp", "random"] = "tpe"
+    seed: int = Field(0, ge=0)
+    n_startup_trials: int = Field(6, ge=1)  # random trials before TPE/GP model the space
+    population_size: int = Field(50, ge=2)  # nsga2 only
+
+
+class Asha(_Strict):
+    enabled: bool = True
+    grace_period: int = Field(2, ge=1)  # epochs every trial gets before it may be stopped
+    reduction_factor: float = Field(2.0, gt=1.0)
+
+
+class CheckpointEvery(_Strict):
+    """How often a trial saves its training state (weights, optimiser, RNG, epoch, remedy state)
+    to the results store: a retried trial continues from the last one, so a lost node costs at
+    most the work since. Its metrics reach MLflow with each save (never a step logged twice);
+    ASHA's rungs and the last epoch always save."""
+
+    epochs: int = Field(1, ge=1)
+    minutes: float | None = Field(None, gt=0)  # also after this long, whatever the epochs
+
+
+class Baselines(_Strict):
+    """The references every search runs first, on the same data, hardware, seed and threads as
+    its trials: a small-batch (SB) run at `sb_batch` with a small lr sweep (the base lr times each
+    of `lr_factors`; the best by validation accuracy is *the* SB reference — an untuned baseline
+    exaggerates gaps, Shallue et al. 2018) and plain LB (the base without remedies). They give
+    every trial its `speedup_vs_sb` and `gap_closed`."""
+
+    enabled: bool = True
+    sb_batch: int = Field(64, ge=MIN_BATCH)
+    lr_factors: list[float] = Field([0.5, 1.0, 2.0], min_length=1, max_length=6)
+    lb: bool = True  # plain LB: needed for gap_closed
+
+    @model_validator(mode="after")
+    def _positive(self) -> Baselines:
+        if any(f <= 0 for f in self.lr_factors):
+            raise ValueError(f"lr_factors must all be > 0, got {self.lr_factors}")
+        return self
+
+
+class Constraint(_Strict):
+    """`{name: speedup_vs_sb, op: ">=", value: 2}`: a trial is feasible when it holds. Given to
+    Optuna's constrained samplers (`constraints_func`), honoured by the front and exports."""
+
+    name: str = Field(min_length=1)
+    op: Literal[">=", "<="]
+    value: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.op} {self.value:g}"
+
+    def violation(self, v: float | None) -> float:
+        """Optuna's convention: ≤ 0 feasible; a missing value is infeasible."""
+        import math
+
+        if v is None or not math.isfinite(v):
+            return 1.0
+        return (self.value - v) if self.op == ">=" else (v - self.value)
+
+
+class Resources(_Strict):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float | Literal["auto"] = "auto"  # 'auto': 1 GPU per trial when the cluster has GPUs
+
+    @model_validator(mode="after")
+    def _gpu(self) -> Resources:
+        if isinstance(self.gpu, float) and self.gpu < 0:
+            raise ValueError(f"gpu must be ≥ 0 or 'auto', got {self.gpu}")
+        return self
+
+
+DEFAULT_OBJECTIVES = [
+    Objective(name="val_accuracy", mode="max"),
+    Objective(name="keskar_full_eps1e-03", mode="min"),
+]
+
+
+class SearchSpace(_Strict):
+    name: str = Field("search", pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    base: dict[str, Any] = {}
+    base_config: Path | None = None  # a run-config YAML to start from (base then overrides it)
+    params: dict[str, Dist] = {}
+    remedies: dict[str, dict[str, Any] | RemedyChoice | None] = {}
+    objectives: list[Objective] = Field(default_factory=lambda: list(DEFAULT_OBJECTIVES),
+                                        min_length=1, max_length=4)  # fmt: skip
+    scalarize: bool = False
+    sampler: Sampler = Sampler()
+    asha: Asha = Asha()
+    num_samples: int = Field(12, ge=1)
+    max_concurrent: int = Field(2, ge=1)
+    max_failures: int = Field(1, ge=0)  # Tune retries of a crashed trial (same MLflow run)
+    checkpoint_every: CheckpointEvery = CheckpointEvery()
+    resources: Resources = Resources()
+    baselines: Baselines = Baselines()
+    constraints: list[Constraint] = Field(default_factory=list, max_length=4)
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+    def remedy_choices(self) -> dict[str, RemedyChoice]:
+        """Normalise the short form `{sam: {rho: dist}}` to RemedyChoice."""
+        out = {}
+        for name, spec in self.remedies.items():
+            if isinstance(spec, RemedyChoice):
+                out[name] = spec
+            elif spec and ("always" in spec or "params" in spec):
+                out[name] = RemedyChoice.model_validate(spec)
+            else:
+                out[name] = RemedyChoice(params=spec or {})
+        return out
+
+    def remedy_param(self, remedy: str, key: str) -> Dist | Any:
+        v = self.remedy_choices()[remedy].params[key]
+        if isinstance(v, dict) and "type" in v:
+            return Dist.model_validate(v)
+        return v
+
+
+# ----------------------------------------------------------------------------------- loading
+
+
+def _format(err: ValidationError, prefix: str = "") -> str:
+    """One line for the first pydantic error; list positions read `objectives[1].mode`."""
+    e = err.errors()[0]
+    loc = prefix.rstrip(".")
+    for p in e["loc"]:
+        if isinstance(p, int):
+            loc += f"[{p}]"
+        elif not str(p).startswith("function-after"):
+            loc += f".{p}" if loc else str(p)
+    return f"{loc or 'space'}: {describe(e)}"
+
+
+def parse_space(raw: dict[str, Any], origin: Path | None = None) -> SearchSpace:
+    """Validate a raw space dict fully (including every probe config); raise ConfigError."""
+    if not isinstance(raw, dict):
+        raise ConfigError("space", "must be a YAML mapping with base/params/objectives")
+    try:
+        space = SearchSpace.model_validate(raw)
+    except ValidationError as err:
+        msg = _format(err)
+        if msg.endswith(": unknown key"):
+            msg += _allowed(err.errors()[0]["loc"])
+        raise ConfigError("", msg) from None
+    if space.base_config is not None:  # inlined once: trials never read the driver's files
+        f = space.base_config
+        if origin is not None and not f.is_absolute():
+            f = (origin.parent / f).resolve()
+        space.base = _merge(read_yaml(f), space.base)
+        space.base_config = None
+    _probe(space)
+    return space
+
+
+def _allowed(loc: tuple) -> str:
+    models: dict[str, type[BaseModel]] = {
+        "sampler": Sampler, "asha": Asha, "resources": Resources, "objectives": Objective,
+        "baselines": Baselines, "constraints": Constraint,
+    }  # fmt: skip
+    if len(loc) == 1:
+        return f"; allowed: {', '.join(SearchSpace.model_fields)}"
+    if loc[0] in models:
+        return f"; allowed: {', '.join(models[loc[0]].model_fields)}"
+    if loc[0] == "params":
+        return f"; allowed: {', '.join(Dist.model_fields)}"
+    return ""
+
+
+def load_space(path: Path, overrides: list[str] | None = None) -> SearchSpace:
+    """Read, override (`remedies search --set KEY=VALUE`) and validate a space file."""
+    return parse_space(set_keys(read_yaml(Path(path)), overrides or []), origin=Path(path))
+
+
+def set_keys(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` overrides of a space file, as `train --set` overrides a run config. Space keys
+    may hold dots themselves (`params.train.lr.high=0.1`: the param is `train.lr`), so each step
+    takes the longest run of the remaining parts that names an existing key."""
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--set", f"expected KEY=VALUE, got {item!r}")
+        node, parts = out, key.strip().split(".")
+        while len(parts) > 1:
+            n = next((n for n in range(len(parts) - 1, 0, -1) if ".".join(parts[:n]) in node), 1)
+            head, parts = ".".join(parts[:n]), parts[n:]
+            nxt = node.setdefault(head, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {key}", f"{head!r} is not a section")
+            node = nxt
+        node[parts[0]] = yaml.safe_load(value) if value.strip() else None
+    return out
+
+
+# what may change between a search's drivers: how many trials, how many at once
+RESUMABLE_CHANGES = ("num_samples", "max_concurrent")
+
+
+def space_changes(before: dict[str, Any], after: dict[str, Any], at: str = "") -> list[str]:
+    """What differs between two spaces (as `model_dump(mode="json")`), one entry per leaf:
+    `params.train.lr.high: 0.01 → 0.1`, `remedies.sam: removed`. A resumed search must keep the
+    space it started with: Optuna's sampler would otherwise model trials of two spaces as one."""
+    out: list[str] = []
+    for k in sorted(set(before) | set(after), key=str):
+        where = f"{at}.{k}" if at else str(k)
+        if not at and k in RESUMABLE_CHANGES:
+            continue
+        a, b = before.get(k, _ABSENT), after.get(k, _ABSENT)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += space_changes(a, b, where)
+        elif a is _ABSENT:
+            out.append(f"{where}: added")
+        elif b is _ABSENT:
+            out.append(f"{where}: removed")
+        else:
+            out.append(f"{where}: {_short(a)} → {_short(b)}")
+    return out
+
+
+_ABSENT = object()
+
+
+def _short(v: Any) -> str:
+    s = json.dumps(v)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def base_raw(space: SearchSpace) -> dict[str, Any]:
+    """The base run config as a raw dict (its `base_config` file was inlined at load)."""
+    return copy.deepcopy(space.base)
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def resolve(space: SearchSpace, sample: dict[str, Any]) -> dict[str, Any]:
+    """The complete raw run config of one trial: base + sampled params + chosen remedies.
+
+    `sample` is what the define-by-run space returned: `{"train.lr": 0.003, "remedy.sam": True,
+    "sam.rho": 0.1}`. Remedies switched off are absent; remedies in `base` stay on.
+    """
+    raw = base_raw(space)
+    overrides = [f"{k}={_yaml(v)}" for k, v in sample.items() if not k.startswith(("remedy.", "@"))
+                 and "." in k and k.split(".", 1)[0] not in space.remedies]  # fmt: skip
+    raw = apply_overrides(raw, overrides)
+    rem = dict(raw.get("remedies") or {})
+    for name in space.remedies:
+        if sample.get(f"remedy.{name}"):
+            params = {k.split(".", 1)[1]: v for k, v in sample.items()
+                      if k.startswith(f"{name}.")}  # fmt: skip
+            rem[name] = params
+    raw["remedies"] = rem
+    return raw
+
+
+def _yaml(v: Any) -> str:
+    return json.dumps(v) if not isinstance(v, str) else v
+
+
+def _check_objectives(space: SearchSpace, cfg: RunConfig, base_keys: list[str],
+                      when: str | None = None) -> None:  # fmt: skip
+    """Every objective must be a value a trial of `cfg` reports: a result metric or one of the
+    keys its measure section produces (computed from the config, nothing is run)."""
+    produced = measure_keys(cfg.measure)
+    reported = RESULT_METRICS + reference_metrics(space.baselines)
+    named = [(f"objectives[{i}].name", o.name) for i, o in enumerate(space.objectives)]
+    named += [(f"constraints[{i}].name", c.name) for i, c in enumerate(space.constraints)]
+    for field, o_name in named:
+        if o_name in reported or o_name in produced:
+            continue
+        if o_name in REFERENCE_METRICS:
+            raise ConfigError(field, f"{o_name!r} needs the search's baselines (SB and plain LB)"
+                              "; set baselines: {enabled: true, lb: true}")  # fmt: skip
+        o = Objective(name=o_name, mode="max")
+        base = ", ".join(base_keys) or "none (every measure is off)"
+        if when is None:
+            msg = f"{o.name!r} is not a value any trial reports"
+        else:
+            msg = (f"{o.name!r} is not reported when {when} (that measure section produces: "
+                   f"{', '.join(produced) or 'none'})")  # fmt: skip
+        msg += (f"; allowed: {', '.join(reported)}, or a key the base's measure section "
+                f"produces: {base}")  # fmt: skip
+        if "objectives" not in space.model_fields_set and field.startswith("objectives"):
+            msg += " (these are the default objectives; set objectives: to choose others)"
+        raise ConfigError(field, msg)
+
+
+def reference_metrics(b: Baselines) -> tuple[str, ...]:
+    """The reference-relative metrics a search with these baselines reports."""
+    if not b.enabled:
+        return ()
+    return REFERENCE_METRICS if b.lb else ("speedup_vs_sb", "speedup_vs_sb_wall")
+
+
+def _probe(space: SearchSpace) -> None:
+    """Parse the base, then the base with each parameter at each end of its range or at each of
+    its choices, then each remedy; check the objectives against every probed config."""
+    try:
+        base = parse_config(base_raw(space))
+    except ConfigError as e:
+        raise ConfigError("", f"base.{e}") from None
+    base_keys = measure_keys(base.measure)
+    _check_objectives(space, base, base_keys)
+    if space.constraints and space.sampler.name == "random":
+        raise ConfigError("constraints", "the random sampler ignores constraints; allowed "
+                          "samplers with constraints: tpe, nsga2, gp")  # fmt: skip
+    for path, dist in space.params.items():
+        for v in dist.ends():
+            try:
+                cfg = parse_config(apply_overrides(base_raw(space), [f"{path}={_yaml(v)}"]))
+            except ConfigError as e:
+                raise ConfigError(f"params.{path}", f"{v!r} is not accepted: {e}") from None
+            _check_objectives(space, cfg, base_keys, f"params.{path} is {v!r}")
+    from remedies.catalog import REMEDIES
+
+    for name, choice in space.remedy_choices().items():
+        if name not in REMEDIES:
+            REMEDIES.get(name, f"remedies.{name}")  # raises with the known names
+        for key, val in choice.params.items():
+            if isinstance(val, dict) and "type" in val:
+                try:
+                    Dist.model_validate(val)
+                except ValidationError as err:
+                    raise ConfigError("", _format(err, f"remedies.{name}.{key}.")) from None
+        for params in _remedy_probes(space, name):
+            sample = {f"remedy.{name}": True, **{f"{name}.{k}": v for k, v in params.items()}}
+            try:
+                parse_config(resolve(space, sample))
+            except ConfigError as e:
+                raise ConfigError(f"remedies.{name}", f"not accepted with {params}: {e}") from None
+
+
+def _remedy_probes(space: SearchSpace, name: str) -> list[dict[str, Any]]:
+    """The remedy's knobs all at their low ends, all at their high ends, and then each knob at
+    each of its values (every categorical choice) with the others low."""
+    dists = {key: space.remedy_param(name, key) for key in space.remedy_choices()[name].params}
+    values = {k: v.ends() if isinstance(v, Dist) else [v] for k, v in dists.items()}
+    low = {k: vs[0] for k, vs in values.items()}
+    probes = [low, {k: vs[-1] for k, vs in values.items()}]
+    for k, vs in values.items():
+        probes += [{**low, k: v} for v in vs[1:-1]]
+    return probes

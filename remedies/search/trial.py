@@ -1,0 +1,221 @@
+"""One trial, worker side: train a sampled config, checkpoint it, log to its MLflow run, report.
+
+Imports no Ray: `trainable.py` calls `run_trial` with a `send` function (Tune's report). The trial
+does not open or close its MLflow run — the driver does both, from the trial's one decision —
+it only logs into the run it is given.
+
+Order at every save (every `checkpoint_every` epochs or minutes, at most every REPORT_INTERVAL_S,
+and always at ASHA's rungs and the end):
+training state saved → the epochs' metrics queued to MLflow → Tune told. So a trial killed at any
+point restarts from a state whose epochs are all either logged or still to be logged from the
+saved history (`_catch_up`): never a metric step twice, never one lost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from remedies.config import config_to_dict, flatten, parse_config
+from remedies.results.measures_report import suspect_flags, suspect_metrics
+from remedies.search import tracking
+from remedies.search.fair import compare_from
+from remedies.search.optuna_space import finite
+from remedies.search.scores import scores
+from remedies.search.space import SearchSpace, resolve
+from remedies.search.store import Results
+from remedies.trainer import pick_device, train
+
+REPORT_INTERVAL_S = 1.0  # per-epoch reporting period of a trial (seconds)
+ASHA_METRIC = "epoch_val_accuracy"
+# what every finished trial keeps in the study besides its objectives: times split (training
+# alone vs measures), how long it ran, the threads its times were taken on, and its standing
+# against the references
+TRIAL_METRICS = ("train_time_s", "train_cpu_s", "measure_time_s", "wall_time_s", "epochs",
+                 "steps", "threads", "speedup_vs_sb", "speedup_vs_sb_wall", "gap_closed",
+                 "test_gap_closed")  # fmt: skip
+STATE_FILE = "state.pt"
+
+
+@dataclass
+class TrialSpec:
+    """Everything a trial needs, decided by the driver before it starts."""
+
+    number: int  # the Optuna trial number (stable across retries and resumes); -1: reference
+    run_id: str  # its MLflow run, opened by the driver
+    config: dict[str, Any]  # its complete run config, resolved and validated by the driver
+    space: SearchSpace  # objectives and checkpoint cadence (the driver's validated space)
+    target: tracking.Target
+    state_dir: str  # where its training state lives between attempts (folder or URI)
+    rungs: tuple[int, ...] = ()  # ASHA's comparison epochs: always reported
+    references: dict[str, Any] | None = None  # the search's SB / plain-LB results
+    n_train: int = 0  # the base data's training samples (for compare_from)
+    measure: bool = True  # references train only: accuracy and time, no sharpness
+
+
+def asha_rungs(space: SearchSpace, epochs: int) -> tuple[int, ...]:
+    """The epochs at which ASHA compares trials: grace_period · reduction_factor^k."""
+    if not space.asha.enabled:
+        return ()
+    rungs, m = set(), float(space.asha.grace_period)
+    while m <= epochs:
+        rungs.add(math.ceil(m))
+        m *= space.asha.reduction_factor
+    return tuple(sorted(rungs))
+
+
+def objective_values(space: SearchSpace, metrics: dict[str, Any]) -> dict[str, float | None]:
+    vals: dict[str, float | None] = {o.name: metrics.get(o.name) for o in space.objectives}
+    if space.scalarize:
+        got = [(o, v) for o in space.objectives if finite(v := vals[o.name])]
+        score = sum(o.weight * (1 if o.mode == "max" else -1) * float(v) for o, v in got)  # type: ignore[arg-type]
+        vals["score"] = score if len(got) == len(space.objectives) else None
+    return vals
+
+
+def _catch_up(uri: str, run_id: str, history: list[dict[str, Any]]) -> None:
+    """Log the saved epochs the run does not have yet (a kill between save and log)."""
+    have = {s for s, _ in tracking.metric_history(uri, run_id, "epoch_time_s")}
+    rows = [r for r in history if r["epoch"] not in have]
+    tracking.log_metric_rows(uri, run_id, rows, [r["epoch"] for r in rows])
+
+
+def run_config(space: SearchSpace, sample: dict[str, Any], threads: int) -> dict[str, Any]:
+    """The complete run config of one trial (driver side, once): base + sample, validated, its
+    thread count pinned so an export re-trains bit for bit on CPU. `auto` values stay `auto`."""
+    cfg = parse_config(resolve(space, sample))
+    if cfg.train.threads is None:
+        cfg.train.threads = max(1, threads)
+    return config_to_dict(cfg)
+
+
+def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
+              placement: dict[str, str], shipped: tuple[dict[str, Any], Any] | None = None
+              ) -> dict[str, Any]:  # fmt: skip
+    """Train the trial (continuing its saved state if any); `placement` are tags saying where it
+    runs (the GPUs and resources Ray gave it); `shipped` the driver's (data config, splits),
+    used when the trial's data config is that one (it is, unless the space samples `data.*`).
+    Returns (and sends) the final row."""
+    spec.target.apply()
+    uri, run_id = spec.target.uri, spec.run_id
+    # MLflow's own convention: code in the run (a user's model or data factory) that calls
+    # mlflow.start_run() logs into this trial's run
+    os.environ["MLFLOW_RUN_ID"] = run_id
+    space = spec.space
+    full = spec.config  # what is logged and exported: `auto` stays `auto`
+    cfg = parse_config(full)  # typed again from the dict the driver validated
+    if placement.get("gpu_ids", "none") == "none" and cfg.train.device == "auto":
+        # Ray gave this trial no GPU: it must not use one behind Ray's back (another trial's)
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": "cpu"})})
+    store = Results(spec.state_dir)  # on a cluster: storage every node reaches
+    resume = store.load_torch(STATE_FILE)
+    out = tracking.Outbox()
+    out.put("params", lambda: tracking.log_params(uri, run_id, flatten(full)))
+
+    def tag_attempt() -> None:
+        before = tracking.client(uri).get_run(run_id).data.tags.get("attempt", "0")
+        tracking.set_tags(uri, run_id, {
+            **placement, "device": str(pick_device(cfg.train.device)), "attempt": int(before) + 1,
+            "attempt_resumed_at_epoch": resume["epoch"] if resume else 0})  # fmt: skip
+
+    out.put("tags", tag_attempt)
+    if resume is None:
+        out.put("config.yaml", lambda: tracking.log_yaml(uri, run_id, full, "config.yaml"))
+    else:
+        hist = resume["history"]
+        out.put("catch-up", lambda: _catch_up(uri, run_id, hist))
+    out.flush()
+
+    pending: list[dict[str, Any]] = []
+    capture: list[Callable[[], dict[str, Any]]] = []
+    last = [time.monotonic()]
+    saved = [resume["epoch"] if resume else 0, time.monotonic()]  # last state: epoch, time
+    every = space.checkpoint_every
+
+    first = compare_from(cfg, spec.n_train) if spec.n_train else 1
+
+    def tell(row: dict[str, Any]) -> None:
+        va = row.get("val_accuracy")
+        # no rung value while the trial's curve-changing phase lasts: ASHA compares it from the
+        # first rung after (a diverged trial reports 0 at once, so it is cut at the next rung)
+        rung = {ASHA_METRIC: va if finite(va) else 0.0} if row["epoch"] >= first or not finite(
+            va) else {}  # fmt: skip
+        send({"epoch": row["epoch"], **rung,
+              "tracking_retries": out.retries, "tracking_pending": out.pending})  # fmt: skip
+
+    def report(row: dict[str, Any]) -> None:
+        pending.append(row)
+        now, epoch = time.monotonic(), row["epoch"]
+        end = epoch >= cfg.train.epochs or not finite(row.get("val_accuracy"))
+        cadence = epoch - saved[0] >= every.epochs or (
+            every.minutes is not None and now - saved[1] >= 60 * every.minutes
+        )
+        # the default cadence (every epoch) is thinned to one save a REPORT_INTERVAL_S for
+        # epochs faster than that; a cadence the space sets is kept as set
+        default = every.epochs == 1 and every.minutes is None
+        throttled = default and now - last[0] < REPORT_INTERVAL_S
+        due = (cadence and not throttled) or epoch in spec.rungs
+        if not (due or end):
+            return
+        if finite(row.get("train_loss")):
+            store.save_torch(STATE_FILE, capture[0]())
+            saved[:] = [epoch, now]
+        rows = list(pending)
+        out.put(
+            f"epochs {rows[0]['epoch']}-{rows[-1]['epoch']}",
+            lambda: tracking.log_metric_rows(uri, run_id, rows, [r["epoch"] for r in rows]),
+        )
+        pending.clear()
+        out.flush()
+        last[0] = time.monotonic()
+        tell(row)  # ASHA may stop the trial in here (SystemExit): all is saved and queued
+
+    same = shipped is not None and shipped[0] == cfg.data.model_dump(mode="json")
+    result = train(cfg, splits=shipped[1] if same else None, report=report,  # type: ignore[index]
+                   progress=False, resume=resume, expose_state=capture.append,
+                   measure=spec.measure)  # fmt: skip
+    if pending:  # epochs the budget grew by (train_longer) or a divergence left unsent
+        rows = list(pending)
+        out.put(
+            "last epochs",
+            lambda: tracking.log_metric_rows(uri, run_id, rows, [r["epoch"] for r in rows]),
+        )
+    metrics: dict[str, Any] = {
+        "val_accuracy": result.val_accuracy, "train_accuracy": result.train_accuracy,
+        "test_accuracy": result.test_accuracy,
+        "gap": result.train_accuracy - result.val_accuracy,
+        "val_loss": result.val_loss, "train_loss": result.train_loss,
+        "wall_time_s": result.wall_time_s, **result.sharpness,
+        "train_time_s": result.train_time_s, "measure_time_s": result.measure_time_s,
+        "train_cpu_s": result.train_cpu_s, "device": result.device,
+        "epochs": result.epochs_run, "steps": result.steps, "threads": result.threads,
+        "batch_size": result.batch_size,
+    }  # fmt: skip
+    metrics.update(scores(spec.references, metrics))
+    objs = objective_values(space, metrics)
+    final = {f"final_{k}": v for k, v in metrics.items() if finite(v)}
+    # 1.0 where a measure doubts its own value (final_suspect_<key>)
+    final.update({f"final_{k}": v for k, v in suspect_metrics(result.sharpness_details).items()})
+
+    def log_final() -> None:  # once: a trial resumed after its end must not log them twice
+        if "final_val_accuracy" not in tracking.client(uri).get_run(run_id).data.metrics:
+            tracking.log_metrics(uri, run_id, final, step=result.epochs_run)
+
+    out.put("final metrics", log_final)
+    if not out.drain(timeout_s=out.limit_s):
+        raise tracking.TrackingLost(f"could not log to {uri}: {out.last_error}")
+    final_row = {**{k: v for k, v in {**metrics, **objs}.items() if finite(v)}, "final": 1,
+            "diverged": result.diverged, "epoch": result.epochs_run,
+            "epochs_run": result.epochs_run, "config_json": json.dumps(full),
+            "sharpness_json": json.dumps(result.sharpness),
+            "sharpness_suspect_json": json.dumps(suspect_flags(result.sharpness_details)),
+            "tracking_retries": out.retries, "tracking_pending": 0,
+            "device": result.device}  # fmt: skip
+    send(final_row)
+    return final_row

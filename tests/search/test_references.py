@@ -1,0 +1,213 @@
+"""Baselines inside a search, on real components (local Ray, a real `mlflow server`, Optuna
+storage) and tiny real runs — no injected accuracies.
+
+Checked against what MLflow logged for the reference runs (an independent record of them): the
+speedup and gap-closed arithmetic of every trial, that the references never enter the front or an
+export, that a constraint is honoured by `export --pick`, and that the report answers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+import yaml
+
+from remedies.cli import main
+from remedies.results.report import front_rows, load_study, text_report
+from remedies.search import tracking
+from remedies.search.driver import SearchOptions, run_search
+from remedies.search.optuna_space import trial_rows
+from remedies.search.space import parse_space
+
+N = 4
+SPACE = {
+    "name": "refs",
+    "base": {"data": {"num_samples": 1000}, "model": {"width": 0.1},
+             "train": {"epochs": 3, "batch_size": 128, "checkpoint": False, "lr": 3e-3},
+             "measure": {"keskar": {"eps": [1e-3], "iters": 2}, "max_samples": 100}},
+    "params": {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
+    "remedies": {"augment": {"noise": {"type": "float", "low": 0.0, "high": 0.2}},
+                 "sam": {"rho": {"type": "float", "low": 0.01, "high": 0.1, "log": True}}},
+    "objectives": [{"name": "val_accuracy", "mode": "max"},
+                   {"name": "speedup_vs_sb", "mode": "max"}],
+    "constraints": [{"name": "speedup_vs_sb", "op": ">=", "value": 1.0}],
+    "baselines": {"sb_batch": 32, "lr_factors": [0.5, 1.0]},
+    "sampler": {"name": "tpe", "seed": 1, "n_startup_trials": 2},
+    "asha": {"enabled": False},
+    "num_samples": N, "max_concurrent": 2, "resources": {"cpu": 1, "gpu": 0},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def searched(ray_local, mlflow_server, tmp_path_factory):
+    d = tmp_path_factory.mktemp("refs")
+    storage = str(d / "studies.db")
+    opts = SearchOptions(name="refs-1", tracking_uri=mlflow_server, storage=storage,
+                         results_dir=str(d / "ray"), quiet=True)  # fmt: skip
+    summary = run_search(parse_space(SPACE), opts)
+    return summary, load_study("refs-1", storage), storage, d
+
+
+@pytest.mark.slow
+def test_references_are_logged_and_every_trial_is_scored_against_them(searched, mlflow_server):
+    summary, study, _, _ = searched
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    refs = study.user_attrs["references"]
+    runs = tracking.child_runs(mlflow_server, "refs", parent, role="reference")
+    assert sorted(r.data.tags["reference"] for r in runs) == ["lb", "sb", "sb"]
+    assert len(tracking.child_runs(mlflow_server, "refs", parent)) == N  # trials only
+    logged = {r.info.run_id: r for r in runs}
+    # the SB reference is the sweep's best validation accuracy, as MLflow logged it
+    sbs = [r for r in runs if r.data.tags["reference"] == "sb"]
+    best = max(sbs, key=lambda r: r.data.metrics["final_val_accuracy"])
+    assert refs["sb"]["run_id"] == best.info.run_id and best.data.tags["selected"] == "True"
+    assert sorted(float(r.data.params["train.lr"]) for r in sbs) == pytest.approx([1.5e-3, 3e-3])
+    assert all(r.data.params["train.batch_size"] == "32" for r in sbs)
+    lb = next(r for r in runs if r.data.tags["reference"] == "lb")
+    assert lb.data.params["train.batch_size"] == "128" and lb.data.params["remedies"] == "{}"
+    # same threads as the trials (resources.cpu = 1 → 1), recorded with the time
+    assert all(r.data.metrics["final_threads"] == 1 for r in runs)
+    sb_m, lb_m = logged[refs["sb"]["run_id"]].data.metrics, lb.data.metrics
+
+    trials = {k.data.tags["trial_number"]: k for k in tracking.child_runs(mlflow_server, "refs",
+                                                                         parent)}  # fmt: skip
+    done = [r for r in trial_rows(study) if r["state"] == "COMPLETE"]
+    assert len(done) == N
+    for r in done:
+        m = trials[str(r["number"])].data.metrics
+        assert m["final_threads"] == 1
+        # training time alone: the measure is apart, and both fit in the wall time
+        assert 0 < m["final_train_time_s"] and 0 < m["final_measure_time_s"]
+        assert m["final_train_time_s"] + m["final_measure_time_s"] <= m["final_wall_time_s"]
+        assert m["final_epochs"] == 3 and m["final_steps"] == 3 * (720 // 128)
+        # on CPU the speedup is a ratio of CPU times (load elsewhere cannot inflate them);
+        # the wall-clock ratio is reported beside it
+        speed = sb_m["final_train_cpu_s"] / m["final_train_cpu_s"]
+        assert m["final_speedup_vs_sb"] == pytest.approx(speed, rel=1e-9)
+        assert r["metrics"]["speedup_vs_sb"] == pytest.approx(speed, rel=1e-9)
+        wall = sb_m["final_train_time_s"] / m["final_train_time_s"]
+        assert m["final_speedup_vs_sb_wall"] == pytest.approx(wall, rel=1e-9)
+        assert 0 < m["final_train_cpu_s"]
+        sb_v, lb_v = sb_m["final_val_accuracy"], lb_m["final_val_accuracy"]
+        if sb_v > lb_v:
+            gap = (m["final_val_accuracy"] - lb_v) / (sb_v - lb_v)
+            assert m["final_gap_closed"] == pytest.approx(gap, rel=1e-9)
+        else:  # undefined, and said so
+            assert "final_gap_closed" not in m and r["metrics"]["gap_closed"] is None
+            assert "gap_closed is undefined" in text_report(study)
+        # what Optuna's constrained samplers read: the violation 1.0 − speedup
+        t = study.trials[r["number"]]
+        assert t.constraints == {"speedup_vs_sb >= 1": pytest.approx(1.0 - speed)}
+    # plain LB is always a candidate: the first trial has every remedy off
+    first = study.trials[0].params
+    assert first.get("remedy.augment") is False and first.get("remedy.sam") is False
+
+
+@pytest.mark.slow
+def test_references_never_enter_the_front_or_an_export(searched, mlflow_server, tmp_path):
+    summary, study, storage, _ = searched
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    ref_ids = {r.info.run_id for r in tracking.child_runs(mlflow_server, "refs", parent,
+                                                          role="reference")}  # fmt: skip
+    _, front = front_rows(study)
+    assert front and not {r["mlflow_run"] for r in front} & ref_ids
+    assert all(r["constraints"][0] <= 0 for r in front)  # the front holds feasible trials
+    out = tmp_path / "all"
+    assert main(["export", "refs-1", "--storage", storage, "--pick", "pareto",
+                 "--out", str(tmp_path / "p.yaml"), "--all-pareto", str(out)]) == 0  # fmt: skip
+    for f in out.glob("*.yaml"):
+        assert not any(i in f.read_text() for i in ref_ids)
+    arts = {a.path for a in tracking.client(mlflow_server).list_artifacts(parent)}
+    assert {"gap_vs_speedup.png", "answer.txt"} <= arts
+    assert "best recipe: trial" in summary.answer
+    assert tracking.client(mlflow_server).get_run(parent).data.tags["answer"] == summary.answer
+
+
+@pytest.mark.slow
+def test_export_pick_honours_a_constraint(searched, tmp_path, capsys):
+    _, study, storage, _ = searched
+    done = [r for r in trial_rows(study) if r["state"] == "COMPLETE"]
+    speeds = sorted(r["metrics"]["speedup_vs_sb"] for r in done)
+    bar = speeds[len(speeds) // 2]  # half the trials fall short of it
+    ok = [r for r in done if r["metrics"]["speedup_vs_sb"] >= bar]
+    assert 0 < len(ok) < len(done)
+    want = max(ok, key=lambda r: r["val_accuracy"])
+    out = tmp_path / "pick.yaml"
+    rule = f"max val_accuracy where speedup_vs_sb >= {bar!r}"
+    assert main(["export", "refs-1", "--storage", storage, "--pick", rule, "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith(f"# exported from search 'refs-1', trial {want['number']} ")
+    assert f"pick: {rule}\n" in text
+    assert yaml.safe_load(text)["train"]["lr"] == pytest.approx(want["params"]["train.lr"])
+    # a rule nothing satisfies, and a malformed one: one line, exit 2, nothing written
+    capsys.readouterr()
+    bad = tmp_path / "none.yaml"
+    never = "max val_accuracy where speedup_vs_sb >= 1e9"
+    assert main(["export", "refs-1", "--storage", storage, "--pick", never, "--out", str(bad)]) == 2
+    assert "no completed trial" in capsys.readouterr().err and not bad.exists()
+    assert main(["export", "refs-1", "--storage", storage, "--pick", "best val_accuracy",
+                 "--out", str(bad)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--pick" in err and not bad.exists()
+
+
+@pytest.mark.slow
+def test_report_answers_with_references_and_standard_error(searched):
+    _, study, _, _ = searched
+    text = text_report(study)
+    refs = study.user_attrs["references"]
+    n = refs["n_val"]
+    assert n == 80
+    p = refs["sb"]["val_accuracy"] / 100
+    se = 100 * math.sqrt(p * (1 - p) / n)
+    assert f"{refs['sb']['val_accuracy']:6.2f} ± {se:.2f} %" in text
+    assert "best recipe: trial" in text and "× faster than SB" in text
+    assert optuna.trial.TrialState.COMPLETE in [t.state for t in study.trials]
+
+
+@pytest.mark.slow
+def test_confirm_seeds_re_trains_the_candidates_and_picks_on_mean_val(searched, tmp_path,
+                                                                      capsys):  # fmt: skip
+    import json
+    import re
+    import statistics
+
+    _, study, storage, _ = searched
+    out = tmp_path / "c.yaml"
+    capsys.readouterr()
+    assert main(["export", "refs-1", "--storage", storage, "--pick",
+                 "max val_accuracy where speedup_vs_sb >= 0", "--confirm-seeds", "1",
+                 "--out", str(out)]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    seen = {int(n): float(v) for n, v in re.findall(r"confirm trial (\d+), seed 1: val ([\d.]+)",
+                                                    err)}  # fmt: skip
+    assert len(seen) == 3  # the top three candidates, one extra seed each
+    text = out.read_text()
+    chosen = int(text.split("trial ", 1)[1].split(" ", 1)[0])
+    rows = {t.number: t.user_attrs["val_accuracy"] for t in study.trials}
+    means = {n: statistics.mean([rows[n], v]) for n, v in seen.items()}
+    assert chosen == max(means, key=means.get)
+    assert "# confirmed over seeds [0, 1]: val " in text
+    # the seed-1 value is what `remedies train` of the export gives with seed 1 (same threads)
+    capsys.readouterr()
+    assert main(["train", str(out), "--set", "train.seed=1", "--quiet"]) == 0
+    got = json.loads(capsys.readouterr().out)["val_accuracy"]
+    assert got == pytest.approx(seen[chosen], abs=0.01)
+
+
+def test_references_of_a_base_without_an_lr_use_the_run_configs_default():
+    """A base that leaves `train.lr` to the default (a model/data factory space, say): every
+    reference carries the lr it trains with, the SB sweep around that default."""
+    from remedies.config import parse_config
+    from remedies.search.references import reference_configs
+    from remedies.search.space import parse_space
+
+    space = parse_space({"name": "nolr", "base": {"data": {"num_samples": 200},
+                                                   "train": {"epochs": 1}}})  # fmt: skip
+    default = parse_config({}).train.lr
+    got = [(key.split("-")[0], cfg["train"]["lr"], cfg["train"]["threads"])
+           for key, cfg in reference_configs(space, threads=3)]  # fmt: skip
+    factors = space.baselines.lr_factors
+    assert got == [("sb", default * f, 3) for f in factors] + [("lb", default, 3)]
