@@ -8,6 +8,8 @@ values for 1-D data); adversarial images are clamped back to [0, 1].
 
 from __future__ import annotations
 
+import math
+
 import torch
 from pydantic import Field
 from torch import nn
@@ -15,7 +17,7 @@ from torch import nn
 from remedies.catalog import register
 from remedies.catalog._bn import frozen_bn_stats
 from remedies.catalog.augment import is_image
-from remedies.hooks import LossFn, Remedy, RemedyConfig, TrainContext
+from remedies.hooks import REGULARISER_SHARE, LossFn, Remedy, RemedyConfig, TrainContext
 
 
 class AdversarialConfig(RemedyConfig):
@@ -47,3 +49,7 @@ class Adversarial(Remedy[AdversarialConfig]):
         if is_image(ctx.input_shape):
             x_adv = x_adv.clamp_(0.0, 1.0)
         return (1 - a) * loss + a * ctx.loss_fn(model(x_adv), y)
+
+    def comparable_from(self, ctx: TrainContext) -> int:
+        """A regulariser changes the curve throughout: compared from half the budget on."""
+        return math.ceil(REGULARISER_SHARE * ctx.epochs)

@@ -10,6 +10,7 @@ mode.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -17,7 +18,7 @@ from pydantic import Field
 from torch import nn
 
 from remedies.catalog import register
-from remedies.hooks import Remedy, RemedyConfig, TrainContext
+from remedies.hooks import REGULARISER_SHARE, Remedy, RemedyConfig, TrainContext
 
 
 class AugmentConfig(RemedyConfig):
@@ -91,3 +92,7 @@ class Augment(Remedy[AugmentConfig]):
         if c.noise > 0:
             flat = flat + c.noise * torch.randn_like(flat)
         return flat.reshape(x.shape)
+
+    def comparable_from(self, ctx: TrainContext) -> int:
+        """A regulariser changes the curve throughout: compared from half the budget on."""
+        return math.ceil(REGULARISER_SHARE * ctx.epochs)

@@ -33,6 +33,9 @@ class BatchRamp(Remedy[BatchRampConfig]):
     name = "batch_ramp"
     Config = BatchRampConfig
 
+    def comparable_from(self, ctx: TrainContext) -> int:
+        return round(max(self.cfg.milestones) * ctx.epochs)  # the ramp's last step
+
     def batch_size(self, epoch: int, batch_size: int, ctx: TrainContext) -> int:
         passed = sum(epoch >= round(m * ctx.epochs) for m in self.cfg.milestones)
         remaining = len(self.cfg.milestones) - passed

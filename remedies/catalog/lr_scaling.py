@@ -9,6 +9,7 @@ the target (Goyal et al.'s gradual warmup); `lr(t)` is a pure function of the fr
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field
@@ -38,6 +39,9 @@ def scaled_lr(lr0: float, t: float, batch: int, cfg: LrScalingConfig) -> float:
 class LrScaling(Remedy[LrScalingConfig]):
     name = "lr_scaling"
     Config = LrScalingConfig
+
+    def comparable_from(self, ctx: TrainContext) -> int:
+        return math.ceil(self.cfg.warmup_epochs)  # the warm-up
 
     def lr(self, lr: float, t: float, ctx: TrainContext) -> float:
         return scaled_lr(lr, t, ctx.current_batch_size or ctx.batch_size, self.cfg)

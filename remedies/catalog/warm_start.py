@@ -45,3 +45,6 @@ class WarmStart(Remedy[WarmStartConfig]):
 
     def on_epoch_end(self, epoch: int, ctx: TrainContext) -> dict[str, float]:
         return {"warm_start": float(epoch < self.warm_epochs(ctx))}
+
+    def comparable_from(self, ctx: TrainContext) -> int:
+        return self.warm_epochs(ctx)  # the SB phase

@@ -3,6 +3,7 @@ runs them side by side), a progress bar with an ETA, then the report, logged to 
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -10,7 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from remedies.config import parse_config
+from remedies.data import load_data
 from remedies.reproduce.protocol import ReproduceOptions, RunSpec, plan
+from remedies.reproduce.report import write_report
+from remedies.reproduce.task import run_one
+from remedies.search import tracking
+from remedies.search.node_types import gpus_per_trial
+from remedies.search.runtime import TaskPool, cluster_resources, start_ray, stop_ray
 
 
 @dataclass
@@ -40,31 +50,18 @@ class Bar:
             print(self.line(done, running, last), file=sys.stderr, flush=True)
 
 
-def _remote_run():
-    import ray
-
-    from remedies.reproduce.task import run_one
-
-    @ray.remote(num_cpus=1, max_retries=1)
-    def run(raw: dict[str, Any], keep: bool, splits) -> dict[str, Any]:
-        try:
-            return run_one(raw, keep, splits)
-        finally:  # a worker process is reused: hand what PyTorch cached back to the other runs
-            import gc
-
-            import torch
-
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-
-    return run
+def run_task(raw: dict[str, Any], keep: bool, splits) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """One run, in a Ray task (`TaskPool`)."""
+    try:
+        return run_one(raw, keep, splits)
+    finally:  # a worker process is reused: hand what PyTorch cached back to the other runs
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def out_of_gpu_memory(err: BaseException) -> bool:
     """A run that failed for want of GPU memory (Ray wraps the task's exception)."""
-    import torch
-
     cause = getattr(err, "cause", None)
     return isinstance(cause, torch.OutOfMemoryError) or "CUDA out of memory" in str(err)
 
@@ -72,52 +69,48 @@ def out_of_gpu_memory(err: BaseException) -> bool:
 def run_specs(specs: list[RunSpec], *, jobs: int, quiet: bool = False,
               gpu: float = 0.0) -> list[Outcome]:  # fmt: skip
     """Every spec as one Ray task, at most `jobs` at a time; results in the specs' order."""
-    import ray
-
-    from remedies.config import parse_config
-    from remedies.data import load_data
-
-    run = _remote_run()
     # more runs at once than CPUs (a busy or small machine): each run asks for a share of one
-    cpus = float(ray.cluster_resources().get("CPU", 1.0))
-    shared = run.options(num_cpus=min(1.0, cpus / jobs), num_gpus=gpu)
-    # a run that runs out of GPU memory beside others (the largest batches of Fig. 4) is run
-    # again alone on a whole GPU, which Ray grants only once no other run holds a share of it
-    whole = run.options(num_cpus=min(1.0, cpus / jobs), num_gpus=1.0)
+    cpus = float(cluster_resources().get("CPU", 1.0))
+    pool = TaskPool(run_task, width=jobs, num_cpus=min(1.0, cpus / jobs), num_gpus=gpu,
+                    max_retries=1)  # fmt: skip
     data: dict[str, Any] = {}  # one copy of each data set in the object store
-    todo = list(enumerate(specs))
-    live: dict[Any, int] = {}
+    for i, spec in enumerate(specs):
+        dcfg = parse_config(spec.config).data
+        key = json.dumps(dcfg.model_dump(mode="json"), sort_keys=True)
+        if key not in data:
+            data[key] = pool.put(load_data(dcfg))
+        pool.submit(i, spec.config, spec.keep_weights, data[key])
     results: dict[int, dict[str, Any]] = {}
-    alone: set[int] = set()  # runs re-queued on a whole GPU
+    # a run that runs out of GPU memory beside others (the largest batches of Fig. 4) is run
+    # again alone on a whole GPU, which Ray grants only once no other run holds a share of it;
+    # it holds the queue until then, and nothing starts beside it
+    alone: set[int] = set()
+
+    def hold(i: int) -> bool:
+        return bool(alone & set(pool.running)) or (i in alone and bool(pool.running))
+
     bar = Bar(len(specs), quiet)
     bar.show(0, 0)
     last = ""
-    while todo or live:
-        while todo and len(live) < jobs and not (alone & set(live.values())):
-            if todo[0][0] in alone and live:  # it waits for the GPU to empty, holding the queue
-                break
-            i, spec = todo.pop(0)
-            dcfg = parse_config(spec.config).data
-            key = json.dumps(dcfg.model_dump(mode="json"), sort_keys=True)
-            if key not in data:
-                data[key] = ray.put(load_data(dcfg))
-            task = whole if i in alone else shared
-            live[task.remote(spec.config, spec.keep_weights, data[key])] = i
-        ready, _ = ray.wait(list(live), num_returns=1, timeout=30.0)
-        for ref in ready:
-            i = live.pop(ref)
-            try:
-                results[i] = r = ray.get(ref)
-            except ray.exceptions.RayTaskError as e:
-                if not (0 < gpu < 1 and i not in alone and out_of_gpu_memory(e)):
-                    raise
+    while len(pool):
+        got = pool.next_done(timeout=30.0, hold=hold)
+        if got is not None:
+            i, r, err = got
+            if err is not None:
+                if not (0 < gpu < 1 and i not in alone and out_of_gpu_memory(err)):
+                    raise err
                 alone.add(i)
-                todo.insert(0, (i, specs[i]))
-                last = f"{specs[i].name} ran out of GPU memory beside other runs: again, alone"
-                continue
-            last = (f"{specs[i].name} train {r['train_accuracy']:.1f}% test "
-                    f"{r['test_accuracy']:.1f}% ({r['wall_time_s']:.0f}s)")  # fmt: skip
-        bar.show(len(results), len(live), last)
+                spec = specs[i]
+                pool.submit(i, spec.config, spec.keep_weights,
+                            data[json.dumps(parse_config(spec.config).data.model_dump(
+                                mode="json"), sort_keys=True)],
+                            options={"num_gpus": 1.0}, first=True)  # fmt: skip
+                last = f"{spec.name} ran out of GPU memory beside other runs: again, alone"
+            else:
+                results[i] = r
+                last = (f"{specs[i].name} train {r['train_accuracy']:.1f}% test "
+                        f"{r['test_accuracy']:.1f}% ({r['wall_time_s']:.0f}s)")  # fmt: skip
+        bar.show(len(results), len(pool.running), last)
     return [Outcome(s, results[i]) for i, s in enumerate(specs)]
 
 
@@ -139,9 +132,6 @@ def reproduce(opts: ReproduceOptions, out: Path, *, jobs: int = 2, address: str 
               quiet: bool = False, command: str = "", markdown: Path | None = None,
               gpu: float | str = "auto") -> dict[str, Any]:  # fmt: skip
     """Plan, run, report. Returns {report, pngs, checks}. Bad options fail before any run."""
-    from remedies.reproduce.report import write_report
-    from remedies.search import tracking
-    from remedies.search.runtime import start_ray, stop_ray
 
     specs = plan(opts)  # validates every run's config first
     target = tracking.resolve(tracking_uri)
@@ -152,11 +142,7 @@ def reproduce(opts: ReproduceOptions, out: Path, *, jobs: int = 2, address: str 
     reaper = start_ray(address)
     t0 = time.time()
     try:
-        import ray
-
-        from remedies.search.node_types import gpus_per_trial
-
-        share = gpu_share(gpu, jobs, float(ray.cluster_resources().get("GPU", 0.0)),
+        share = gpu_share(gpu, jobs, float(cluster_resources().get("GPU", 0.0)),
                           gpus_per_trial("auto") if gpu == "auto" else 0.0)  # fmt: skip
         outcomes = run_specs(specs, jobs=jobs, quiet=quiet, gpu=share)
     finally:
@@ -174,8 +160,6 @@ def log_to_mlflow(uri: str, experiment: str, opts: ReproduceOptions, outcomes: l
                   summary: dict[str, Any], out: Path) -> None:  # fmt: skip
     """One parent run (options, checks, report.md, PNGs, results.json) and one child run per
     training run (its config, accuracies, every measure, and each measure's suspect flag)."""
-    from remedies.search import tracking
-
     tracking.prepare_store(uri)
     exp = tracking.experiment_id(uri, experiment)
     parent = tracking.start_run(uri, exp, f"reproduce-{time.strftime('%Y%m%d-%H%M%S')}",

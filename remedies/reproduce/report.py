@@ -14,6 +14,7 @@ from typing import Any
 from remedies.reproduce import paper
 from remedies.reproduce.figures import plot_vs
 from remedies.reproduce.protocol import ReproduceOptions
+from remedies.stats import kendall_tau
 
 CV_MAX = 0.5  # "stable across seeds": coefficient of variation at most this
 RATIO_MIN = 5.0  # LB/SB sharpness the report checks for in every seed
@@ -47,16 +48,6 @@ def _g(v: float | None) -> str:
 
 def _pm(p: tuple[float, float]) -> str:
     return f"{p[0]:g} ± {p[1]:g}"
-
-
-def kendall_tau(xs: list[float], ys: list[float]) -> float:
-    """Kendall's τ-a (no SciPy needed for a handful of points)."""
-    n, s = len(xs), 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            s += (xs[i] > xs[j]) - (xs[i] < xs[j]) if ys[i] == ys[j] else (
-                1 if (xs[i] - xs[j]) * (ys[i] - ys[j]) > 0 else -1)  # fmt: skip
-    return s / (n * (n - 1) / 2) if n > 1 else math.nan
 
 
 def _devices(outcomes: list) -> str:

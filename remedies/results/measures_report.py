@@ -9,8 +9,9 @@ trials, and which values their own solver flagged (`suspect` in each measure's d
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Any
+
+from remedies.stats import kendall_tau
 
 
 def suspect_flags(details: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -21,15 +22,6 @@ def suspect_flags(details: list[dict[str, Any]]) -> dict[str, list[str]]:
 def suspect_metrics(details: list[dict[str, Any]]) -> dict[str, float]:
     """`suspect_<key>` = 1.0 / 0.0 for every measured value: what a run logs to MLflow."""
     return {f"suspect_{d['key']}": float(bool(d.get("suspect"))) for d in details}
-
-
-def _tau(a: list[float], b: list[float]) -> float:
-    s = 0
-    for i, j in itertools.combinations(range(len(a)), 2):
-        s += (a[i] > a[j]) - (a[i] < a[j]) if b[i] == b[j] else (
-            1 if (a[i] - a[j]) * (b[i] - b[j]) > 0 else -1)  # fmt: skip
-    n = len(a)
-    return s / (n * (n - 1) / 2) if n > 1 else math.nan
 
 
 def measures_section(study) -> str:
@@ -55,7 +47,7 @@ def measures_section(study) -> str:
         both = [(t.user_attrs["sharpness"][a], t.user_attrs["sharpness"][b]) for t in trials
                 if a in t.user_attrs["sharpness"] and b in t.user_attrs["sharpness"]]  # fmt: skip
         if len(both) >= 3:
-            pairs.append((a, b, _tau([x for x, _ in both], [y for _, y in both]), len(both)))
+            pairs.append((a, b, kendall_tau([x for x, _ in both], [y for _, y in both]), len(both)))
     if pairs:
         out += ["", "Do the measures call the same trials sharper? (Kendall τ across trials; "
                 "+1 = same order, −1 = opposite):"]  # fmt: skip

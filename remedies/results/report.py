@@ -19,6 +19,7 @@ from remedies.errors import ConfigError
 from remedies.results.measures_report import measures_section
 from remedies.search.optuna_space import finite, trial_rows
 from remedies.search.study import open_storage, storage_exists
+from remedies.stats import kendall_tau_p
 
 
 def load_study(name: str, storage: str) -> optuna.Study:
@@ -176,8 +177,6 @@ def _short(v: Any) -> str:
 def kendall(study: optuna.Study) -> list[tuple[str, float, float, int]]:
     """Per sharpness measure: Kendall τ (and p) between the measure and the generalization gap
     (train − val accuracy, points) over the completed trials — does sharpness track the gap?"""
-    from scipy.stats import kendalltau
-
     rows = [r for r in trial_rows(study) if r["state"] == "COMPLETE"]
     keys = sorted({k for r in rows for k in r["sharpness"]})
     out = []
@@ -186,8 +185,8 @@ def kendall(study: optuna.Study) -> list[tuple[str, float, float, int]]:
                  if finite(r["sharpness"].get(k)) and finite(r["train_accuracy"])
                  and finite(r["val_accuracy"])]  # fmt: skip
         if len(pairs) >= 3:
-            tau, p = kendalltau([a for a, _ in pairs], [b for _, b in pairs])
-            out.append((k, float(tau), float(p), len(pairs)))
+            tau, p = kendall_tau_p([a for a, _ in pairs], [b for _, b in pairs])
+            out.append((k, tau, p, len(pairs)))
         else:
             out.append((k, float("nan"), float("nan"), len(pairs)))
     return out

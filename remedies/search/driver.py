@@ -49,7 +49,8 @@ from remedies.search.searcher import (
     close_decided_runs,
     directions,
 )
-from remedies.search.space import SearchSpace, base_raw, space_changes
+from remedies.search.space import SearchSpace, base_raw
+from remedies.search.space_edits import space_changes
 from remedies.search.store import Results
 from remedies.search.study import Study, storage_url, study_exists
 from remedies.search.trainable import TrialContext, trial_fn

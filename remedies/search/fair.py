@@ -6,7 +6,8 @@ regulariser (augmentation, adversarial training) that trades early accuracy for 
 are behind a plain run at those epochs and were cut there, before they could pay off (measured:
 an augment-only trial cut at epoch 4, 73–87 % of trials pruned). So each trial is compared only
 from the epoch its curve-changing phase is over (`compare_from`); before that it reports no rung
-value, and Ray's ASHA then records it at the first rung it reaches after its phase.
+value, and Ray's ASHA then records it at the first rung it reaches after its phase. Each remedy
+says where its phase ends (`Remedy.comparable_from`): the search names no remedy.
 
 And a batch below `MIN_BATCH` samples (e.g. `batch_ramp` at factor² below a small batch) makes a
 degenerate, stalling run: such ranges are refused before the search starts (`check_batches`).
@@ -14,8 +15,7 @@ degenerate, stalling run: such ranges are refused before the search starts (`che
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from remedies.catalog import build_remedies
@@ -23,31 +23,6 @@ from remedies.config import RunConfig, apply_overrides, parse_config
 from remedies.errors import ConfigError
 from remedies.hooks import Remedy, TrainContext
 from remedies.search.space import MIN_BATCH, SearchSpace, _remedy_probes, _yaml, base_raw, resolve
-
-# remedy name → the epoch (1-based, after which) its curve-changing phase is over
-REGULARISER_SHARE = 0.5  # regularisers change the curve throughout: compared from half-way
-
-
-def _warm_start(r: Any, ctx: TrainContext) -> int:
-    return int(r.warm_epochs(ctx))
-
-
-def _lr_scaling(r: Any, ctx: TrainContext) -> int:
-    return math.ceil(r.cfg.warmup_epochs)
-
-
-def _batch_ramp(r: Any, ctx: TrainContext) -> int:
-    return round(max(r.cfg.milestones) * ctx.epochs)
-
-
-def _regulariser(r: Any, ctx: TrainContext) -> int:
-    return math.ceil(REGULARISER_SHARE * ctx.epochs)
-
-
-PHASES: dict[str, Callable[[Any, TrainContext], int]] = {
-    "warm_start": _warm_start, "lr_scaling": _lr_scaling, "batch_ramp": _batch_ramp,
-    "augment": _regulariser, "adversarial": _regulariser,
-}  # fmt: skip
 
 
 def _context(cfg: RunConfig, n_train: int) -> tuple[list[Remedy], TrainContext]:
@@ -66,7 +41,7 @@ def _context(cfg: RunConfig, n_train: int) -> tuple[list[Remedy], TrainContext]:
 def compare_from(cfg: RunConfig, n_train: int) -> int:
     """The first epoch at which ASHA may compare this trial with the others (1 = from the start)."""
     remedies, ctx = _context(cfg, n_train)
-    end = max((PHASES[r.name](r, ctx) for r in remedies if r.name in PHASES), default=0)
+    end = max((r.comparable_from(ctx) for r in remedies), default=0)
     return max(1, min(end, ctx.epochs))
 
 

@@ -36,12 +36,12 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from remedies.config import RunConfig, apply_overrides, parse_config, read_yaml
 from remedies.errors import ConfigError, describe
 from remedies.measures.config import measure_keys
+from remedies.search.space_edits import set_keys
 
 # what every finished trial reports besides its measures (remedies.search.trial.run_trial)
 RESULT_METRICS = ("val_accuracy", "train_accuracy", "test_accuracy", "gap", "val_loss",
@@ -294,62 +294,6 @@ def _allowed(loc: tuple) -> str:
 def load_space(path: Path, overrides: list[str] | None = None) -> SearchSpace:
     """Read, override (`remedies search --set KEY=VALUE`) and validate a space file."""
     return parse_space(set_keys(read_yaml(Path(path)), overrides or []), origin=Path(path))
-
-
-def set_keys(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """`KEY=VALUE` overrides of a space file, as `train --set` overrides a run config. Space keys
-    may hold dots themselves (`params.train.lr.high=0.1`: the param is `train.lr`), so each step
-    takes the longest run of the remaining parts that names an existing key."""
-    out = copy.deepcopy(raw)
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError("--set", f"expected KEY=VALUE, got {item!r}")
-        node, parts = out, key.strip().split(".")
-        while len(parts) > 1:
-            n = next((n for n in range(len(parts) - 1, 0, -1) if ".".join(parts[:n]) in node), 1)
-            head, parts = ".".join(parts[:n]), parts[n:]
-            nxt = node.setdefault(head, {})
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {key}", f"{head!r} is not a section")
-            node = nxt
-        node[parts[0]] = yaml.safe_load(value) if value.strip() else None
-    return out
-
-
-# what may change between a search's drivers: how many trials, how many at once
-RESUMABLE_CHANGES = ("num_samples", "max_concurrent")
-
-
-def space_changes(before: dict[str, Any], after: dict[str, Any], at: str = "") -> list[str]:
-    """What differs between two spaces (as `model_dump(mode="json")`), one entry per leaf:
-    `params.train.lr.high: 0.01 → 0.1`, `remedies.sam: removed`. A resumed search must keep the
-    space it started with: Optuna's sampler would otherwise model trials of two spaces as one."""
-    out: list[str] = []
-    for k in sorted(set(before) | set(after), key=str):
-        where = f"{at}.{k}" if at else str(k)
-        if not at and k in RESUMABLE_CHANGES:
-            continue
-        a, b = before.get(k, _ABSENT), after.get(k, _ABSENT)
-        if a == b:
-            continue
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += space_changes(a, b, where)
-        elif a is _ABSENT:
-            out.append(f"{where}: added")
-        elif b is _ABSENT:
-            out.append(f"{where}: removed")
-        else:
-            out.append(f"{where}: {_short(a)} → {_short(b)}")
-    return out
-
-
-_ABSENT = object()
-
-
-def _short(v: Any) -> str:
-    s = json.dumps(v)
-    return s if len(s) <= 60 else s[:57] + "..."
 
 
 def base_raw(space: SearchSpace) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from remedies.cli import main
 from remedies.config import parse_config
 from remedies.data import load_data
 from remedies.reproduce.protocol import ReproduceOptions, plan
-from remedies.reproduce.report import kendall_tau
 from remedies.reproduce.task import flat, initial_weights, run_one
+from remedies.stats import kendall_tau
 
 TINY = ["data.num_samples=500", "model.width=0.1"]
 
@@ -96,6 +96,8 @@ def test_kendall_tau() -> None:
     assert kendall_tau([1, 2, 3], [1, 5, 9]) == 1.0
     assert kendall_tau([1, 2, 3], [9, 5, 1]) == -1.0
     assert kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)
+    # a tie is a tie (τ-b), not broken by the other list: (1,1),(2,1),(3,2) → 2/sqrt(3·2)
+    assert kendall_tau([1, 2, 3], [1, 1, 2]) == pytest.approx(2 / 6**0.5)
 
 
 @pytest.mark.parametrize(("args", "field"), [
