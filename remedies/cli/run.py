@@ -11,7 +11,8 @@ import torch
 from remedies.config import load_config
 from remedies.data import load_data
 from remedies.io import write_json
-from remedies.trainer import build_model, train
+from remedies.precision import resolve_precision
+from remedies.trainer import build_model, pick_device, train
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -33,8 +34,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _check_precision(cfg) -> None:
     """train.precision on this machine's device (fp16 needs CUDA), before any data is read."""
-    from remedies.precision import resolve_precision
-    from remedies.trainer import pick_device
 
     resolve_precision(cfg.train, pick_device(cfg.train.device))
 

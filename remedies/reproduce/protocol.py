@@ -13,12 +13,16 @@ paper's nets and data sets keep the paper's SB of 256.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from remedies.config import apply_overrides, parse_config
+from remedies.config import apply_overrides, parse_config, resolve_batch_size
+from remedies.data import load_data
+from remedies.errors import ConfigError
+from remedies.models import MODELS
 
 # the paper's data set per net; F1 defaults to MNIST-1D, the offline stand-in for MNIST
 DEFAULT_DATA = {"F1": "mnist1d", "F2": "timit", "C1": "cifar10", "C2": "cifar10",
@@ -56,7 +60,6 @@ class ReproduceOptions(BaseModel):
     @field_validator("nets")
     @classmethod
     def _nets(cls, v: list[str]) -> list[str]:
-        from remedies.models import MODELS
 
         for n in v:
             MODELS.get(n, "--nets")  # unknown net: one line listing the known ones
@@ -185,9 +188,6 @@ def plan(opts: ReproduceOptions) -> list[RunSpec]:
 def check_batches(specs: list[RunSpec]) -> None:
     """Every batch size fits its training set (the data are loaded once per data config): a
     bad `--sb`/`--batch-sizes` fails here, in one line, not inside a Ray task minutes later."""
-    import json
-
-    from remedies.data import load_data
 
     sizes: dict[str, int] = {}
     for spec in specs:
@@ -197,8 +197,6 @@ def check_batches(specs: list[RunSpec]) -> None:
             sizes[key] = load_data(cfg.data).n_train
         cfg.train.resolve_batch_size(sizes[key])
         if spec.warm_k:
-            from remedies.config import resolve_batch_size
-
             warm = cfg.remedies["warm_start"]
             assert warm is not None  # validated: the defaults replace a None
             resolve_batch_size(warm["sb_batch"], sizes[key], "--sb")
@@ -206,8 +204,6 @@ def check_batches(specs: list[RunSpec]) -> None:
 
 def _int(b: int | str) -> int:
     if isinstance(b, str):
-        from remedies.errors import ConfigError
-
         raise ConfigError("--sb", f"Fig. 5 warm-starts from the SB iterate and needs SB as a "
                           f"number of samples, got {b!r}")  # fmt: skip
     return b

@@ -11,10 +11,14 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from remedies.config import parse_config
+from remedies.data import Splits, load_data
+from remedies.measures.interpolation import interpolate, plot_interpolation, write_csv
 from remedies.reproduce import paper
 from remedies.reproduce.figures import plot_vs
 from remedies.reproduce.protocol import ReproduceOptions
 from remedies.stats import kendall_tau
+from remedies.trainer import build_model, pick_device
 
 CV_MAX = 0.5  # "stable across seeds": coefficient of variation at most this
 RATIO_MIN = 5.0  # LB/SB sharpness the report checks for in every seed
@@ -309,10 +313,6 @@ def _side_by_side(sb: dict[str, Any], lb: dict[str, Any]) -> list[str]:
 
 
 def _fig3(net, sb, lb, out, pngs) -> list[str]:
-    from remedies.config import parse_config
-    from remedies.data import Splits, load_data
-    from remedies.measures.interpolation import interpolate, plot_interpolation, write_csv
-    from remedies.trainer import build_model, pick_device
 
     cfg = parse_config(sb.result["config"])
     device = pick_device(cfg.train.device)  # 2 × 25 full-data passes: on the GPU where there is one

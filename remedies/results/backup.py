@@ -17,7 +17,10 @@ from contextlib import closing
 from pathlib import Path
 from urllib.parse import quote
 
+import pyarrow.fs as pafs
+
 from remedies.errors import ConfigError
+from remedies.io import atomic_target
 from remedies.search.store import Results
 from remedies.search.study import sqlite_file
 
@@ -58,7 +61,6 @@ def backup(files: dict[str, str], dest: str, stamp: str | None = None) -> Result
 
 def latest(source: str) -> Results | None:
     """The newest complete snapshot under SOURCE, or None when there is none."""
-    import pyarrow.fs as pafs
 
     root = Results.parse(source)
     root.check("--from")
@@ -73,7 +75,6 @@ def latest(source: str) -> Results | None:
 
 def restore(source: str, to: Path, force: bool = False) -> list[Path]:
     """Copy the newest snapshot's files into TO; refuses to overwrite unless `force`."""
-    import pyarrow.fs as pafs
 
     snap = latest(source)
     if snap is None:
@@ -84,7 +85,6 @@ def restore(source: str, to: Path, force: bool = False) -> list[Path]:
     clash = [n for n in names if (to / n).exists()]
     if clash and not force:
         raise ConfigError("--to", f"{to / clash[0]} exists; pass --force to replace it")
-    from remedies.io import atomic_target
 
     out = []
     for n in sorted(names):

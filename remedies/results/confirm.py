@@ -12,6 +12,9 @@ import statistics
 import sys
 from typing import Any
 
+from remedies.config import parse_config
+from remedies.trainer import train
+
 TOP = 3  # candidates re-trained (each K times): the cost stays a few runs
 
 
@@ -23,8 +26,6 @@ def candidates(rows: list[dict[str, Any]], key, top: int = TOP) -> list[dict[str
 def confirm(rows: list[dict[str, Any]], seeds: int, quiet: bool = False) -> list[dict[str, Any]]:
     """Re-train each row's config with seeds seed+1 … seed+K (no measures); store per-seed
     validation and test accuracy (the search's own run first) in `row["confirm"]`."""
-    from remedies.config import parse_config
-    from remedies.trainer import train
 
     for r in rows:
         base = parse_config(r["config"])

@@ -12,16 +12,20 @@ from typing import Any
 
 import yaml
 
+from remedies.config import parse_config
 from remedies.errors import ConfigError
 from remedies.io import atomic_write_text
-from remedies.results.report import load_study, objectives_of, pick, value_of
+from remedies.results import confirm
+from remedies.results.answer import Rule, metric
+from remedies.results.export_python import render_python
+from remedies.results.report import front_rows, load_study, objectives_of, pick, value_of
+from remedies.search.optuna_space import trial_rows
 
 FORMATS = {"yaml": ".yaml", "python": ".py"}  # --format → file suffix
 
 
 def render(study_name: str, row: dict[str, Any], objs: list[tuple[str, str]], how: str,
            note: str = "") -> str:  # fmt: skip
-    from remedies.config import parse_config
 
     cfg = row["config"]
     if not cfg:
@@ -48,15 +52,12 @@ def pick_by_rule(study, rule: str) -> list[dict[str, Any]]:
     """`--pick "max val_accuracy where speedup_vs_sb >= 2"`: the completed trial the rule
     chooses (any metric a trial reports, references-relative ones included). Reference runs are
     not Optuna trials, so no rule can pick one."""
-    from remedies.results.answer import Rule
-    from remedies.search.optuna_space import trial_rows
 
     return [Rule.parse(rule).choose(trial_rows(study), study.study_name)]
 
 
 def _check_pick(how: str) -> None:
     """A malformed rule is refused before the study is opened."""
-    from remedies.results.answer import Rule
 
     if how not in PICKS:
         Rule.parse(how)
@@ -65,10 +66,6 @@ def _check_pick(how: str) -> None:
 def _confirmed(study, how: str, seeds: int) -> tuple[dict[str, Any], str]:
     """--confirm-seeds: the top candidates of the pick re-trained over `seeds` extra seeds; the
     one with the best mean validation accuracy, and the header line saying so."""
-    from remedies.results import confirm
-    from remedies.results.answer import Rule, metric
-    from remedies.results.report import front_rows
-    from remedies.search.optuna_space import trial_rows
 
     key: Callable[[dict[str, Any]], float]
     if how in PICKS:
@@ -98,7 +95,6 @@ def render_as(fmt: str, study_name: str, row: dict[str, Any], objs: list[tuple[s
     text = render(study_name, row, objs, how, note)
     if fmt == "yaml":
         return text
-    from remedies.results.export_python import render_python
 
     header = "".join(ln + "\n" for ln in text.splitlines() if ln.startswith("# ") and
                      not ln.startswith("# re-run"))  # fmt: skip

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from remedies.factories import resolve
+
 TEMPLATE = '''\
 {header}
 """Train with this recipe's remedies in a loop of your own (the remedies library API).
@@ -134,8 +136,6 @@ MODEL_BUILTIN = """\
 
 def _call(fn_name: str, kwargs: dict[str, Any], offered: list[str], path: str) -> str:
     """`fn(k=v, ..., offered=offered)`: the offered names passed where the signature takes them."""
-    from remedies.factories import resolve
-
     params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(resolve(path, "config")).parameters

@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from sqlalchemy.exc import SQLAlchemyError
 
 from remedies.errors import ConfigError
+from remedies.results.answer import answer_line, references_text
+from remedies.results.baseline_plots import plot_gap_vs_speedup
 from remedies.results.measures_report import measures_section
+from remedies.search import tracking
 from remedies.search.optuna_space import finite, trial_rows
 from remedies.search.study import open_storage, storage_exists
 from remedies.stats import kendall_tau_p
@@ -25,7 +29,6 @@ from remedies.stats import kendall_tau_p
 def load_study(name: str, storage: str) -> optuna.Study:
     """The study of search `name`. An absent database is refused before Optuna opens it, since
     opening creates it: `report`/`export` of a mistyped path must not leave an empty file."""
-    from sqlalchemy.exc import SQLAlchemyError
 
     if not storage_exists(storage):
         raise ConfigError("--storage", f"no such study database {storage}; a search creates it "
@@ -212,7 +215,6 @@ def text_report(study: optuna.Study) -> str:
                    f"{_fmt(r['val_accuracy'])} {_fmt(r['train_accuracy'])} "
                    f"{_fmt(r['test_accuracy'])} {_fmt(s, 10)} "
                    f"{_fmt(value_of(r, 'speedup_vs_sb'), 6)}  {params}")  # fmt: skip
-    from remedies.results.answer import answer_line, references_text
 
     refs = study.user_attrs.get("references")
     cons = study.user_attrs.get("constraints") or []
@@ -280,9 +282,6 @@ def write_artifacts(
     paths.append(d / "accuracy_vs_sharpness.png")
     refs = study.user_attrs.get("references")
     if refs:
-        from remedies.results.answer import answer_line
-        from remedies.results.baseline_plots import plot_gap_vs_speedup
-
         plot_gap_vs_speedup(rows, refs, study.study_name).savefig(d / "gap_vs_speedup.png",
                                                                   dpi=100)  # fmt: skip
         paths.append(d / "gap_vs_speedup.png")
@@ -304,7 +303,6 @@ def write_artifacts(
 
 def learning_curves(uri: str, rows: list[dict[str, Any]]) -> dict[int, list[tuple[float, float]]]:
     """Each trial's (epoch, val_accuracy) from its MLflow run, where the per-epoch history is."""
-    from remedies.search import tracking
 
     curves: dict[int, list[tuple[float, float]]] = {}
     for r in rows:
@@ -323,7 +321,6 @@ def learning_curves(uri: str, rows: list[dict[str, Any]]) -> dict[int, list[tupl
 
 def finish_search(study: optuna.Study, uri: str, parent: str, wall: float) -> dict[str, Any]:
     """Log the front and plots to the parent run; return a summary for the CLI."""
-    from remedies.search import tracking
 
     rows, front = front_rows(study)
     counts: dict[str, int] = {}
@@ -341,14 +338,11 @@ def finish_search(study: optuna.Study, uri: str, parent: str, wall: float) -> di
         }
         tracking.log_metrics(uri, parent, metrics)
         if refs := study.user_attrs.get("references"):
-            from remedies.results.answer import answer_line
-
             tracking.set_tags(uri, parent, {"answer": answer_line(rows, refs)[:4000]})
     except Exception as e:  # artifacts are a convenience; the study already holds the results
         logging.getLogger("remedies.report").warning(
             "could not log the search artifacts to MLflow: %s", e
         )
-    from remedies.results.answer import answer_line
 
     refs = study.user_attrs.get("references")
     return {"name": study.study_name, "trials": len(rows), "counts": counts,

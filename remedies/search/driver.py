@@ -22,6 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow.fs as pafs
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
 from remedies.config import parse_config
 from remedies.data import Splits, StreamSplits, load_data
 from remedies.errors import ConfigError
@@ -55,6 +60,7 @@ from remedies.search.store import Results
 from remedies.search.study import Study, storage_url, study_exists
 from remedies.search.trainable import TrialContext, trial_fn
 from remedies.search.trial import ASHA_METRIC, asha_rungs, objective_values
+from remedies.trainer import build_model
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +170,6 @@ def join_cluster(address: str, results: Results, target: tracking.Target,
     sees once it has more than one node: trials on other nodes could not save or resume there;
     and data files (`files`) that a node able to run trials does not have."""
     start_ray(address)
-    import ray
 
     nodes = alive_nodes()
     if files and (gone := missing_on_nodes(files)):
@@ -198,8 +203,6 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
     splits = load_data(base.data)  # generated/cached once, before trials race; shipped to them
     check_batches(space, splits.n_train)  # degenerate batches: refused before anything exists
     if base.model.factory is not None:  # the user's model: called and checked once, up front
-        from remedies.trainer import build_model
-
         build_model(base, splits, "cpu")  # type: ignore[arg-type]
     threads = max(1, int(space.resources.cpu))
     refs = reference_configs(space, threads) if space.baselines.enabled else []
@@ -362,9 +365,6 @@ def _fit(
 ) -> None:
     """Tune runs the trials; `searcher` decides each. Ends early (KeyboardInterrupt) on a
     signal, even one whose KeyboardInterrupt library code swallowed."""
-    import pyarrow.fs as pafs
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     gpu = gpus_per_trial(space.resources.gpu)  # auto: from the node types, not only those up
     # the base's data (config, splits), loaded once by the driver, travels with the trials

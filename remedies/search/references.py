@@ -27,10 +27,13 @@ import logging
 import sys
 from typing import Any
 
+import ray
+
 from remedies.config import config_to_dict, parse_config
 from remedies.search import tracking
 from remedies.search.node_types import gpus_per_trial
 from remedies.search.outcome import Decision, Outcome, decide
+from remedies.search.runtime import INTERRUPT, TaskPool, first_line
 from remedies.search.scores import KEEP
 from remedies.search.space import SearchSpace, base_raw
 from remedies.search.store import Results
@@ -74,7 +77,6 @@ def train_reference(spec: TrialSpec, shipped: tuple[dict[str, Any], Any] | None,
                     gpu: bool) -> dict[str, Any]:  # fmt: skip
     """One reference run (in a Ray task): the trials' own `run_trial` — the same saved state,
     exact resume and MLflow logging — with no measures: only accuracy and time."""
-    import ray
 
     placement = {"gpu_ids": ",".join(map(str, ray.get_gpu_ids())) or "none"}
     if not gpu:
@@ -142,7 +144,6 @@ class References:
         """Run what is not complete yet (at most `max_concurrent` at once, the trials'
         resources each), and return what the study keeps. Raises ConfigError-free RuntimeError
         naming the reference if one fails (the search cannot score its trials without it)."""
-        from remedies.search.runtime import INTERRUPT, TaskPool, first_line
 
         self.close_decided()
         gpu = gpus_per_trial(self.space.resources.gpu)  # as the trials get

@@ -18,6 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
 from remedies.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -100,7 +103,6 @@ def start_ray(address: str | None) -> subprocess.Popen | None:
 
 
 def stop_ray(reaper: subprocess.Popen | None) -> None:
-    import ray
 
     if reaper is None:
         return
@@ -121,8 +123,6 @@ def ray_session(address: str | None) -> Iterator[None]:
 
 def missing_on_nodes(paths: list[str]) -> tuple[str, str] | None:
     """(node, path) of the first file a node that can run trials does not have, else None."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     @ray.remote(num_cpus=0)
     def missing(ps: list[str]) -> list[str]:
@@ -142,13 +142,11 @@ def missing_on_nodes(paths: list[str]) -> tuple[str, str] | None:
 
 
 def alive_nodes() -> list[dict[str, Any]]:
-    import ray
 
     return [n for n in ray.nodes() if n.get("Alive")]
 
 
 def cluster_resources() -> dict[str, float]:
-    import ray
 
     return dict(ray.cluster_resources())
 
@@ -168,7 +166,6 @@ class TaskPool:
         num_gpus: float = 0.0,
         max_retries: int = 0,
     ) -> None:
-        import ray
 
         self.ray = ray
         self.width = width

@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from remedies.catalog import REMEDIES
 from remedies.config import RunConfig, apply_overrides, parse_config, read_yaml
 from remedies.errors import ConfigError, describe
 from remedies.measures.config import measure_keys
@@ -174,7 +176,6 @@ class Constraint(_Strict):
 
     def violation(self, v: float | None) -> float:
         """Optuna's convention: ≤ 0 feasible; a missing value is infeasible."""
-        import math
 
         if v is None or not math.isfinite(v):
             return 1.0
@@ -386,7 +387,6 @@ def _probe(space: SearchSpace) -> None:
             except ConfigError as e:
                 raise ConfigError(f"params.{path}", f"{v!r} is not accepted: {e}") from None
             _check_objectives(space, cfg, base_keys, f"params.{path} is {v!r}")
-    from remedies.catalog import REMEDIES
 
     for name, choice in space.remedy_choices().items():
         if name not in REMEDIES:

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pyarrow.fs as pafs
+import torch
+
 from remedies.errors import ConfigError
+from remedies.io import atomic_target
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,6 @@ class Results:
 
     def filesystem(self):
         """(pyarrow FileSystem, path inside it)."""
-        import pyarrow.fs as pafs
 
         if self.local:
             return pafs.LocalFileSystem(), self.uri
@@ -54,7 +57,6 @@ class Results:
             if not parent.is_dir():
                 raise ConfigError(field, f"folder {parent} does not exist")
             return
-        import pyarrow.fs as pafs
 
         try:
             fs, path = self.filesystem()
@@ -75,8 +77,6 @@ class Results:
         """Whole or not at all: a local file through a temporary name; an object store's put
         is atomic by itself."""
         if self.local:
-            from remedies.io import atomic_target
-
             with atomic_target(Path(self.uri, name)) as tmp:
                 tmp.write_bytes(data)
             return
@@ -85,7 +85,6 @@ class Results:
             f.write(data)
 
     def read_bytes(self, name: str) -> bytes | None:
-        import pyarrow.fs as pafs
 
         fs, path = self.filesystem()
         target = f"{path}/{name}"
@@ -95,21 +94,18 @@ class Results:
             return f.read()
 
     def remove(self) -> None:
-        import pyarrow.fs as pafs
 
         fs, path = self.filesystem()
         if fs.get_file_info(path).type != pafs.FileType.NotFound:
             fs.delete_dir(path)
 
     def save_torch(self, name: str, obj) -> None:
-        import torch
 
         buf = io.BytesIO()
         torch.save(obj, buf)
         self.write_bytes(name, buf.getvalue())
 
     def load_torch(self, name: str):
-        import torch
 
         data = self.read_bytes(name)
         return None if data is None else torch.load(io.BytesIO(data), weights_only=True)

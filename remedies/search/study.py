@@ -11,14 +11,19 @@ Only public Optuna APIs: the storage object is ours (`open_storage`), so its `ge
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import optuna
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from remedies.errors import ConfigError
 from remedies.io import folder_lock
-from remedies.search.optuna_space import DefineByRun, make_sampler
+from remedies.search.optuna_space import DefineByRun, make_sampler, plain_params
 from remedies.search.outcome import Decision, Outcome
 from remedies.search.space import SearchSpace
 
@@ -34,13 +39,6 @@ def storage_exists(path: str) -> bool:
     tables), and `remedies report`/`export` of a mistyped path must leave nothing behind. Other
     URLs (and an in-memory SQLite) count as present; connecting reports what is wrong with them.
     """
-    import sqlite3
-    from contextlib import closing
-    from pathlib import Path
-    from urllib.parse import quote
-
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
 
     try:
         url = make_url(storage_url(path))
@@ -141,7 +139,6 @@ class Study:
     def enqueue_plain(self) -> None:
         """Plain LB (every optional remedy off, the other values sampled) as the first trial:
         a search must be able to say that no remedy at all is the fastest recipe."""
-        from remedies.search.optuna_space import plain_params
 
         assert self.study is not None
         if plain_params(self.space):

@@ -9,10 +9,13 @@ from outside (ASHA). Explicit ids make all three straightforward and touch no pr
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +23,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
 
 from remedies.errors import ConfigError
 from remedies.io import folder_lock
@@ -69,7 +74,6 @@ def mask(uri: str) -> str:
 
 
 def client(uri: str):
-    from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=uri, registry_uri=uri if uri.startswith("sqlite") else None)
 
@@ -111,9 +115,6 @@ def preflight(target: Target) -> None:
     """Fail fast (one line, before Ray starts) when the server is down or refuses us."""
     if not target.uri.startswith("http"):
         return
-    import base64
-    import urllib.error
-    import urllib.request
 
     try:
         urllib.request.urlopen(f"{target.uri}/health", timeout=10).read()
@@ -184,7 +185,6 @@ def _param_str(v: Any) -> str:
 
 def log_params(uri: str, run_id: str, params: dict[str, Any]) -> None:
     """Params are immutable in MLflow: a retried trial logs the same values, so skip existing."""
-    from mlflow.entities import Param
 
     c = client(uri)
     have = c.get_run(run_id).data.params
@@ -199,7 +199,6 @@ def log_metrics(uri: str, run_id: str, metrics: dict[str, Any], step: int = 0) -
 
 def log_metric_rows(uri: str, run_id: str, rows: list[dict[str, Any]], steps: list[int]) -> None:
     """Several steps' metrics in as few HTTP/SQL calls as possible (≤ 1000 values a call)."""
-    from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     ms = [
@@ -214,7 +213,6 @@ def log_metric_rows(uri: str, run_id: str, rows: list[dict[str, Any]], steps: li
 
 
 def set_tags(uri: str, run_id: str, tags: dict[str, Any]) -> None:
-    from mlflow.entities import RunTag
 
     client(uri).log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
