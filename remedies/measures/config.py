@@ -23,7 +23,9 @@ class KeskarConfig(_Section):
     eps: list[PositiveFloat] = Field(default=[1e-3, 5e-4], min_length=1)  # box half-width factor
     full_space: bool = True  # A = I (Table 3)
     subspace_dims: list[PositiveInt] = []  # e.g. [100]: random A ∈ R^{n×p} (Table 4)
-    iters: PositiveInt = 10  # L-BFGS-B iterations, as in the paper
+    # L-BFGS-B iterations, as in the paper; 0 reads the start alone (with init: vertex, the
+    # box maximum of f's linear model at x: two loss+gradient passes, no solver)
+    iters: int = Field(default=10, ge=0)
     seed: int = 0  # seeds the random subspace A, the random starts and ties of the vertex start
     # first start: a seeded random point inside the box, or the first-order vertex
     # y0 = b ⊙ sign ∇f (the linear model's box maximum; exact for convex f)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from scipy.optimize import Bounds, minimize
@@ -47,11 +48,18 @@ def minimize_box(
 @contextmanager
 def _one_blas_thread_outside_torch() -> Iterator[None]:
     """Limit the OpenBLAS pools of NumPy/SciPy, never a BLAS that PyTorch itself loaded."""
+    with _numpy_openblas().limit(limits=1):
+        yield
+
+
+@cache
+def _numpy_openblas() -> ThreadpoolController:
+    """The OpenBLAS pools outside PyTorch, found once per process: listing the loaded libraries
+    costs ≈ 2 ms, a share of a cheap Keskar reading (a few small solves)."""
     ctl = ThreadpoolController()
     paths = [c.filepath for c in ctl.lib_controllers
              if c.internal_api == "openblas" and "torch" not in c.filepath]  # fmt: skip
-    with ctl.select(filepath=paths).limit(limits=1):
-        yield
+    return ctl.select(filepath=paths)
 
 
 def _minimize_box(fun, x0, lb, ub, maxiter, maxcor, maxls, fast) -> LbfgsbResult:

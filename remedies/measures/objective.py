@@ -87,6 +87,7 @@ class ModelObjective:
             self.chunk = min(chunk_size, self.n_samples)
         self.n_evals = 0  # full-data loss or loss+gradient passes
         self.n_hvps = 0
+        self.f0: float | None = None  # f(w0) once a caller has evaluated it (run_measures)
 
     def with_dtype(self, dtype: torch.dtype) -> ModelObjective:
         """The same function evaluated in another floating dtype (parameters, buffers and inputs
@@ -104,6 +105,7 @@ class ModelObjective:
         out.frozen = {n: cast(t) for n, t in self.frozen.items()}
         out.buffers = {n: cast(t) for n, t in self.buffers.items()}
         out.n_evals = out.n_hvps = 0
+        out.f0 = None
         return out
 
     # -- flat vector ↔ parameter dict ------------------------------------------------------

@@ -61,11 +61,12 @@ def _keskar(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) -> l
     for key, (eps, dim) in todo.items():
         r = keskar_sharpness(
             obj, eps, subspace_dim=dim, iters=kc.iters, seed=kc.seed, start=kc.start,
-            init=kc.init, restarts=kc.restarts,
+            init=kc.init, restarts=kc.restarts, f0=obj.f0,
         )  # fmt: skip
         out.append({
             "key": key, "value": r.value, "eps": eps, "space": "full" if dim is None else "random",
             "subspace_dim": dim, "subspace_seed": None if dim is None else kc.seed,
+            "seed": kc.seed,
             "init": kc.init, "restarts": kc.restarts, "start": kc.start, "solver": "L-BFGS-B",
             "iters": kc.iters, "solver_iters": r.nit, "function_evals": r.nfev, "f0": r.f0,
             "fmax": r.fmax, "start_value": r.start_value, "moved": r.moved,
@@ -203,7 +204,9 @@ def choose_precision(obj: ModelObjective, cfg: MeasureConfig) -> tuple[ModelObje
         use64 = f64 < cfg.float64_below or rel_err > F32_REL_ERR
     info = {"precision": cfg.precision, "f0_native": f_native, "f0_float64": f64,
             "f0_native_rel_err": rel_err}  # fmt: skip
-    return (obj64 if use64 else obj), info
+    chosen = obj64 if use64 else obj
+    chosen.f0 = f64 if use64 else f_native  # f at w0 in its arithmetic: measures reuse it
+    return chosen, info
 
 
 F32_REL_ERR = 1e-3  # float32's f at the trained point off by more than this: below its resolution
@@ -261,6 +264,7 @@ def run_measures(
     if names is not None and not names:
         names = None
     families = _families(cfg, names)
+    n_total = int(x.shape[0])
     if cfg.max_samples is not None and cfg.max_samples < x.shape[0]:
         gen = torch.Generator(device="cpu").manual_seed(cfg.subset_seed)
         idx = torch.randperm(x.shape[0], generator=gen)[: cfg.max_samples].to(x.device)
@@ -275,7 +279,9 @@ def run_measures(
         )  # fmt: skip
         obj, precision = choose_precision(obj, cfg)
         common = {
-            "n_samples": obj.n_samples,
+            "n_samples": obj.n_samples,  # the measured (sub)set's size, drawn from the
+            "n_samples_total": n_total,  # samples passed in (a streamed set: already a subset)
+            "max_samples": cfg.max_samples,
             "subset_seed": cfg.subset_seed if cfg.max_samples else None,
             "bn_mode": obj.bn_kind if cfg.bn == "eval" else "train",
             "bn_batch": obj.chunk if obj.bn_kind == "batch" else None,

@@ -285,3 +285,42 @@ def test_interpolation_endpoints_paths_and_outputs(tmp_path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = list(csv.DictReader(write_csv(table, tmp_path / "t.csv").open()))
     assert len(rows) == 25 and float(rows[12]["alpha"]) == pytest.approx(0.5)
+
+
+def test_keskar_details_carry_their_settings() -> None:
+    """A value's record says how it was read: subset size (and what it was drawn from), subset
+    seed, solver seed, iterations, start, ε and function evaluations; a different setting is
+    visibly different in its record."""
+    x, y = data(60)
+    model = mlp("running").eval()
+    cfg = MeasureConfig.model_validate({
+        "keskar": {"eps": [2e-3], "iters": 3, "init": "vertex", "seed": 7},
+        "max_samples": 25, "subset_seed": 4,
+    })  # fmt: skip
+    values, details = run_measures(model, x, y, cfg)
+    (rec,) = details
+    assert set(values) == {"keskar_full_eps2e-03"} and rec["key"] == "keskar_full_eps2e-03"
+    assert rec["n_samples"] == 25 and rec["n_samples_total"] == 60 and rec["max_samples"] == 25
+    assert rec["subset_seed"] == 4 and rec["seed"] == 7
+    assert rec["iters"] == 3 and rec["eps"] == 2e-3 and rec["init"] == "vertex"
+    assert rec["space"] == "full" and rec["solver"] == "L-BFGS-B"
+    # a vertex start costs ∇f at x and f at the vertex before the 3 iterations' evaluations
+    assert rec["function_evals"] >= 2 + 3 and rec["solver_iters"] == 3
+    # the whole set, the default settings: recorded as such
+    _, (full, _) = run_measures(model, x, y, MeasureConfig())
+    assert full["n_samples"] == full["n_samples_total"] == 60 and full["max_samples"] is None
+    assert full["subset_seed"] is None and full["iters"] == 10 and full["init"] == "random"
+    assert full["seed"] == 0 and full["eps"] == 1e-3
+
+
+def test_keskar_zero_iterations_reads_the_vertex_alone() -> None:
+    """iters: 0 with the vertex start is the linear model's box maximum evaluated on f: two
+    loss+gradient passes, no solver, and not flagged as a stalled solve."""
+    x, y = data(60)
+    model = mlp("running").eval()
+    cfg = MeasureConfig.model_validate({"keskar": {"eps": [1e-3], "iters": 0, "init": "vertex"}})
+    values, (rec,) = run_measures(model, x, y, cfg)
+    assert values["keskar_full_eps1e-03"] > 0
+    assert rec["function_evals"] == 2 and rec["solver_iters"] == 0 and not rec["suspect"]
+    with pytest.raises(ValidationError):
+        MeasureConfig.model_validate({"keskar": {"iters": -1}})
