@@ -76,6 +76,13 @@ def average_bn_buffers(model: nn.Module, world_size: int) -> None:
             all_reduce_mean(stats, world_size)
 
 
+def sum_over_workers(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Each tensor summed over the workers (one all-reduce for all; scalars of one dtype)."""
+    flat = torch.stack([t.float() for t in tensors])
+    dist.all_reduce(flat)
+    return tuple(flat.unbind())
+
+
 def convert_sync_bn(model: nn.Module) -> nn.Module:
     """`torch.nn.SyncBatchNorm.convert_sync_batchnorm`, with its layers able to run on CPU
     (gloo) too: torch's SyncBatchNorm refuses CPU tensors in training."""
