@@ -49,11 +49,12 @@ READS_BATCH_STATS = {
 
 def config(remedies: dict[str, Any] | None = None, model: dict | None = None,
            **train_kw: Any) -> dict[str, Any]:  # fmt: skip
+    train = {"batch_size": B, "epochs": 2, "lr": 3e-3, "seed": 1, "device": "cpu",
+             "checkpoint": False, **train_kw}  # fmt: skip
     return {
         "data": DATA,
         "model": model or MLP,
-        "train": {"batch_size": B, "epochs": 2, "lr": 3e-3, "seed": 1, "device": "cpu",
-                  "checkpoint": False, **train_kw},  # fmt: skip
+        "train": train,
         "remedies": remedies or {},
         "measure": {"keskar": {"enabled": False}},
     }
@@ -232,4 +233,3 @@ def test_library_reads_the_process_group():
     assert recipe.apply(net, n_train=256, input_shape=(16,)).world_size == 1
     with pytest.raises(ValueError, match="rank must be in"):
         recipe.apply(net, n_train=256, input_shape=(16,), rank=2, world_size=2)
-
