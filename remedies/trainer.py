@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from remedies.api import Recipe
+from remedies.api import Recipe, check_batch_schedule
 from remedies.config import RunConfig, config_to_dict
 from remedies.data import Splits, StreamSplits, load_data
 from remedies.distributed import sum_over_workers, world
@@ -233,7 +233,7 @@ def train(
         from remedies.workers import train_on_workers  # imports ray
 
         splits = splits or load_data(cfg.data)
-        cfg.train.resolve_batch_size(splits.n_train)  # one line before any worker starts
+        check_batch_schedule(cfg, splits.n_train)  # one line before any worker starts
         result = train_on_workers(cfg, splits=splits, progress=progress)
         result.model.to(pick_device(cfg.train.device))  # measures run here, on the driver
         if report is not None:

@@ -202,6 +202,15 @@ def test_cli_accumulate_not_splitting(tmp_path, capsys):
     assert rc == 2 and len(err.splitlines()) == 1 and "train.accumulate:" in err
 
 
+def test_cli_schedule_not_splitting_over_workers(tmp_path, capsys):
+    """A warm-start batch that does not split: refused before any worker starts."""
+    raw = config({"warm_start": {"sb_batch": 33, "epochs": 1}})
+    rc = main(["train", str(write_config(tmp_path, raw)), "--set", "train.workers=2"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "train.workers: epoch 1's batch (remedies' schedule) 33 does not split" in err
+
+
 def test_cli_more_workers_than_cpus(tmp_path, capsys, ray_workers):
     from remedies.workers import placeable
 
