@@ -39,7 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from remedies.catalog import build_remedies
-from remedies.config import RunConfig, apply_overrides, parse_config, read_yaml
+from remedies.config import RunConfig, apply_overrides, check_split, parse_config, read_yaml
+from remedies.distributed import average_bn_buffers, broadcast_state, convert_sync_bn, world
 from remedies.hooks import LossFn, Remedy, TrainContext
 from remedies.precision import autocast_for, grad_scaler, resolve_precision
 
@@ -92,14 +93,27 @@ class Recipe:
         device: torch.device | str | None = None,
         loss_fn: LossFn = F.cross_entropy,
         precision: str | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
     ) -> Applied:
         """Bind the remedies to `model` (trained on `n_train` samples of shape `input_shape`).
 
         Runs every remedy's setup, which may replace modules in place (ghost BN): build the
         optimiser afterwards, from `Applied.model`. `device` defaults to the model's.
-        `precision` (fp32, bf16, fp16) overrides the recipe's train.precision."""
+        `precision` (fp32, bf16, fp16) overrides the recipe's train.precision.
+
+        Data parallel (a `torchrun` job, Ray Train): `rank` and `world_size` default to the
+        initialised torch.distributed group's (else 0 and 1). The recipe's batch is then the
+        global one; feed each step this worker's share (`Applied.shard`) and leave the model
+        unwrapped — gradients are averaged over the workers before any remedy reads them (a
+        model already wrapped in DistributedDataParallel is detected and left to DDP)."""
         if device is None:
             device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        if rank is None and world_size is None:
+            rank, world_size = world()
+        rank, world_size = rank or 0, world_size or 1
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size), but got {rank=}, {world_size=}")
         return Applied(
             self.config,
             model,
@@ -108,6 +122,8 @@ class Recipe:
             device=torch.device(device),
             loss_fn=loss_fn,
             precision=precision,
+            rank=rank,
+            world_size=world_size,
         )
 
 
@@ -127,12 +143,18 @@ class Applied:
         device: torch.device,
         loss_fn: LossFn,
         precision: str | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         t = config.train
         self.config = config
         self.n_train = n_train
         self.loss_fn = loss_fn
+        self.accumulate = t.accumulate
         self.remedies: list[Remedy[Any]] = build_remedies(config.remedies)
+        ddp = isinstance(model, nn.parallel.DistributedDataParallel)
+        if world_size > 1 and config.model.sync_bn:  # BN over the global batch
+            model = convert_sync_bn(model)
         self.ctx = ctx = TrainContext(
             model=model,
             optimizer=None,  # type: ignore[arg-type]  # set once setup has swapped modules
@@ -143,11 +165,17 @@ class Applied:
             base_lr=t.lr,
             epochs=t.epochs,
             input_shape=input_shape,
+            rank=rank,
+            world_size=world_size,
+            ddp=ddp,
         )
         for r in self.remedies:
             r.setup(ctx)  # before the optimiser exists, so it may swap modules
         for r in self.remedies:
             ctx.epochs = r.epochs(ctx.epochs, ctx)
+        _check_schedule(self.remedies, ctx, world_size, self.accumulate)
+        if world_size > 1 and not ddp:
+            broadcast_state(ctx.model)  # every worker starts from rank 0's weights
         self._stepper = next((r for r in self.remedies if r.replaces_step), None)
         # hooks that change nothing are skipped per step: the step loop's overhead stays that of
         # a bare loop (benchmarks/train_throughput.py)
@@ -200,13 +228,22 @@ class Applied:
     def batch_size(self, epoch: int) -> int:
         """Samples per step in `epoch` (0-based). Call once at the start of every epoch: it also
         tells the remedies which epoch runs (lr scaling reads this batch size)."""
-        ctx = self.ctx
-        ctx.epoch = epoch
-        b = ctx.batch_size
-        for r in self.remedies:
-            b = r.batch_size(epoch, b, ctx)
-        ctx.current_batch_size = max(1, min(int(b), self.n_train))
-        return ctx.current_batch_size
+        self.ctx.epoch = epoch
+        self.ctx.current_batch_size = self._batch(epoch)
+        return self.ctx.current_batch_size
+
+    @property
+    def local_batch_size(self) -> int:
+        """This worker's share of the current epoch's global batch (`batch_size(epoch)`)."""
+        return self.ctx.current_batch_size // self.ctx.world_size
+
+    @property
+    def rank(self) -> int:
+        return self.ctx.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.ctx.world_size
 
     def lr(self, t: float) -> float:
         """The learning rate at fractional epoch `t` (epoch + step / steps_per_epoch)."""
@@ -223,6 +260,12 @@ class Applied:
         return lr
 
     # ------------------------------------------------------------------ what the loop calls
+
+    def shard(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This worker's equal share of a global batch (rows rank·b/K to (rank+1)·b/K); the
+        batch itself on one worker. `transform` before `shard` augments the global batch the
+        same way on every worker (same seed), so K workers reproduce one exactly."""
+        return self.ctx.shard(x), self.ctx.shard(y)
 
     def transform(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A training batch as the remedies would have it (augmentation); a no-op in eval mode."""
@@ -248,11 +291,30 @@ class Applied:
         """A function returning the batch's loss with the remedies' weights and extra terms
         (adversarial), graph attached; it neither zeroes nor backpropagates. Step-owning
         remedies call it more than once per step (SAM: at w and at w + e). `forward` defaults
-        to the model; its first output is kept in `last_logits`."""
+        to the model; its first output is kept in `last_logits`.
+
+        Under train.accumulate = N the closure also carries `micro`: N closures over equal
+        micro-batches, which `ctx.grads` backpropagates one at a time (the memory of one
+        micro-batch; BN statistics per micro-batch, i.e. ghost BN at its size)."""
+        weights = self.sample_weights(y)
+        n = self.accumulate
+        if n == 1:
+            return self._loss_closure(x, y, weights, forward, None)
+        self._logit_parts = parts = [None] * n
+        ws = weights.chunk(n) if weights is not None else [None] * n
+        whole = self._loss_closure(x, y, weights, forward, None)
+        whole.micro = [  # type: ignore[attr-defined]
+            self._loss_closure(xi, yi, wi, forward, (parts, i))
+            for i, (xi, yi, wi) in enumerate(zip(x.chunk(n), y.chunk(n), ws, strict=True))
+        ]
+        return whole
+
+    def _loss_closure(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None,
+                      forward: Callable[[torch.Tensor], torch.Tensor] | None,
+                      slot: tuple[list, int] | None) -> Callable[[], torch.Tensor]:  # fmt: skip
         model, ctx, terms, loss_fn = self.model, self.ctx, self._loss, self.loss_fn
         autocast = self.autocast
         fwd = forward or model
-        weights = self.sample_weights(y)
         first: list[torch.Tensor] = []
 
         def closure() -> torch.Tensor:
@@ -260,7 +322,13 @@ class Applied:
                 logits = fwd(x)
                 if not first:
                     first.append(logits)
-                    self.last_logits = logits.detach()
+                    if slot is None:
+                        self.last_logits = logits.detach()
+                    else:  # a micro-batch: the step's logits are its parts, in order
+                        parts, i = slot
+                        parts[i] = logits.detach()
+                        if all(p is not None for p in parts):
+                            self.last_logits = torch.cat(parts)
                 if weights is None:
                     loss = loss_fn(logits, y)
                 else:
@@ -290,8 +358,7 @@ class Applied:
         loss = self._stepper.step(closure, self.ctx) if self._stepper else None
         if loss is None:
             opt.zero_grad(set_to_none=True)
-            loss = closure()
-            self.ctx.backward(loss)
+            loss = self.ctx.grads(closure)  # micro-batches, then the average over workers
             self.optimizer_step()
         self.ctx.step += 1
         return loss
@@ -303,8 +370,16 @@ class Applied:
         self._opt()
         self.ctx.optimizer_step()
 
+    def sync_buffers(self) -> None:
+        """Average the BN running statistics over the data-parallel workers (a no-op on one):
+        call before evaluating; `end_epoch` does it too."""
+        if self.ctx.world_size > 1:
+            average_bn_buffers(self.model, self.ctx.world_size)
+
     def end_epoch(self, epoch: int) -> dict[str, float]:
-        """The remedies' per-epoch metrics (e.g. warm_start = 1 during the warm phase)."""
+        """The remedies' per-epoch metrics (e.g. warm_start = 1 during the warm phase); first
+        the BN running statistics are averaged over the workers (`sync_buffers`)."""
+        self.sync_buffers()
         out: dict[str, float] = {}
         for r in self.remedies:
             out.update(r.on_epoch_end(epoch, self.ctx))
@@ -317,6 +392,9 @@ class Applied:
             raise RuntimeError("no optimiser bound: call make_optimizer() or use_optimizer(opt)")
         return self.ctx.optimizer
 
+    def _batch(self, epoch: int) -> int:
+        return _epoch_batch(self.remedies, self.ctx, epoch)
+
     def _before_step(self) -> None:
         for r in self._after_backward:
             r.after_backward(self.ctx)
@@ -327,6 +405,38 @@ class Applied:
     def _after_step_hooks(self) -> None:
         for r in self._after_step:
             r.after_step(self.ctx)
+
+
+def _epoch_batch(remedies: list[Remedy[Any]], ctx: TrainContext, epoch: int) -> int:
+    """The global batch of `epoch`: the remedies' schedule over the configured batch."""
+    b = ctx.batch_size
+    for r in remedies:
+        b = r.batch_size(epoch, b, ctx)
+    return max(1, min(int(b), ctx.n_train))
+
+
+def _check_schedule(remedies: list[Remedy[Any]], ctx: TrainContext, workers: int,
+                    accumulate: int) -> None:  # fmt: skip
+    """Every epoch's global batch (warm start, batch ramp) splits evenly over the workers and
+    micro-batches: the configured batch alone is checked when it is resolved."""
+    for epoch in range(ctx.epochs):
+        b = _epoch_batch(remedies, ctx, epoch)
+        check_split(b, workers, accumulate, f"epoch {epoch + 1}'s batch (remedies' schedule)")
+
+
+def check_batch_schedule(config: RunConfig, n_train: int) -> None:
+    """`config`'s every epoch's batch splits over train.workers × train.accumulate: one line
+    (ConfigError) before any worker starts. Reads only the remedies' epochs and batch_size
+    hooks, which need no model."""
+    t = config.train
+    ctx = TrainContext(model=nn.Identity(), optimizer=None, loss_fn=F.cross_entropy,  # type: ignore[arg-type]
+                       device=torch.device("cpu"), n_train=n_train,
+                       batch_size=t.resolve_batch_size(n_train), base_lr=t.lr, epochs=t.epochs,
+                       input_shape=())  # fmt: skip
+    remedies = build_remedies(config.remedies)
+    for r in remedies:
+        ctx.epochs = r.epochs(ctx.epochs, ctx)
+    _check_schedule(remedies, ctx, t.workers, t.accumulate)
 
 
 def _overrides(r: Remedy, hook: str) -> bool:

@@ -107,6 +107,9 @@ class ModelConfig(Strict):
     # *lower* for LB than SB (measured; see docs/results.md), so it is not the default.
     bn: Literal["batch", "running"] = "running"
     width: float = Field(1.0, gt=0.0, le=8.0)  # multiplies every hidden width / channel count
+    # train.workers > 1 only: BN statistics over the global batch (SyncBatchNorm) instead of
+    # each worker's slice (= ghost BN at batch_size / workers, the default)
+    sync_bn: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -163,6 +166,13 @@ class TrainConfig(Strict):
     # fp16 = CUDA autocast with a GradScaler (refused without a CUDA GPU)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     compile: bool = False  # wrap the training forward with torch.compile (slow to start on CPU)
+    # data-parallel workers (Ray Train's TorchTrainer: gloo on CPU, NCCL on GPU). The global
+    # batch stays batch_size, split evenly over the workers; gradients are averaged, so K
+    # workers at batch B train as one at B (BN: per-worker statistics unless model.sync_bn)
+    workers: int = Field(1, ge=1, le=4096)
+    # gradient accumulation: each worker's share of a global batch runs as N micro-batches whose
+    # gradients are averaged to the full batch's (BN statistics: per micro-batch = ghost BN)
+    accumulate: int = Field(1, ge=1, le=4096)
 
     @field_validator("batch_size")
     @classmethod
@@ -179,8 +189,11 @@ class TrainConfig(Strict):
         return v
 
     def resolve_batch_size(self, n_train: int) -> int:
-        """The batch size in samples for a training set of `n_train` samples."""
-        return resolve_batch_size(self.batch_size, n_train, "train.batch_size")
+        """The (global) batch size in samples for a training set of `n_train` samples; refused
+        when it does not split evenly over train.workers × train.accumulate."""
+        b = resolve_batch_size(self.batch_size, n_train, "train.batch_size")
+        check_split(b, self.workers, self.accumulate)
+        return b
 
     @model_validator(mode="after")
     def _fp16_needs_cuda(self) -> TrainConfig:
@@ -206,6 +219,24 @@ def resolve_batch_size(value: int | str, n_train: int, field: str) -> int:
     return value
 
 
+def check_split(b: int, workers: int, accumulate: int, what: str = "batch size") -> None:
+    """A global batch `b` must split into `workers` equal shares of `accumulate` equal
+    micro-batches: uneven shares would weight samples unequally in the averaged gradient."""
+    if b % workers:
+        ok = [str(k) for k in range(1, b + 1) if b % k == 0]
+        shown = ", ".join(ok[:10]) + (", ..." if len(ok) > 10 else "")
+        raise ConfigError(
+            "train.workers",
+            f"{what} {b} does not split evenly over {workers} "
+            f"workers; allowed: a divisor of {b} ({shown})",
+        )
+    if (b // workers) % accumulate:
+        share = b // workers
+        raise ConfigError("train.accumulate", f"{what} {b} over {workers} worker(s) is {share} "
+                          f"per worker, which does not split into {accumulate} equal "
+                          f"micro-batches; allowed: a divisor of {share}")  # fmt: skip
+
+
 class RunConfig(Strict):
     """One training run: data → model → train (+ remedies through hooks) → measures."""
 
@@ -227,6 +258,13 @@ class RunConfig(Strict):
         batch_bn = self.model.bn == "batch" or self.measure.bn == "train"
         if self.measure.noise_scale.enabled and batch_bn:
             raise ConfigError("measure.noise_scale.enabled", NOISE_SCALE_BN)
+        return self
+
+    @model_validator(mode="after")
+    def _sync_bn(self) -> RunConfig:
+        if self.model.sync_bn and "ghost_bn" in self.remedies:
+            raise ConfigError("model.sync_bn", "global BN statistics contradict remedies.ghost_bn "
+                              "(per-slice statistics); enable one of them")  # fmt: skip
         return self
 
 

@@ -13,7 +13,8 @@ Order inside one run (see `remedies.trainer.train`):
                  sample_weights(y, ctx) -> w | None      per-sample weights of the batch loss
                  loss(model, x, y, loss, ctx) -> loss    extra terms / mixed losses
                  step(closure, ctx) -> loss | None       replaces zero_grad/backward/step
-                                                         (steps via ctx.optimizer_step())
+                                                         (gradients via ctx.grads(closure),
+                                                         steps via ctx.optimizer_step())
                  after_backward(ctx)                     edit gradients before every step
                  after_step(ctx)                         edit the update after every step
       on_epoch_end(epoch, ctx) -> dict                   extra per-epoch metrics
@@ -22,6 +23,7 @@ Order inside one run (see `remedies.trainer.train`):
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -50,13 +52,13 @@ class TrainContext:
     loss_fn: LossFn
     device: torch.device
     n_train: int
-    batch_size: int  # the configured (large) batch size, in samples
+    batch_size: int  # the configured (large, global) batch size, in samples
     base_lr: float
     epochs: int  # the (possibly adapted) epoch budget
     input_shape: tuple[int, ...]
     epoch: int = 0  # 0-based current epoch
     step: int = 0  # optimiser steps taken so far
-    current_batch_size: int = 0
+    current_batch_size: int = 0  # this epoch's global batch (all workers together)
     state: dict[str, Any] = field(default_factory=dict)  # scratch space per remedy name
     # the trainer's gradient edits (after_backward hooks, then train.grad_clip), run before every
     # optimiser step — also the steps a step-owning remedy takes through `optimizer_step`
@@ -66,10 +68,56 @@ class TrainContext:
     # before any hook reads them, so every hook and the step see true fp32 gradients
     scaler: torch.amp.GradScaler | None = None
     _unscaled: bool = False
+    # data parallelism (train.workers, or a user's torchrun job): this worker's index, the
+    # number of workers, and whether the gradients were already averaged over them (by DDP,
+    # when the user's model is wrapped in it)
+    rank: int = 0
+    world_size: int = 1
+    ddp: bool = False
+    _synced: bool = False
 
     def backward(self, loss: torch.Tensor) -> None:
-        """`loss.backward()`, scaled under fp16: step-owning remedies call this, not backward."""
+        """`loss.backward()`, scaled under fp16."""
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def shard(self, t: torch.Tensor) -> torch.Tensor:
+        """This worker's share of a tensor over the global batch (its rows rank·B/K … ):
+        what a remedy that draws per-sample values for the global batch keeps."""
+        return t if self.world_size == 1 else t.chunk(self.world_size)[self.rank]
+
+    def grads(self, closure: Callable[[], torch.Tensor], *, sync: bool = True) -> torch.Tensor:
+        """The step's gradient, added to `p.grad` (zero it first): the closure's loss
+        backpropagated — one micro-batch at a time under train.accumulate, each scaled by 1/N so
+        the sum is the full batch's gradient — then averaged over the data-parallel workers,
+        unless `sync` is False (this worker's own gradient: SAM's m-sharpness). Step-owning
+        remedies call this instead of `closure()` + `backward`. Returns the batch loss (graph
+        attached when it ran in one pass)."""
+        micro = getattr(closure, "micro", None)
+        no_sync = not sync and self.ddp and self.world_size > 1
+        with self.model.no_sync() if no_sync else nullcontext():  # type: ignore[operator]
+            if micro is None:
+                loss = closure()
+                self.backward(loss)
+            else:
+                parts = []
+                for part in micro:
+                    piece = part()
+                    self.backward(piece / len(micro))
+                    parts.append(piece.detach())
+                loss = torch.stack(parts).mean()
+        self._synced = False
+        if sync:
+            self.sync_grads()
+        return loss
+
+    def sync_grads(self) -> None:
+        """Average `p.grad` over the workers (once per step; a no-op on one worker or when DDP
+        did it in backward). Before fp16 unscaling, so every worker sees the same overflow."""
+        if self.world_size > 1 and not self.ddp and not self._synced:
+            from remedies.distributed import all_reduce_grads
+
+            all_reduce_grads(self.model, self.world_size)
+        self._synced = True
 
     def unscale_grads(self) -> None:
         """Make `p.grad` the true gradient now (fp16: divide out the loss scale; once per step;
@@ -82,7 +130,10 @@ class TrainContext:
         """Edit the gradients as the run is configured, then step: step-owning remedies (sam,
         conservative) call this instead of `optimizer.step()`, so clipping and gradient hooks apply
         to their steps exactly as to the default one. Under fp16 a step whose gradients overflowed
-        is skipped (GradScaler), and the scale adapts."""
+        is skipped (GradScaler), and the scale adapts. Gradients not yet averaged over the
+        data-parallel workers (a loop's own backward) are averaged first."""
+        self.sync_grads()
+        self._synced = False
         self.unscale_grads()
         if self.before_step is not None:
             self.before_step()
@@ -140,7 +191,8 @@ class Remedy(Generic[C]):
     def step(self, closure: Callable[[], torch.Tensor], ctx: TrainContext) -> torch.Tensor | None:
         """Replace the optimiser step. `closure()` returns the batch's total loss (hooks applied)
         with the graph attached and does NOT zero or backprop. Return the loss, or None to let
-        the trainer take its default step."""
+        the trainer take its default step. Take gradients with `ctx.grads(closure)`: it
+        runs the micro-batches (train.accumulate) and averages over the workers."""
         return None
 
     def after_backward(self, ctx: TrainContext) -> None:

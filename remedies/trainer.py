@@ -22,9 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from remedies.api import Recipe
+from remedies.api import Recipe, check_batch_schedule
 from remedies.config import RunConfig, config_to_dict
 from remedies.data import Splits, StreamSplits, load_data
+from remedies.distributed import sum_over_workers, world
+from remedies.errors import ConfigError
 from remedies.models import create_model
 from remedies.precision import fp32_region, resolve_precision
 
@@ -223,6 +225,21 @@ def train(
     uninterrupted one would (bit for bit on CPU with the same thread count).
     """
     t0 = time.perf_counter()
+    rank, world_size = world()  # a Ray Train worker (train.workers > 1) or a torchrun job
+    if cfg.train.workers > 1 and world_size == 1:  # the driver: start the workers
+        if resume is not None or expose_state is not None:
+            raise ConfigError("train.workers", "data-parallel runs cannot be resumed yet; "
+                              "allowed here: 1")  # fmt: skip
+        from remedies.workers import train_on_workers  # imports ray
+
+        splits = splits or load_data(cfg.data)
+        check_batch_schedule(cfg, splits.n_train)  # one line before any worker starts
+        result = train_on_workers(cfg, splits=splits, progress=progress)
+        result.model.to(pick_device(cfg.train.device))  # measures run here, on the driver
+        if report is not None:
+            for epoch_row in result.history:  # after the run (Tune integration: streamed)
+                report(epoch_row)
+        return finish(result, splits, measure=measure, out_dir=out_dir, t0=t0)
     if cfg.train.threads is not None:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
@@ -233,9 +250,10 @@ def train(
     B = cfg.train.resolve_batch_size(n)
     model = build_model(cfg, splits, device)
     # the remedies, applied through the library API a hand-written loop uses (remedies.api):
-    # one implementation of what a remedy does to training, not two
+    # one implementation of what a remedy does to training, not two. Data parallel: every
+    # worker holds the same model and takes its share of each global batch (remedies.api)
     run = Recipe(cfg).apply(model, n_train=n, input_shape=splits.input_shape, device=device)
-    model = run.model  # setup may have swapped modules (ghost BN)
+    model = run.model  # setup may have swapped modules (ghost BN, SyncBatchNorm)
     # a conv net on CUDA: channels-last weights and batches (tensor cores' native layout)
     channels_last = device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules())
     if channels_last:
@@ -278,8 +296,10 @@ def train(
             _batches(splits, perm, b, steps, device, seed=cfg.train.seed * 100_003 + epoch)
         ):
             run.set_lr(epoch + i / steps)  # a pure function of the fractional epoch
-            # batch: the permutation's next b samples, augmented a whole batch at a time
-            x, y = run.transform(xb, yb)
+            # batch: the permutation's next b samples, augmented a whole batch at a time; data
+            # parallel: every worker draws the same global batch and augmentation (same seed)
+            # and keeps its own share
+            x, y = run.shard(*run.transform(xb, yb))
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             # forward/backward/step with the remedies' loss terms — or the step-owning remedy's
@@ -289,7 +309,11 @@ def train(
             loss_sum += loss.detach()
             correct += (run.last_logits.argmax(1) == y).sum()  # type: ignore[union-attr]
 
-        # evaluation, divergence check and logging, once per epoch
+        # evaluation, divergence check and logging, once per epoch; data parallel: the epoch's
+        # sums over all workers, and the BN running statistics averaged over them
+        if world_size > 1:
+            loss_sum, correct = sum_over_workers(loss_sum / world_size, correct)
+        run.sync_buffers()
         train_loss = loss_sum.item() / max(steps, 1)  # note: the epoch's one host-device sync
         row: dict[str, Any] = {
             "epoch": epoch + 1, "train_loss": train_loss,
@@ -308,7 +332,7 @@ def train(
             row.update(run.end_epoch(epoch))
         row["epoch_time_s"] = time.perf_counter() - te
         history.append(row)
-        if progress:
+        if progress and rank == 0:
             _print_progress(row, run.epochs, time.perf_counter() - t0)
         if report is not None:
             report(row)
@@ -333,11 +357,19 @@ def train(
         threads=torch.get_num_threads(), precision=run.precision, compiled=fwd is not None,
         channels_last=channels_last,
     )  # fmt: skip
+    return finish(result, splits, measure=measure, out_dir=out_dir, t0=t0)
+
+
+def finish(result: TrainResult, splits: Splits | StreamSplits, *, measure: bool,
+           out_dir: Path | None, t0: float) -> TrainResult:  # fmt: skip
+    """The trained model's measures and checkpoint (data parallel: on the driver, once)."""
+    cfg, model = result.config, result.model
     if measure and not result.diverged:
         from remedies.measures import run_measures
 
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
         tm = time.perf_counter()
-        X, Y = measure_data(splits, cfg, device)
+        X, Y = measure_data(splits.to(device), cfg, device)
         with fp32_region(device):  # measures: fp32 from the fp32 weights, whatever the precision
             result.sharpness, result.sharpness_details = run_measures(model, X, Y, cfg.measure)
         result.measure_time_s = time.perf_counter() - tm

@@ -1,5 +1,6 @@
-"""Real components for the service tests: one local Ray instance and one `mlflow server`
-subprocess (SQLite backend, HTTP client) per test session — both are slow to start."""
+"""Real components shared across the test tree: one local Ray instance, one `mlflow server`
+subprocess (SQLite backend, HTTP client), a PostgreSQL server and an S3-compatible server per
+test session — all slow to start — and Ray for data-parallel runs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # the session's own Ray binds to 127.0.0.1 like the search's (read when ray is first imported)
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -178,3 +181,23 @@ def postgres():
         subprocess.run([*as_user, str(pg / "pg_ctl"), "-D", str(d / "data"), "-m", "fast", "-w",
                         "stop"], capture_output=True)  # fmt: skip
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_workers():
+    """A local Ray for data-parallel runs (Ray Train workers), or the one already running (the
+    service tests' session Ray): reused, so a test session starts Ray as rarely as possible."""
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    # workers import `tests.factories` by path; the controller polls reports every 0.2 s, not 2
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p
+    )
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)  # fmt: skip
+    yield ray
+    ray.shutdown()

@@ -70,6 +70,13 @@ def tiny_net(input_shape, num_classes: int, hidden: int = 32) -> nn.Module:
     return TinyNet(int(torch.Size(input_shape).numel()), num_classes, hidden)
 
 
+def mlp(input_shape, num_classes: int, hidden: int = 16) -> nn.Module:
+    """A tiny MLP without BN: nothing in it reads batch statistics."""
+    dim = int(torch.Size(input_shape).numel())
+    return nn.Sequential(nn.Flatten(), nn.Linear(dim, hidden), nn.Tanh(),
+                         nn.Linear(hidden, num_classes))  # fmt: skip
+
+
 def fixed_net(hidden: int = 32) -> nn.Module:
     """A model factory that takes only its own kwargs (16 inputs, 3 classes hard-wired)."""
     return TinyNet(16, 3, hidden)

@@ -35,8 +35,7 @@ class Conservative(Remedy[ConservativeConfig]):
         first: torch.Tensor | None = None
         for _ in range(self.cfg.inner_steps):
             ctx.optimizer.zero_grad(set_to_none=True)
-            loss = closure()
-            ctx.backward(loss)
+            loss = ctx.grads(closure)  # averaged over micro-batches and workers
             ctx.unscale_grads()  # fp16: the proximal term is added to the true gradient
             with torch.no_grad():
                 for p, a in zip(params, anchor, strict=True):

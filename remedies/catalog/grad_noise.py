@@ -8,6 +8,8 @@ the LB gradient plus (s/B)·Σᵢ zᵢ(∇ℓᵢ − ḡ), whose covariance is (
 per-sample gradient covariance). With s² = scale·(B/b − 1) that is scale·(1/b − 1/B)·Σ̂: scale 1
 restores SB-b noise, 0 is plain LB. Centring z keeps the weights' mean exactly 1, so the expected
 and the mean gradient are untouched. B is the current batch (so warm_start phases at b get none).
+Data parallel: B is the global batch; every worker draws the weights of the whole global batch
+(the same seed gives the same draw) and keeps its own share, so the noise is that of one worker.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ class GradNoise(Remedy[GradNoiseConfig]):
     Config = GradNoiseConfig
 
     def sample_weights(self, y: torch.Tensor, ctx: TrainContext) -> torch.Tensor | None:
-        ratio = len(y) / self.cfg.sb_batch
+        n = len(y) * ctx.world_size  # the global batch: y is this worker's equal share
+        ratio = n / self.cfg.sb_batch
         if self.cfg.scale == 0 or ratio <= 1:
             return None
-        return noise_weights(len(y), (self.cfg.scale * (ratio - 1)) ** 0.5, device=y.device)
+        return ctx.shard(noise_weights(n, (self.cfg.scale * (ratio - 1)) ** 0.5, device=y.device))

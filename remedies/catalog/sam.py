@@ -3,7 +3,9 @@
 Each step: gradient g at w; ascend to w + e with e = ρ·g/‖g‖ (SAM) or, adaptively,
 e = ρ·T²g/‖Tg‖ with T = |w| + η elementwise (ASAM); take the gradient there; return to w and let
 the run's optimiser step with that gradient. A zero gradient gives e = 0 (no division by zero).
-The second forward runs with BN running statistics frozen, so `running`-mode BN is updated once
+Data parallel: the ascent starts from the gradient averaged over the workers (one worker at the
+global batch), or from each worker's own with `m_sharpness`. The second forward runs with BN
+running statistics frozen, so `running`-mode BN is updated once
 per step, from the clean batch at w.
 """
 
@@ -27,6 +29,10 @@ class SAMConfig(RemedyConfig):
     eta: float = Field(0.01, ge=0.0, le=0.1)  # ASAM: T = |w| + η (search {0, 0.01})
     # radius; default 0.05 (SAM) or 0.5 (ASAM); validated after `adaptive`, which sets its range
     rho: float | None = Field(None, validate_default=True)
+    # data parallel (train.workers > 1): false = one ascent from the all-reduced gradient (as
+    # one worker at the global batch); true = each worker ascends from its own share's gradient
+    # (m-sharpness with m = batch / workers, Foret et al. §4.1), then the descent is averaged
+    m_sharpness: bool = False
 
     @field_validator("rho")
     @classmethod
@@ -66,8 +72,8 @@ class SAM(Remedy[SAMConfig]):
         assert c.rho is not None  # SAMConfig's validator fills the default
         params = [p for p in ctx.model.parameters() if p.requires_grad]
         ctx.optimizer.zero_grad(set_to_none=True)
-        loss = closure()
-        ctx.backward(loss)  # fp16: scaled grads; e depends on their direction only
+        # fp16: scaled grads; e depends on their direction only
+        loss = ctx.grads(closure, sync=not c.m_sharpness)
         with torch.no_grad():
             e = ascent(params, c.rho, c.adaptive, c.eta)  # fp32: the weights' grads are fp32
             if ctx.scaler is not None:  # an overflowed first pass must not poison the weights
@@ -76,7 +82,7 @@ class SAM(Remedy[SAMConfig]):
                 p.add_(d)
         ctx.optimizer.zero_grad(set_to_none=True)
         with frozen_bn_stats(ctx.model):
-            ctx.backward(closure())
+            ctx.grads(closure)
         with torch.no_grad():
             for p, d in zip(params, e, strict=True):
                 p.sub_(d)

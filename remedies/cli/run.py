@@ -13,6 +13,7 @@ from remedies.data import load_data
 from remedies.io import write_json
 from remedies.precision import resolve_precision
 from remedies.trainer import build_model, pick_device, train
+from remedies.workers import check_placeable
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -20,7 +21,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     _check_precision(cfg)
     splits = load_data(cfg.data)
-    cfg.train.resolve_batch_size(splits.n_train)  # a too-large batch fails before any training
+    # a too-large batch, or one that does not split over the workers, fails before any training
+    cfg.train.resolve_batch_size(splits.n_train)
+    _check_workers(cfg)
     result = train(cfg, splits=splits, out_dir=args.out, progress=not args.quiet)
     summary = result.summary()
     if args.json:
@@ -38,6 +41,12 @@ def _check_precision(cfg) -> None:
     resolve_precision(cfg.train, pick_device(cfg.train.device))
 
 
+def _check_workers(cfg) -> None:
+    """train.workers > 1: as many CPUs (GPUs) as Ray can place, before Ray starts anything."""
+    if cfg.train.workers > 1:
+        check_placeable(cfg)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.set)
@@ -45,6 +54,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     splits = load_data(cfg.data)
     n = splits.n_train
     b = cfg.train.resolve_batch_size(n)
+    _check_workers(cfg)
     if cfg.model.factory is not None:  # the user's model is called and checked on this data
         build_model(cfg, splits, torch.device("cpu"))
     remedies = ", ".join(cfg.remedies) or "none"
