@@ -38,8 +38,19 @@ def sh(args: list[str], cwd: Path, check: bool = True) -> str:
 
 def train(cfg: Path, seed: int, cwd: Path) -> dict:
     out = cwd / f"{cfg.stem}-seed{seed}.json"
-    sh(["remedies", "train", str(cfg), "--set", f"train.seed={seed}", "--quiet",
-        "--json", str(out)], cwd)  # fmt: skip
+    sh(
+        [
+            "remedies",
+            "train",
+            str(cfg),
+            "--set",
+            f"train.seed={seed}",
+            "--quiet",
+            "--json",
+            str(out),
+        ],
+        cwd,
+    )
     return json.loads(out.read_text())
 
 
@@ -67,13 +78,32 @@ def main() -> None:
     t0 = time.time()
     extra = ["--num-samples", str(args.num_samples)] if args.num_samples else []
     if args.reuse is None:
-        print(sh(["remedies", "search", str(args.space.resolve()), "--name", name, *store,
-                  "--tracking-uri", f"sqlite:///{wd / 'mlflow.db'}", "--results-dir",
-                  str(wd / "ray_results"), "--quiet", *extra], wd))  # fmt: skip
+        print(
+            sh(
+                [
+                    "remedies",
+                    "search",
+                    str(args.space.resolve()),
+                    "--name",
+                    name,
+                    *store,
+                    "--tracking-uri",
+                    f"sqlite:///{wd / 'mlflow.db'}",
+                    "--results-dir",
+                    str(wd / "ray_results"),
+                    "--quiet",
+                    *extra,
+                ],
+                wd,
+            )
+        )
     search_s = time.time() - t0
     recipe = wd / f"recipe{args.tag}.yaml"
-    got = sh(["remedies", "export", name, *store, "--pick", args.pick, "--out", str(recipe)], wd,
-             check=False)  # fmt: skip
+    got = sh(
+        ["remedies", "export", name, *store, "--pick", args.pick, "--out", str(recipe)],
+        wd,
+        check=False,
+    )
     if got.startswith("FAILED"):  # the search found no such recipe: that is the answer
         print(got)
         print(sh(["remedies", "report", name, *store], wd).split("references", 1)[-1])
@@ -101,25 +131,31 @@ def main() -> None:
     sb_acc, _ = stats(runs["SB"], "test_accuracy")
     sb_t, _ = stats(runs["SB"], "train_time_s")
     sb_c, _ = stats(runs["SB"], "train_cpu_s")
-    print(f"\nsearch {name}: {search_s / 60:.1f} min (references + trials); seeds {args.seeds}; "
-          f"threads {runs['SB'][0]['config']['train']['threads']}")  # fmt: skip
+    print(
+        f"\nsearch {name}: {search_s / 60:.1f} min (references + trials); seeds {args.seeds}; "
+        f"threads {runs['SB'][0]['config']['train']['threads']}"
+    )
     head = f"{'':<9} {'batch':>6} {'epochs':>6} {'test acc %':>15} {'train s (wall)':>15}"
     print(f"{head} {'cpu s':>7} {'× SB wall':>9} {'× SB cpu':>8}")
     for label, rs in runs.items():
         a, sa = stats(rs, "test_accuracy")
         t, st = stats(rs, "train_time_s")
         c, _ = stats(rs, "train_cpu_s")
-        print(f"{label:<9} {rs[0]['batch_size']:>6} {rs[0]['epochs_run']:>6} {a:>8.2f} ± "
-              f"{sa:4.2f} {t:>8.1f} ± {st:4.1f} {c:>7.1f} {sb_t / t:>9.2f} "
-              f"{sb_c / c:>8.2f}")  # fmt: skip
+        print(
+            f"{label:<9} {rs[0]['batch_size']:>6} {rs[0]['epochs_run']:>6} {a:>8.2f} ± "
+            f"{sa:4.2f} {t:>8.1f} ± {st:4.1f} {c:>7.1f} {sb_t / t:>9.2f} "
+            f"{sb_c / c:>8.2f}"
+        )
     a, _ = stats(runs["recipe"], "test_accuracy")
     t, _ = stats(runs["recipe"], "train_time_s")
     c, _ = stats(runs["recipe"], "train_cpu_s")
     for clock, x in (("wall clock", sb_t / t), ("CPU time", sb_c / c)):
         ok = a >= sb_acc - 0.5 and x >= 2
-        print(f"recipe vs SB ({clock}): {a - sb_acc:+.2f} points test, {x:.2f}× SB's training "
-              f"speed → {'REACHED' if ok else 'NOT reached'} (target: ≥ SB − 0.5 points at "
-              "≥ 2×)")  # fmt: skip
+        print(
+            f"recipe vs SB ({clock}): {a - sb_acc:+.2f} points test, {x:.2f}× SB's training "
+            f"speed → {'REACHED' if ok else 'NOT reached'} (target: ≥ SB − 0.5 points at "
+            "≥ 2×)"
+        )
 
 
 if __name__ == "__main__":

@@ -70,10 +70,14 @@ def base_config(args: argparse.Namespace, batch: int | str, precision: str, epoc
     return {
         "data": data,
         "model": {"name": "C1", "width": 0.25 if args.tiny else 1.0},
-        "train": {"epochs": epochs, "batch_size": batch, "precision": precision,
-                  "checkpoint": False},
+        "train": {
+            "epochs": epochs,
+            "batch_size": batch,
+            "precision": precision,
+            "checkpoint": False,
+        },
         "measure": {"keskar": {"enabled": False}},
-    }  # fmt: skip
+    }
 
 
 def sync(device: torch.device) -> None:
@@ -90,16 +94,23 @@ def engine(args, splits: Splits, batch, precision: str, measure: bool = False) -
     r = train(cfg, splits=splits, progress=False, measure=measure)
     last = r.history[-1]
     n = last["batch_size"] * (r.n_train // last["batch_size"])
-    return {"samples_per_s": n / last["train_time_s"], "epoch_s": last["train_time_s"],
-            "batch": r.batch_size, "precision": r.precision, "channels_last": r.channels_last,
-            "measure_s": r.measure_time_s, "test_accuracy": r.test_accuracy}  # fmt: skip
+    return {
+        "samples_per_s": n / last["train_time_s"],
+        "epoch_s": last["train_time_s"],
+        "batch": r.batch_size,
+        "precision": r.precision,
+        "channels_last": r.channels_last,
+        "measure_s": r.measure_time_s,
+        "test_accuracy": r.test_accuracy,
+    }
 
 
 def bare(args, splits: Splits, batch: int, device: torch.device) -> dict:
     """A hand-written loop: C1, Adam, bf16 autocast, channels-last, the same batching."""
     torch.manual_seed(0)
-    model = create_model("C1", splits.input_shape, splits.num_classes,
-                         width=0.25 if args.tiny else 1.0).to(device)  # fmt: skip
+    model = create_model(
+        "C1", splits.input_shape, splits.num_classes, width=0.25 if args.tiny else 1.0
+    ).to(device)
     cl = device.type == "cuda"
     if cl:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -131,8 +142,11 @@ def bare(args, splits: Splits, batch: int, device: torch.device) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="6 000 images, narrow C1 (CPU check)")
-    ap.add_argument("--data", default=os.environ.get("FASHION_MNIST_DIR"),
-                    help="folder with the four Fashion-MNIST IDX files")  # fmt: skip
+    ap.add_argument(
+        "--data",
+        default=os.environ.get("FASHION_MNIST_DIR"),
+        help="folder with the four Fashion-MNIST IDX files",
+    )
     ap.add_argument("--epochs", type=int, default=2, help="warm-up epochs + 1 timed (default 2)")
     ap.add_argument("--json", type=Path, help="write the numbers here too")
     args = ap.parse_args()
@@ -145,40 +159,49 @@ def main() -> int:
     t0 = time.perf_counter()
     cfg = parse_config(base_config(args, 256, "auto", 1))
     splits = load_data(cfg.data).to(device)
-    log(f"data: {splits.n_train} train images {tuple(splits.input_shape)} "
-        f"({time.perf_counter() - t0:.1f} s)")  # fmt: skip
+    log(
+        f"data: {splits.n_train} train images {tuple(splits.input_shape)} "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
     lb = round(0.1 * splits.n_train)
     out: dict = {"device": name, "tiny": args.tiny, "n_train": splits.n_train}
 
     # 1. engine vs bare loop, bf16 (CPU: bf16 autocast too), SB 256 and LB 10 %
     for label, b in (("SB", 256), ("LB", lb)):
         e = engine(args, splits, b, "bf16")
-        log(f"[1] engine {label} {b:5d} bf16: {e['samples_per_s']:10.0f} samples/s "
-            f"({e['epoch_s']:.2f} s/epoch, channels_last={e['channels_last']})")  # fmt: skip
+        log(
+            f"[1] engine {label} {b:5d} bf16: {e['samples_per_s']:10.0f} samples/s "
+            f"({e['epoch_s']:.2f} s/epoch, channels_last={e['channels_last']})"
+        )
         r = bare(args, splits, b, device)
         ratio = e["samples_per_s"] / r["samples_per_s"]
-        log(f"[1] bare   {label} {b:5d} bf16: {r['samples_per_s']:10.0f} samples/s "
-            f"({r['epoch_s']:.2f} s/epoch)  engine/bare = {ratio:.2f}")  # fmt: skip
+        log(
+            f"[1] bare   {label} {b:5d} bf16: {r['samples_per_s']:10.0f} samples/s "
+            f"({r['epoch_s']:.2f} s/epoch)  engine/bare = {ratio:.2f}"
+        )
         out[f"engine_{label}"], out[f"bare_{label}"], out[f"ratio_{label}"] = e, r, ratio
 
     # 2. bf16 vs fp32 (engine, SB 256)
     f32 = engine(args, splits, 256, "fp32")
     speed = out["engine_SB"]["samples_per_s"] / f32["samples_per_s"]
-    log(f"[2] engine SB 256 fp32: {f32['samples_per_s']:10.0f} samples/s; bf16/fp32 = "
-        f"{speed:.2f}")  # fmt: skip
+    log(f"[2] engine SB 256 fp32: {f32['samples_per_s']:10.0f} samples/s; bf16/fp32 = {speed:.2f}")
     out["engine_SB_fp32"], out["bf16_over_fp32"] = f32, speed
 
     # 3. LB 10 % vs SB 256 time per epoch (bf16)
     lb_sb = out["engine_LB"]["epoch_s"] / out["engine_SB"]["epoch_s"]
-    log(f"[3] epoch time LB {lb} / SB 256 = {out['engine_LB']['epoch_s']:.2f} s / "
-        f"{out['engine_SB']['epoch_s']:.2f} s = {lb_sb:.2f}")  # fmt: skip
+    log(
+        f"[3] epoch time LB {lb} / SB 256 = {out['engine_LB']['epoch_s']:.2f} s / "
+        f"{out['engine_SB']['epoch_s']:.2f} s = {lb_sb:.2f}"
+    )
     out["lb_over_sb_epoch"] = lb_sb
 
     # 4. the measures' cost per LB epoch (default measure section, fp32 measures)
     m = engine(args, splits, lb, "bf16", measure=True)
     per = m["measure_s"] / m["epoch_s"]
-    log(f"[4] measures on the LB model: {m['measure_s']:.1f} s = {per:.1f} LB epochs "
-        f"({m['epoch_s']:.2f} s each)")  # fmt: skip
+    log(
+        f"[4] measures on the LB model: {m['measure_s']:.1f} s = {per:.1f} LB epochs "
+        f"({m['epoch_s']:.2f} s each)"
+    )
     out["measure_s"], out["measure_per_lb_epoch"] = m["measure_s"], per
     out["wall_s"] = time.perf_counter() - t0
     log(f"total {out['wall_s']:.0f} s")

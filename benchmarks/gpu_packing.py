@@ -36,16 +36,23 @@ def main() -> None:
     rows = []
     # alternated rounds, so neither setting gets the warm caches (data, imports) the other paid for
     for share in [1, 0.25] * args.repeats + [1]:
-        space = parse_space({
-            "name": f"gpu{share}",
-            "base": {"data": {"num_samples": args.samples}, "model": {"name": "F1"},
-                     "train": {"batch_size": "10%", "epochs": args.epochs, "checkpoint": False},
-                     "measure": {"keskar": {"eps": [1e-3], "iters": 5}, "max_samples": 1000}},
-            "params": {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}},
-            "sampler": {"name": "random", "seed": 0}, "asha": {"enabled": False},
-            "num_samples": args.trials, "max_concurrent": args.trials,
-            "resources": {"cpu": 1, "gpu": share},
-        })  # fmt: skip
+        space = parse_space(
+            {
+                "name": f"gpu{share}",
+                "base": {
+                    "data": {"num_samples": args.samples},
+                    "model": {"name": "F1"},
+                    "train": {"batch_size": "10%", "epochs": args.epochs, "checkpoint": False},
+                    "measure": {"keskar": {"eps": [1e-3], "iters": 5}, "max_samples": 1000},
+                },
+                "params": {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}},
+                "sampler": {"name": "random", "seed": 0},
+                "asha": {"enabled": False},
+                "num_samples": args.trials,
+                "max_concurrent": args.trials,
+                "resources": {"cpu": 1, "gpu": share},
+            }
+        )
         with tempfile.TemporaryDirectory() as d:
             os.chdir(d)
             t0 = time.perf_counter()
@@ -55,8 +62,16 @@ def main() -> None:
             every = tracking.client(uri).search_runs([tracking.experiment_id(uri, space.name)])
             parent = next(r for r in every if r.data.tags.get("role") == "search")
             runs = tracking.child_runs(uri, space.name, parent.info.run_id)
-            tags = sorted({(r.data.tags.get("device"), r.data.tags.get("gpu_ids"),
-                            r.data.tags.get("resources")) for r in runs})  # fmt: skip
+            tags = sorted(
+                {
+                    (
+                        r.data.tags.get("device"),
+                        r.data.tags.get("gpu_ids"),
+                        r.data.tags.get("resources"),
+                    )
+                    for r in runs
+                }
+            )
         rows.append((share, wall, s.wall_time_s, s.counts, tags))
         print(
             f"gpu {share}: {args.trials} trials in {wall:.1f}s (search {s.wall_time_s:.1f}s) "
@@ -67,9 +82,11 @@ def main() -> None:
 
     base = statistics.median(r[1] for r in rows[1:] if r[0] == 1)  # the first paid the caches
     packed = statistics.median(r[1] for r in rows if r[0] == 0.25)
-    lines = [f"GPU: {torch.cuda.get_device_name(0)}",
-             f"median wall: whole GPU {base:.1f}s, packed {packed:.1f}s for {args.trials} trials",
-             f"packed (gpu 0.25) / whole GPU (gpu 1) throughput: {base / packed:.2f}x"]  # fmt: skip
+    lines = [
+        f"GPU: {torch.cuda.get_device_name(0)}",
+        f"median wall: whole GPU {base:.1f}s, packed {packed:.1f}s for {args.trials} trials",
+        f"packed (gpu 0.25) / whole GPU (gpu 1) throughput: {base / packed:.2f}x",
+    ]
     print("\n".join(lines))
     if args.out:
         (args.out / "gpu_packing.txt").write_text("\n".join(lines) + "\n")

@@ -24,12 +24,22 @@ from remedies.trainer import train
 
 
 def config(batch: int | str, seed: int):
-    return parse_config({
-        "data": {"name": "mnist1d", "num_samples": 5000}, "model": {"name": "F1"},
-        "train": {"optimizer": "adam", "lr": 1e-3, "epochs": 40, "threads": 1,
-                  "checkpoint": False, "seed": seed, "batch_size": batch},
-        "measure": {"keskar": {"enabled": False}},
-    })  # fmt: skip
+    return parse_config(
+        {
+            "data": {"name": "mnist1d", "num_samples": 5000},
+            "model": {"name": "F1"},
+            "train": {
+                "optimizer": "adam",
+                "lr": 1e-3,
+                "epochs": 40,
+                "threads": 1,
+                "checkpoint": False,
+                "seed": seed,
+                "batch_size": batch,
+            },
+            "measure": {"keskar": {"enabled": False}},
+        }
+    )
 
 
 def scaled_subspace(scale: float):

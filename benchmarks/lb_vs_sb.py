@@ -61,8 +61,11 @@ def main() -> None:
     by_seed = {(s, g): r for s, g, r in rows}
     for s in args.seeds:
         sb, lb = by_seed[(s, "SB")], by_seed[(s, "LB")]
-        ratios = "  ".join(f"{k}: {lb.sharpness[k] / sb.sharpness[k]:.1f}x"
-                           for k in sb.sharpness if sb.sharpness[k] > 0)  # fmt: skip
+        ratios = "  ".join(
+            f"{k}: {lb.sharpness[k] / sb.sharpness[k]:.1f}x"
+            for k in sb.sharpness
+            if sb.sharpness[k] > 0
+        )
         print(
             f"seed {s}: test LB-SB {lb.test_accuracy - sb.test_accuracy:+.2f} pts  "
             f"sharpness LB/SB {ratios}"

@@ -97,9 +97,15 @@ def train_model(name: str, raw: dict[str, Any], splits: Any, cache: Path | None)
         return {**torch.load(path, weights_only=False), "cached": True}
     t, c = time.perf_counter(), time.process_time()
     r = train(parse_config(raw), splits=splits, measure=False, progress=False)
-    entry = {"raw": raw, "model": r.model, "train_wall_s": time.perf_counter() - t,
-             "train_cpu_s": time.process_time() - c, "train_loop_s": r.train_time_s,
-             "test_accuracy": r.test_accuracy, "train_loss": r.train_loss}  # fmt: skip
+    entry = {
+        "raw": raw,
+        "model": r.model,
+        "train_wall_s": time.perf_counter() - t,
+        "train_cpu_s": time.process_time() - c,
+        "train_loop_s": r.train_time_s,
+        "test_accuracy": r.test_accuracy,
+        "train_loss": r.train_loss,
+    }
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(entry, path)
@@ -122,16 +128,22 @@ def read(entry: dict[str, Any], measure: dict[str, Any], splits: Any, reps: int)
         walls.append(time.perf_counter() - t)
         cpus.append(time.process_time() - c)
     rec = next(d for d in details if d["key"] == KEY)
-    return {"value": values[KEY], "wall_s": statistics.median(walls),
-            "cpu_s": statistics.median(cpus), "record": rec}  # fmt: skip
+    return {
+        "value": values[KEY],
+        "wall_s": statistics.median(walls),
+        "cpu_s": statistics.median(cpus),
+        "record": rec,
+    }
 
 
 def settings(rec: dict[str, Any]) -> str:
     """What a reading's details record says about how it was made."""
-    return (f"n_samples {rec['n_samples']} of {rec['n_samples_total']} (subset_seed "
-            f"{rec['subset_seed']}), eps {rec['eps']:g}, iters {rec['iters']}, "
-            f"init {rec['init']}, seed {rec['seed']}, function_evals {rec['function_evals']}, "
-            f"{rec['dtype']}")  # fmt: skip
+    return (
+        f"n_samples {rec['n_samples']} of {rec['n_samples_total']} (subset_seed "
+        f"{rec['subset_seed']}), eps {rec['eps']:g}, iters {rec['iters']}, "
+        f"init {rec['init']}, seed {rec['seed']}, function_evals {rec['function_evals']}, "
+        f"{rec['dtype']}"
+    )
 
 
 def whole_set(measure: dict[str, Any]) -> dict[str, Any]:
@@ -166,45 +178,64 @@ def main() -> None:
     print(f"measure_cost: {datetime.date.today()}, {machine()}")
     print(f"space {args.space}: base {json.dumps(base)}")
     print(f"shipped setting: measure: {json.dumps(shipped)}")
-    print(f"full default:    measure: {{}} (MeasureConfig(): {KEY} and eps 5e-04, 10 iterations, "
-          "whole training set)")  # fmt: skip
+    print(
+        f"full default:    measure: {{}} (MeasureConfig(): {KEY} and eps 5e-04, 10 iterations, "
+        "whole training set)"
+    )
     splits = load_data(parse_config(base).data)
     rows = []
-    print(f"\n{'model':<22} {'train s':>7} {'loop s':>6} {'test %':>6} {'loss':>8} | "
-          f"{'full':>7} {'s':>5} | {'shipped':>7} {'s':>5}")  # fmt: skip
+    print(
+        f"\n{'model':<22} {'train s':>7} {'loop s':>6} {'test %':>6} {'loss':>8} | "
+        f"{'full':>7} {'s':>5} | {'shipped':>7} {'s':>5}"
+    )
     for name, overrides in MODELS:
         e = train_model(name, apply_overrides(base, overrides), splits, args.cache)
-        row = {"name": name, "entry": e, "full": read(e, full, splits, 1),
-               "cheap": [read(e, m, splits, args.reps) for m in cheap],
-               "whole": [read(e, whole_set(m), splits, 1) for m in cheap],
-               "reseeded": [read(e, m, splits, 1) for m in reseeded]}  # fmt: skip
+        row = {
+            "name": name,
+            "entry": e,
+            "full": read(e, full, splits, 1),
+            "cheap": [read(e, m, splits, args.reps) for m in cheap],
+            "whole": [read(e, whole_set(m), splits, 1) for m in cheap],
+            "reseeded": [read(e, m, splits, 1) for m in reseeded],
+        }
         rows.append(row)
         f, c = row["full"], row["cheap"][0]
-        print(f"{name:<22} {e['train_wall_s']:7.2f} {e['train_loop_s']:6.2f} "
-              f"{e['test_accuracy']:6.1f} {e['train_loss']:8.1e} | {f['value']:7.1f} "
-              f"{f['wall_s']:5.2f} | {c['value']:7.1f} {c['wall_s']:5.3f}"
-              f"{'  [trained earlier: cached]' if e['cached'] else ''}", flush=True)  # fmt: skip
+        print(
+            f"{name:<22} {e['train_wall_s']:7.2f} {e['train_loop_s']:6.2f} "
+            f"{e['test_accuracy']:6.1f} {e['train_loss']:8.1e} | {f['value']:7.1f} "
+            f"{f['wall_s']:5.2f} | {c['value']:7.1f} {c['wall_s']:5.3f}"
+            f"{'  [trained earlier: cached]' if e['cached'] else ''}",
+            flush=True,
+        )
 
     full_vals = [r["full"]["value"] for r in rows]
 
     def costs(key: str, i: int | None) -> dict[str, list[float]]:
         reads = [r["full"] if i is None else r[key][i] for r in rows]
         ents = [r["entry"] for r in rows]
-        return {"wall": [m["wall_s"] / e["train_wall_s"] for m, e in zip(reads, ents, strict=True)],
-                "loop": [m["wall_s"] / e["train_loop_s"] for m, e in zip(reads, ents, strict=True)],
-                "cpu": [m["cpu_s"] / e["train_cpu_s"] for m, e in zip(reads, ents, strict=True)],
-                "secs": [m["wall_s"] for m in reads]}  # fmt: skip
+        return {
+            "wall": [m["wall_s"] / e["train_wall_s"] for m, e in zip(reads, ents, strict=True)],
+            "loop": [m["wall_s"] / e["train_loop_s"] for m, e in zip(reads, ents, strict=True)],
+            "cpu": [m["cpu_s"] / e["train_cpu_s"] for m, e in zip(reads, ents, strict=True)],
+            "secs": [m["wall_s"] for m in reads],
+        }
 
     def fmt_cost(c: dict[str, list[float]]) -> str:
         med, mx = statistics.median, max
-        return (f"{med(c['wall']):6.1%} {mx(c['wall']):6.1%} | {med(c['loop']):6.1%} | "
-                f"{med(c['cpu']):6.1%} {mx(c['cpu']):6.1%} | {med(c['secs']):6.3f}")  # fmt: skip
+        return (
+            f"{med(c['wall']):6.1%} {mx(c['wall']):6.1%} | {med(c['loop']):6.1%} | "
+            f"{med(c['cpu']):6.1%} {mx(c['cpu']):6.1%} | {med(c['secs']):6.3f}"
+        )
 
-    print(f"\nmeasure time / training time per model, {len(rows)} models (train = the train() "
-          "call, measure off; loop = its step loop alone; cpu = CPU seconds of both)")  # fmt: skip
-    print(f"{'setting':<64} {'median':>6} {'max':>6} | {'loop':>6} | {'cpu':>6} {'max':>6} | "
-          f"{'med s':>6} | "
-          f"{'tau':>5} {'p':>7} | subset err")  # fmt: skip
+    print(
+        f"\nmeasure time / training time per model, {len(rows)} models (train = the train() "
+        "call, measure off; loop = its step loop alone; cpu = CPU seconds of both)"
+    )
+    print(
+        f"{'setting':<64} {'median':>6} {'max':>6} | {'loop':>6} | {'cpu':>6} {'max':>6} | "
+        f"{'med s':>6} | "
+        f"{'tau':>5} {'p':>7} | subset err"
+    )
     print(f"{'full default {}':<64} {fmt_cost(costs('full', None))} | {1.0:5.3f} {'':>7} |")
     for i, m in enumerate(cheap):
         vals = [r["cheap"][i]["value"] for r in rows]

@@ -112,23 +112,29 @@ def main() -> None:
             opt.step()
     model.eval()
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"F1 on {source}: {len(y)} samples, {n_params} parameters, device {args.device}, "
-          f"{torch.get_num_threads()} threads")  # fmt: skip
+    print(
+        f"F1 on {source}: {len(y)} samples, {n_params} parameters, device {args.device}, "
+        f"{torch.get_num_threads()} threads"
+    )
 
     if args.only != "keskar":  # PyHessian takes the whole set as one batch: so do we here
-        lambda_max_part(model, x, y, ModelObjective(model, x, y, chunk_size=len(y)),
-                        args.lambda_reps)  # fmt: skip
+        lambda_max_part(
+            model, x, y, ModelObjective(model, x, y, chunk_size=len(y)), args.lambda_reps
+        )
     if args.only != "lambda_max":
         keskar_part(ModelObjective(model, x, y, chunk_size=MeasureConfig().chunk_size), args.reps)
 
 
 def lambda_max_part(model, x, y, obj, reps: int) -> None:
     """(a) λ_max: ours vs PyHessian at matching accuracy against a tightly converged reference."""
-    ref = lanczos_top(obj.hvp_at(obj.w0), obj.w0.numel(), tol=1e-8, max_iter=80, seed=123,
-                      device=x.device)  # fmt: skip
+    ref = lanczos_top(
+        obj.hvp_at(obj.w0), obj.w0.numel(), tol=1e-8, max_iter=80, seed=123, device=x.device
+    )
     lam_ref = ref.eigenvalues[0]
-    print(f"reference λ_max = {lam_ref:.6f} ({ref.n_products} products, bound "
-          f"{ref.error_bounds[0]:.1e}, {ref.wall_time_s:.1f} s)")  # fmt: skip
+    print(
+        f"reference λ_max = {lam_ref:.6f} ({ref.n_products} products, bound "
+        f"{ref.error_bounds[0]:.1e}, {ref.wall_time_s:.1f} s)"
+    )
 
     def ours() -> tuple[float, int]:
         o = ModelObjective(model, x, y, chunk_size=len(y))
@@ -182,10 +188,14 @@ def lambda_max_part(model, x, y, obj, reps: int) -> None:
         errs_ours.append(abs(lam_o - lam_ref) / abs(lam_ref))
         products.append(k)
     to, tb = statistics.median(t_ours), statistics.median(t_base)
-    print(f"    ours     {to:6.2f} s  (median of {reps}; {products} products), "
-          f"max rel. error {max(errs_ours):.1e}")  # fmt: skip
-    print(f"    baseline {tb:6.2f} s  (median of {reps} at tol {tol:.0e}), "
-          f"max rel. error {max(errs_base):.1e}")  # fmt: skip
+    print(
+        f"    ours     {to:6.2f} s  (median of {reps}; {products} products), "
+        f"max rel. error {max(errs_ours):.1e}"
+    )
+    print(
+        f"    baseline {tb:6.2f} s  (median of {reps} at tol {tol:.0e}), "
+        f"max rel. error {max(errs_base):.1e}"
+    )
     print(f"    RATIO λ_max time ours / baseline = {to / tb:.2f}  (goal ≤ 0.5)")
 
 

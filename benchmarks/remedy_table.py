@@ -23,12 +23,28 @@ from typing import Any
 BASE: dict[str, Any] = {
     "data": {"name": "mnist1d", "num_samples": 10000},
     "model": {"name": "F1"},
-    "train": {"batch_size": "10%", "epochs": 20, "optimizer": "adam", "lr": 0.001,
-              "checkpoint": False},
-}  # fmt: skip
+    "train": {
+        "batch_size": "10%",
+        "epochs": 20,
+        "optimizer": "adam",
+        "lr": 0.001,
+        "checkpoint": False,
+    },
+}
 SB_BATCH = 64
-REMEDY_ROWS = ["augment", "conservative", "adversarial", "warm_start", "lr_scaling", "ghost_bn",
-               "sam", "train_longer", "batch_ramp", "trust_ratio", "grad_noise"]  # fmt: skip
+REMEDY_ROWS = [
+    "augment",
+    "conservative",
+    "adversarial",
+    "warm_start",
+    "lr_scaling",
+    "ghost_bn",
+    "sam",
+    "train_longer",
+    "batch_ramp",
+    "trust_ratio",
+    "grad_noise",
+]
 SHARP = ("keskar_full_eps1e-03", "keskar_full_eps5e-04")
 
 
@@ -54,11 +70,17 @@ def run_one(job: tuple[str, int, list[str], bool]) -> dict[str, Any]:
     row, seed, overrides, measure = job
     t = time.perf_counter()
     r = train(parse_config(row_config(row, seed, overrides)), measure=measure, progress=False)
-    return {"row": row, "seed": seed, "test_accuracy": r.test_accuracy,
-            "train_accuracy": r.train_accuracy, "epochs": r.epochs_run,
-            "steps": r.history[-1]["steps"] if r.history else 0, "diverged": r.diverged,
-            **{k: r.sharpness.get(k, float("nan")) for k in SHARP},
-            "wall_s": time.perf_counter() - t}  # fmt: skip
+    return {
+        "row": row,
+        "seed": seed,
+        "test_accuracy": r.test_accuracy,
+        "train_accuracy": r.train_accuracy,
+        "epochs": r.epochs_run,
+        "steps": r.history[-1]["steps"] if r.history else 0,
+        "diverged": r.diverged,
+        **{k: r.sharpness.get(k, float("nan")) for k in SHARP},
+        "wall_s": time.perf_counter() - t,
+    }
 
 
 def ms(vals: list[float], fmt: str = ".2f") -> str:
@@ -92,9 +114,13 @@ def main() -> None:
         for fut in as_completed([pool.submit(run_one, j) for j in jobs]):
             res = fut.result()
             runs.append(res)
-            print(f"  {res['row']:<13} seed {res['seed']}: test {res['test_accuracy']:6.2f}%  "
-                  f"sharp(1e-3) {res[SHARP[0]]:9.3f}  epochs {res['epochs']:>3}  "
-                  f"[{res['wall_s']:.0f}s]", file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"  {res['row']:<13} seed {res['seed']}: test {res['test_accuracy']:6.2f}%  "
+                f"sharp(1e-3) {res[SHARP[0]]:9.3f}  epochs {res['epochs']:>3}  "
+                f"[{res['wall_s']:.0f}s]",
+                file=sys.stderr,
+                flush=True,
+            )
             if args.json:  # rewritten after every run, so a cut-off job keeps what finished
                 with open(args.json, "w") as f:
                     json.dump(runs, f, indent=1)
@@ -103,8 +129,14 @@ def main() -> None:
 
 
 def print_table(rows: list[str], runs: list[dict[str, Any]]) -> None:
-    lb = {k: statistics.mean(r[k] for r in runs if r["row"] == "LB") for k in
-          ("test_accuracy", SHARP[0])} if any(r["row"] == "LB" for r in runs) else None  # fmt: skip
+    lb = (
+        {
+            k: statistics.mean(r[k] for r in runs if r["row"] == "LB")
+            for k in ("test_accuracy", SHARP[0])
+        }
+        if any(r["row"] == "LB" for r in runs)
+        else None
+    )
     print(
         "| run | test acc % | train acc % | sharpness ε=1e-3 | sharpness ε=5e-4 | "
         "sharp. vs LB | steps |"
@@ -113,12 +145,17 @@ def print_table(rows: list[str], runs: list[dict[str, Any]]) -> None:
     for row in rows:
         rs = [r for r in runs if r["row"] == row]
         label = "SB (64)" if row == "SB" else "LB (10%)" if row == "LB" else f"LB + {row}"
-        ratio = (f"{statistics.mean(r[SHARP[0]] for r in rs) / lb[SHARP[0]]:.2g}×"
-                 if lb and lb[SHARP[0]] > 0 else "–")  # fmt: skip
+        ratio = (
+            f"{statistics.mean(r[SHARP[0]] for r in rs) / lb[SHARP[0]]:.2g}×"
+            if lb and lb[SHARP[0]] > 0
+            else "–"
+        )
         s1, s2 = (ms([r[k] for r in rs], ".3g") for k in SHARP)
-        print(f"| {label} | {ms([r['test_accuracy'] for r in rs])} | "
-              f"{ms([r['train_accuracy'] for r in rs])} | {s1} | {s2} | {ratio} | "
-              f"{rs[0]['steps']} |")  # fmt: skip
+        print(
+            f"| {label} | {ms([r['test_accuracy'] for r in rs])} | "
+            f"{ms([r['train_accuracy'] for r in rs])} | {s1} | {s2} | {ratio} | "
+            f"{rs[0]['steps']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -74,8 +74,12 @@ def main() -> None:
     # the half-way mark to say anything about the model (measured: 16 → 0.62×, 32 → 0.56×)
     ap.add_argument("--trials", type=int, default=64)
     ap.add_argument("--startup", type=int, help="override the space's n_startup_trials")
-    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                    help="searches run at once, one thread each")  # fmt: skip
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="searches run at once, one thread each",
+    )
     ap.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     args = ap.parse_args()
 
@@ -92,8 +96,13 @@ def main() -> None:
     runs = {}
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
-        futs = {pool.submit(run, args.space, args.set, name, seed, args.trials, args.startup):
-                (name, seed) for name, seed in jobs}  # fmt: skip
+        futs = {
+            pool.submit(run, args.space, args.set, name, seed, args.trials, args.startup): (
+                name,
+                seed,
+            )
+            for name, seed in jobs
+        }
         for fut in as_completed(futs):
             name, seed = futs[fut]
             runs[name, seed] = fut.result()
@@ -116,11 +125,15 @@ def main() -> None:
         need = next((i + 1 for i, h in enumerate(ht) if h >= hr[-1]), None)
         frac = need / args.trials if need else math.inf
         fracs.append(frac)
-        print(f"{seed:>4} {hr[-1]:>10.2f} {ht[-1]:>10.2f} "
-              f"{(str(need) if need else 'never'):>20} ({frac:.2f}×)")  # fmt: skip
-    print(f"\nmedian fraction of random's trials TPE needed: {statistics.median(fracs):.2f} "
-          f"(goal ≤ 0.5); {args.trials} trials per run, {len(args.seeds)} seeds, "
-          f"{time.time() - t0:.0f}s")  # fmt: skip
+        print(
+            f"{seed:>4} {hr[-1]:>10.2f} {ht[-1]:>10.2f} "
+            f"{(str(need) if need else 'never'):>20} ({frac:.2f}×)"
+        )
+    print(
+        f"\nmedian fraction of random's trials TPE needed: {statistics.median(fracs):.2f} "
+        f"(goal ≤ 0.5); {args.trials} trials per run, {len(args.seeds)} seeds, "
+        f"{time.time() - t0:.0f}s"
+    )
 
 
 if __name__ == "__main__":

@@ -78,13 +78,18 @@ def main() -> None:
     from remedies.search.driver import SearchOptions, run_search
     from remedies.search.space import parse_space
 
-    space = parse_space({
-        "name": "overhead", "base": BASE,
-        "params": {"train.seed": {"type": "categorical", "choices": list(range(args.trials))}},
-        "sampler": {"name": "random", "seed": 0}, "asha": {"enabled": False},
-        "num_samples": args.trials, "max_concurrent": args.concurrency,
-        "resources": {"cpu": 1, "gpu": 0},
-    })  # fmt: skip
+    space = parse_space(
+        {
+            "name": "overhead",
+            "base": BASE,
+            "params": {"train.seed": {"type": "categorical", "choices": list(range(args.trials))}},
+            "sampler": {"name": "random", "seed": 0},
+            "asha": {"enabled": False},
+            "num_samples": args.trials,
+            "max_concurrent": args.concurrency,
+            "resources": {"cpu": 1, "gpu": 0},
+        }
+    )
     with tempfile.TemporaryDirectory() as d:
         os.chdir(d)
         t0 = time.perf_counter()

@@ -89,8 +89,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--num-samples", type=int, default=10000)
     args = ap.parse_args()
-    raw = {"data": {"name": "mnist1d", "num_samples": args.num_samples},
-           "model": {"name": args.model}, "train": {"epochs": args.epochs}}  # fmt: skip
+    raw = {
+        "data": {"name": "mnist1d", "num_samples": args.num_samples},
+        "model": {"name": args.model},
+        "train": {"epochs": args.epochs},
+    }
     cfg = parse_config(apply_overrides(raw, [f"train.batch_size={args.batch}"]))
     device = pick_device(cfg.train.device)
     splits = load_data(cfg.data).to(device)
@@ -102,8 +105,10 @@ def main() -> None:
     peak = matmul_gflops(device)
     fps = linear_flops_per_sample(build_model(cfg, splits, device))
     b, e = statistics.median(bare), statistics.median(eng)
-    print(f"device {device}, {args.model}, batch {cfg.train.resolve_batch_size(splits.n_train)}, "
-          f"{args.epochs} epochs × {args.repeats} repeats (medians)")  # fmt: skip
+    print(
+        f"device {device}, {args.model}, batch {cfg.train.resolve_batch_size(splits.n_train)}, "
+        f"{args.epochs} epochs × {args.repeats} repeats (medians)"
+    )
     print(f"matmul peak        {peak:8.1f} GFLOP/s")
     print(f"bare loop          {b:10.0f} samples/s  = {b * fps / 1e9 / peak:.3f} of matmul peak")
     print(f"engine             {e:10.0f} samples/s  = {e * fps / 1e9 / peak:.3f} of matmul peak")

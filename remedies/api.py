@@ -309,9 +309,14 @@ class Applied:
         ]
         return whole
 
-    def _loss_closure(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None,
-                      forward: Callable[[torch.Tensor], torch.Tensor] | None,
-                      slot: tuple[list, int] | None) -> Callable[[], torch.Tensor]:  # fmt: skip
+    def _loss_closure(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        weights: torch.Tensor | None,
+        forward: Callable[[torch.Tensor], torch.Tensor] | None,
+        slot: tuple[list, int] | None,
+    ) -> Callable[[], torch.Tensor]:
         model, ctx, terms, loss_fn = self.model, self.ctx, self._loss, self.loss_fn
         autocast = self.autocast
         fwd = forward or model
@@ -415,8 +420,9 @@ def _epoch_batch(remedies: list[Remedy[Any]], ctx: TrainContext, epoch: int) -> 
     return max(1, min(int(b), ctx.n_train))
 
 
-def _check_schedule(remedies: list[Remedy[Any]], ctx: TrainContext, workers: int,
-                    accumulate: int) -> None:  # fmt: skip
+def _check_schedule(
+    remedies: list[Remedy[Any]], ctx: TrainContext, workers: int, accumulate: int
+) -> None:
     """Every epoch's global batch (warm start, batch ramp) splits evenly over the workers and
     micro-batches: the configured batch alone is checked when it is resolved."""
     for epoch in range(ctx.epochs):
@@ -429,10 +435,17 @@ def check_batch_schedule(config: RunConfig, n_train: int) -> None:
     (ConfigError) before any worker starts. Reads only the remedies' epochs and batch_size
     hooks, which need no model."""
     t = config.train
-    ctx = TrainContext(model=nn.Identity(), optimizer=None, loss_fn=F.cross_entropy,  # type: ignore[arg-type]
-                       device=torch.device("cpu"), n_train=n_train,
-                       batch_size=t.resolve_batch_size(n_train), base_lr=t.lr, epochs=t.epochs,
-                       input_shape=())  # fmt: skip
+    ctx = TrainContext(
+        model=nn.Identity(),
+        optimizer=None,  # type: ignore[arg-type]  # schedule hooks need none
+        loss_fn=F.cross_entropy,
+        device=torch.device("cpu"),
+        n_train=n_train,
+        batch_size=t.resolve_batch_size(n_train),
+        base_lr=t.lr,
+        epochs=t.epochs,
+        input_shape=(),
+    )
     remedies = build_remedies(config.remedies)
     for r in remedies:
         ctx.epochs = r.epochs(ctx.epochs, ctx)

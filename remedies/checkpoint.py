@@ -92,9 +92,12 @@ def _read(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
     except pickle.UnpicklingError as e:
         msg = str(e)
         if found := _GLOBAL.search(msg):
-            raise ConfigError("checkpoint", f"{path} contains a pickled object ({found.group(1)}), "
-                              "not only weights and plain data; refused without running it "
-                              "(load only checkpoints that remedies wrote)") from None  # fmt: skip
+            raise ConfigError(
+                "checkpoint",
+                f"{path} contains a pickled object ({found.group(1)}), "
+                "not only weights and plain data; refused without running it "
+                "(load only checkpoints that remedies wrote)",
+            ) from None
         # torch's message is several lines of advice (incl. "load with weights_only=False");
         # keep only the reason
         found = _REASON.search(msg)
@@ -132,8 +135,17 @@ def load_checkpoint(
     model = build_model(cfg, splits, torch.device(device))
     # the remedies' setup, as in training (ghost BN swaps its layers before the weights load)
     # (precision fp32: only the weights are wanted, and an fp16 run's checkpoint loads on a CPU)
-    model = Recipe(cfg).apply(model, n_train=splits.n_train, input_shape=splits.input_shape,
-                              device=device, precision="fp32").model  # fmt: skip
+    model = (
+        Recipe(cfg)
+        .apply(
+            model,
+            n_train=splits.n_train,
+            input_shape=splits.input_shape,
+            device=device,
+            precision="fp32",
+        )
+        .model
+    )
     model.load_state_dict(payload["model_state"])
     model.eval()
     return model, cfg, payload["metrics"]

@@ -202,8 +202,10 @@ class TrainConfig(Strict):
         return self
 
 
-FP16_NEEDS_CUDA = (f"fp16 needs a CUDA GPU (a GradScaler'd autocast); allowed here: "
-                   f"{', '.join(p for p in PRECISIONS if p != 'fp16')}")  # fmt: skip
+FP16_NEEDS_CUDA = (
+    f"fp16 needs a CUDA GPU (a GradScaler'd autocast); allowed here: "
+    f"{', '.join(p for p in PRECISIONS if p != 'fp16')}"
+)
 
 
 def resolve_batch_size(value: int | str, n_train: int, field: str) -> int:
@@ -232,9 +234,12 @@ def check_split(b: int, workers: int, accumulate: int, what: str = "batch size")
         )
     if (b // workers) % accumulate:
         share = b // workers
-        raise ConfigError("train.accumulate", f"{what} {b} over {workers} worker(s) is {share} "
-                          f"per worker, which does not split into {accumulate} equal "
-                          f"micro-batches; allowed: a divisor of {share}")  # fmt: skip
+        raise ConfigError(
+            "train.accumulate",
+            f"{what} {b} over {workers} worker(s) is {share} "
+            f"per worker, which does not split into {accumulate} equal "
+            f"micro-batches; allowed: a divisor of {share}",
+        )
 
 
 class RunConfig(Strict):
@@ -263,8 +268,11 @@ class RunConfig(Strict):
     @model_validator(mode="after")
     def _sync_bn(self) -> RunConfig:
         if self.model.sync_bn and "ghost_bn" in self.remedies:
-            raise ConfigError("model.sync_bn", "global BN statistics contradict remedies.ghost_bn "
-                              "(per-slice statistics); enable one of them")  # fmt: skip
+            raise ConfigError(
+                "model.sync_bn",
+                "global BN statistics contradict remedies.ghost_bn "
+                "(per-slice statistics); enable one of them",
+            )
         return self
 
 

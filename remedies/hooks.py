@@ -184,8 +184,14 @@ class Remedy(Generic[C]):
         Weights from several remedies multiply."""
         return None
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: torch.Tensor,
-             ctx: TrainContext) -> torch.Tensor:  # fmt: skip
+    def loss(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        loss: torch.Tensor,
+        ctx: TrainContext,
+    ) -> torch.Tensor:
         return loss
 
     def step(self, closure: Callable[[], torch.Tensor], ctx: TrainContext) -> torch.Tensor | None:

@@ -100,10 +100,16 @@ def _shallow_conv(name, input_shape, num_classes, bn: BNMode, width: float) -> n
         c, h, w = ch, (h + 1) // 2, (w + 1) // 2
     layers += [
         nn.Flatten(),
-        nn.Linear(c * h * w, d1), _bn1d(d1, bn), nn.ReLU(), nn.Dropout(0.5),
-        nn.Linear(d1, d2), _bn1d(d2, bn), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(c * h * w, d1),
+        _bn1d(d1, bn),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(d1, d2),
+        _bn1d(d2, bn),
+        nn.ReLU(),
+        nn.Dropout(0.5),
         nn.Linear(d2, num_classes),
-    ]  # fmt: skip
+    ]
     return glorot_init(nn.Sequential(*layers))
 
 
@@ -129,10 +135,14 @@ def _vgg(name, input_shape, num_classes, bn: BNMode, width: float) -> nn.Module:
         h, w = -(-h // 2), -(-w // 2)
     d = _w(512, width)
     layers += [
-        nn.Flatten(), nn.Dropout(0.5),
-        nn.Linear(c * h * w, d), _bn1d(d, bn), nn.ReLU(), nn.Dropout(0.5),
+        nn.Flatten(),
+        nn.Dropout(0.5),
+        nn.Linear(c * h * w, d),
+        _bn1d(d, bn),
+        nn.ReLU(),
+        nn.Dropout(0.5),
         nn.Linear(d, num_classes),
-    ]  # fmt: skip
+    ]
     return glorot_init(nn.Sequential(*layers))
 
 

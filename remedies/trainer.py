@@ -68,11 +68,33 @@ class TrainResult:
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe summary (what `remedies train --json` writes)."""
-        keys = ("train_accuracy", "val_accuracy", "test_accuracy", "train_loss", "val_loss",
-                "test_loss", "epochs_run", "diverged", "diverged_epoch", "wall_time_s",
-                "batch_size", "n_train", "device", "sharpness", "sharpness_details", "checkpoint",
-                "train_time_s", "train_cpu_s", "measure_time_s", "steps", "threads",
-                "precision", "compiled", "channels_last", "history")  # fmt: skip
+        keys = (
+            "train_accuracy",
+            "val_accuracy",
+            "test_accuracy",
+            "train_loss",
+            "val_loss",
+            "test_loss",
+            "epochs_run",
+            "diverged",
+            "diverged_epoch",
+            "wall_time_s",
+            "batch_size",
+            "n_train",
+            "device",
+            "sharpness",
+            "sharpness_details",
+            "checkpoint",
+            "train_time_s",
+            "train_cpu_s",
+            "measure_time_s",
+            "steps",
+            "threads",
+            "precision",
+            "compiled",
+            "channels_last",
+            "history",
+        )
         out = {k: getattr(self, k) for k in keys}
         out["config"] = config_to_dict(self.config)
         return _json_safe(out)
@@ -131,8 +153,9 @@ def build_model(cfg: RunConfig, splits: Splits | StreamSplits, device: torch.dev
 
 
 @torch.no_grad()
-def evaluate_split(model: nn.Module, splits: Splits | StreamSplits, which: str, chunk: int,
-                   device: torch.device) -> tuple[float, float]:  # fmt: skip
+def evaluate_split(
+    model: nn.Module, splits: Splits | StreamSplits, which: str, chunk: int, device: torch.device
+) -> tuple[float, float]:
     """`evaluate` on one split ("train", "val", "test"), tensors or a streamed Dataset."""
     if isinstance(splits, Splits):
         return evaluate(model, getattr(splits, f"x_{which}"), getattr(splits, f"y_{which}"), chunk)
@@ -150,20 +173,24 @@ def evaluate_split(model: nn.Module, splits: Splits | StreamSplits, which: str, 
     return loss.item() / len(ds), 100.0 * correct.item() / len(ds)
 
 
-def _loader(ds, splits: StreamSplits, device: torch.device, seed: int = 0,
-            **kw) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+def _loader(
+    ds, splits: StreamSplits, device: torch.device, seed: int = 0, **kw
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches of a Dataset on `device`, inputs as the tensor path has them (uint8 → [0, 1])."""
     from torch.utils.data import DataLoader
 
     # its own generator: a DataLoader draws its workers' base seed from the global RNG otherwise,
     # which would shift every later draw (init, augmentation) away from the tensor path's
     gen = torch.Generator().manual_seed(seed)
-    loader = DataLoader(ds, num_workers=splits.workers, pin_memory=device.type == "cuda",
-                        generator=gen, **kw)  # fmt: skip
+    loader = DataLoader(
+        ds, num_workers=splits.workers, pin_memory=device.type == "cuda", generator=gen, **kw
+    )
     for x, y in loader:
         x = x.to(device, non_blocking=True)
-        yield (x.float().div_(255.0) if x.dtype == torch.uint8 else x.float(),
-               y.to(device, non_blocking=True).long())  # fmt: skip
+        yield (
+            x.float().div_(255.0) if x.dtype == torch.uint8 else x.float(),
+            y.to(device, non_blocking=True).long(),
+        )
 
 
 def _batches(
@@ -183,15 +210,21 @@ def _batches(
             idx = perm[i * b : (i + 1) * b]
             yield X[idx], Y[idx]
     else:
-        yield from _loader(splits.train, splits, device, seed=seed,
-                           batch_sampler=perm[: steps * b].view(steps, b).tolist())  # fmt: skip
+        yield from _loader(
+            splits.train,
+            splits,
+            device,
+            seed=seed,
+            batch_sampler=perm[: steps * b].view(steps, b).tolist(),
+        )
 
 
 STREAM_MEASURE_SAMPLES = 2048  # measures on a streamed training set: a seeded subset this large
 
 
-def measure_data(splits: Splits | StreamSplits, cfg: RunConfig,
-                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def measure_data(
+    splits: Splits | StreamSplits, cfg: RunConfig, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The training data the sharpness measures see: all of it as tensors, or, for a streamed
     set, the seeded subset (`measure.max_samples`, else STREAM_MEASURE_SAMPLES) read once."""
     if isinstance(splits, Splits):
@@ -228,8 +261,9 @@ def train(
     rank, world_size = world()  # a Ray Train worker (train.workers > 1) or a torchrun job
     if cfg.train.workers > 1 and world_size == 1:  # the driver: start the workers
         if resume is not None or expose_state is not None:
-            raise ConfigError("train.workers", "data-parallel runs cannot be resumed yet; "
-                              "allowed here: 1")  # fmt: skip
+            raise ConfigError(
+                "train.workers", "data-parallel runs cannot be resumed yet; allowed here: 1"
+            )
         from remedies.workers import train_on_workers  # imports ray
 
         splits = splits or load_data(cfg.data)
@@ -276,9 +310,15 @@ def train(
         t0 -= sum(r["epoch_time_s"] for r in history)  # the wall time of the epochs already run
 
     def capture() -> dict[str, Any]:
-        return {"epoch": len(history), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "batch_rng": gen.get_state(), "rngs": _get_rngs(), "step": ctx.step,
-                "history": list(history)}  # fmt: skip
+        return {
+            "epoch": len(history),
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "batch_rng": gen.get_state(),
+            "rngs": _get_rngs(),
+            "step": ctx.step,
+            "history": list(history),
+        }
 
     if expose_state is not None:
         expose_state(capture)
@@ -316,19 +356,23 @@ def train(
         run.sync_buffers()
         train_loss = loss_sum.item() / max(steps, 1)  # note: the epoch's one host-device sync
         row: dict[str, Any] = {
-            "epoch": epoch + 1, "train_loss": train_loss,
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
             "train_accuracy": 100.0 * correct.item() / max(steps * b, 1),
-            "batch_size": b, "lr": opt.param_groups[0]["lr"], "steps": ctx.step,
+            "batch_size": b,
+            "lr": opt.param_groups[0]["lr"],
+            "steps": ctx.step,
             "train_time_s": time.perf_counter() - te,  # the step loop alone, evaluation excluded
             "train_cpu_s": time.process_time() - tc,  # its CPU time: what other load cannot inflate
-        }  # fmt: skip
+        }
         if not math.isfinite(train_loss):
             diverged_epoch = epoch + 1
             row["val_accuracy"] = float("nan")
         else:
             with autocast():
                 row["val_loss"], row["val_accuracy"] = evaluate_split(
-                    model, splits, "val", cfg.train.eval_batch_size, device)  # fmt: skip
+                    model, splits, "val", cfg.train.eval_batch_size, device
+                )
             row.update(run.end_epoch(epoch))
         row["epoch_time_s"] = time.perf_counter() - te
         history.append(row)
@@ -348,20 +392,41 @@ def train(
     if channels_last:  # measures flatten parameters, checkpoints are read anywhere: plain layout
         _memory_format(model, torch.contiguous_format)
     result = TrainResult(
-        config=cfg, model=model, history=history, train_accuracy=tr_acc, val_accuracy=va_acc,
-        test_accuracy=te_acc, train_loss=tr_loss, val_loss=va_loss, test_loss=te_loss,
-        epochs_run=len(history), diverged=diverged_epoch is not None,
-        diverged_epoch=diverged_epoch, wall_time_s=0.0, batch_size=B, n_train=n, device=str(device),
-        train_time_s=sum(r["train_time_s"] for r in history), steps=ctx.step,
+        config=cfg,
+        model=model,
+        history=history,
+        train_accuracy=tr_acc,
+        val_accuracy=va_acc,
+        test_accuracy=te_acc,
+        train_loss=tr_loss,
+        val_loss=va_loss,
+        test_loss=te_loss,
+        epochs_run=len(history),
+        diverged=diverged_epoch is not None,
+        diverged_epoch=diverged_epoch,
+        wall_time_s=0.0,
+        batch_size=B,
+        n_train=n,
+        device=str(device),
+        train_time_s=sum(r["train_time_s"] for r in history),
+        steps=ctx.step,
         train_cpu_s=sum(r.get("train_cpu_s", 0.0) for r in history),
-        threads=torch.get_num_threads(), precision=run.precision, compiled=fwd is not None,
+        threads=torch.get_num_threads(),
+        precision=run.precision,
+        compiled=fwd is not None,
         channels_last=channels_last,
-    )  # fmt: skip
+    )
     return finish(result, splits, measure=measure, out_dir=out_dir, t0=t0)
 
 
-def finish(result: TrainResult, splits: Splits | StreamSplits, *, measure: bool,
-           out_dir: Path | None, t0: float) -> TrainResult:  # fmt: skip
+def finish(
+    result: TrainResult,
+    splits: Splits | StreamSplits,
+    *,
+    measure: bool,
+    out_dir: Path | None,
+    t0: float,
+) -> TrainResult:
     """The trained model's measures and checkpoint (data parallel: on the driver, once)."""
     cfg, model = result.config, result.model
     if measure and not result.diverged:
@@ -393,9 +458,11 @@ def _get_rngs() -> dict[str, Any]:
     state = np.random.get_state(legacy=True)
     assert isinstance(state, tuple)  # legacy=True: the (name, keys, pos, has_gauss, cached) form
     _, keys, pos, has_gauss, cached = state
-    rngs = {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "numpy": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
-                      float(cached)]}  # fmt: skip
+    rngs = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+    }
     if torch.cuda.is_available():
         rngs["cuda"] = torch.cuda.get_rng_state_all()
     return rngs

@@ -51,12 +51,16 @@ def check_placeable(cfg: RunConfig) -> None:
     have = placeable(gpu)
     if k > have:
         kind = "GPU" if gpu else "CPU"
-        raise ConfigError("train.workers", f"{k} workers need {k} {kind}s (one each), but Ray can "
-                          f"place {have} here; allowed: 1..{max(have, 1)}")  # fmt: skip
+        raise ConfigError(
+            "train.workers",
+            f"{k} workers need {k} {kind}s (one each), but Ray can "
+            f"place {have} here; allowed: 1..{max(have, 1)}",
+        )
 
 
-def run_on_workers(fn: Callable[[Any], Any], payload: Any, workers: int, *,
-                   use_gpu: bool = False, log: bool = True) -> Any:  # fmt: skip
+def run_on_workers(
+    fn: Callable[[Any], Any], payload: Any, workers: int, *, use_gpu: bool = False, log: bool = True
+) -> Any:
     """`fn(payload)` on each of `workers` Ray Train workers (process group initialised); returns
     rank 0's return value. Starts a local Ray when none is running (and stops it after)."""
     import ray
@@ -100,14 +104,16 @@ def run_on_workers(fn: Callable[[Any], Any], payload: Any, workers: int, *,
             ray.shutdown()
 
 
-def train_on_workers(cfg: RunConfig, *, splits: Splits | StreamSplits,
-                     progress: bool = True) -> TrainResult:  # fmt: skip
+def train_on_workers(
+    cfg: RunConfig, *, splits: Splits | StreamSplits, progress: bool = True
+) -> TrainResult:
     """Train `cfg` on `cfg.train.workers` data-parallel workers; the result has the trained
     model (on the CPU) and every epoch's metrics, without measures or checkpoint."""
     check_placeable(cfg)
     payload = {"config": config_to_dict(cfg), "splits": splits, "progress": progress}
-    return run_on_workers(_train_worker, payload, cfg.train.workers, use_gpu=uses_gpu(cfg),
-                          log=progress)  # fmt: skip
+    return run_on_workers(
+        _train_worker, payload, cfg.train.workers, use_gpu=uses_gpu(cfg), log=progress
+    )
 
 
 def _train_worker(payload: dict[str, Any]) -> TrainResult:

@@ -34,8 +34,14 @@ def ray_local():
 
     # one declared GPU (Ray schedules it whether or not a physical one exists): the GPU
     # scheduling path runs on CPU-only CI too; trials there fall back to torch's CPU device
-    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)  # fmt: skip
+    ray.init(
+        address="local",
+        num_cpus=2,
+        num_gpus=1,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
     yield ray
     ray.shutdown()
 
@@ -50,8 +56,13 @@ class MlflowServer:
     """A real `mlflow server` on 127.0.0.1 that a test can stop and start again (same port,
     same database): what a tracking-server outage looks like to a search."""
 
-    def __init__(self, d: Path, extra: list[str] | None = None, env: dict[str, str] | None = None,
-                 artifacts: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        d: Path,
+        extra: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        artifacts: str | None = None,
+    ) -> None:
         self.d, self.extra, self.env = d, extra or [], env
         self.artifacts = artifacts or str(d / "artifacts")  # a folder, or s3://… (proxied)
         d.mkdir(parents=True, exist_ok=True)
@@ -63,11 +74,26 @@ class MlflowServer:
         mlflow_bin = Path(sys.executable).with_name("mlflow")
         log = (self.d / "server.log").open("a")
         self.proc = subprocess.Popen(
-            [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--backend-store-uri", f"sqlite:///{self.d / 'mlflow.db'}",
-             "--artifacts-destination", self.artifacts, "--workers", "1", *self.extra],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
-        )  # fmt: skip
+            [
+                str(mlflow_bin),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--backend-store-uri",
+                f"sqlite:///{self.d / 'mlflow.db'}",
+                "--artifacts-destination",
+                self.artifacts,
+                "--workers",
+                "1",
+                *self.extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+        )
         deadline = time.time() + 120
         while True:
             try:
@@ -95,8 +121,12 @@ class MlflowServer:
         self.proc = None
 
 
-def start_mlflow_server(d: Path, extra: list[str] | None = None, env: dict[str, str] | None = None,
-                        artifacts: str | None = None) -> MlflowServer:  # fmt: skip
+def start_mlflow_server(
+    d: Path,
+    extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    artifacts: str | None = None,
+) -> MlflowServer:
     return MlflowServer(d, extra, env, artifacts).start()
 
 
@@ -124,11 +154,19 @@ def start_moto(d: Path, env: dict[str, str] | None = None) -> tuple[subprocess.P
     """moto's standalone S3-compatible server on 127.0.0.1: (process, port)."""
     port = free_port()
     log = (d / "moto.log").open("w")
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H",
-                             "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                            env=env, start_new_session=True)  # fmt: skip
-    wait_up(f"http://127.0.0.1:{port}/moto-api/", lambda: proc.poll() is None, 60,
-            lambda: (d / "moto.log").read_text()[-2000:])  # fmt: skip
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    wait_up(
+        f"http://127.0.0.1:{port}/moto-api/",
+        lambda: proc.poll() is None,
+        60,
+        lambda: (d / "moto.log").read_text()[-2000:],
+    )
     return proc, port
 
 
@@ -172,14 +210,25 @@ def postgres():
     port = free_port()
     run = lambda *a: subprocess.run([*as_user, *a], check=True, capture_output=True, text=True)  # noqa: E731
     run(str(pg / "initdb"), "-D", str(d / "data"), "-A", "trust", "-U", "remedies")
-    run(str(pg / "pg_ctl"), "-D", str(d / "data"), "-l", str(d / "server.log"), "-w", "-o",
-        f"-p {port} -k {d} -c listen_addresses=127.0.0.1", "start")  # fmt: skip
+    run(
+        str(pg / "pg_ctl"),
+        "-D",
+        str(d / "data"),
+        "-l",
+        str(d / "server.log"),
+        "-w",
+        "-o",
+        f"-p {port} -k {d} -c listen_addresses=127.0.0.1",
+        "start",
+    )
     try:
         run(str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "remedies", "studies")
         yield f"postgresql+psycopg2://remedies@127.0.0.1:{port}/studies"
     finally:
-        subprocess.run([*as_user, str(pg / "pg_ctl"), "-D", str(d / "data"), "-m", "fast", "-w",
-                        "stop"], capture_output=True)  # fmt: skip
+        subprocess.run(
+            [*as_user, str(pg / "pg_ctl"), "-D", str(d / "data"), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -197,7 +246,12 @@ def ray_workers():
         p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p
     )
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)  # fmt: skip
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
     yield ray
     ray.shutdown()

@@ -42,12 +42,17 @@ def section(md: str, heading: str) -> str:
 def code_blocks(md: str, lang: str | None = None) -> list[str]:
     """Fenced blocks (of `lang` when given) and, when no language is asked, 4-space indented
     blocks after a blank line."""
-    blocks = [b for lg, b in re.findall(r"^```(\w*)\n(.*?)^```", md, flags=re.M | re.S)
-              if lang is None or lg == lang]  # fmt: skip
+    blocks = [
+        b
+        for lg, b in re.findall(r"^```(\w*)\n(.*?)^```", md, flags=re.M | re.S)
+        if lang is None or lg == lang
+    ]
     if lang is None:
         prose = re.sub(r"^```.*?^```", "", md, flags=re.M | re.S)
-        blocks += ["\n".join(x[4:] for x in b.split("\n"))
-                   for b in re.findall(r"(?<=\n\n)((?:    \S.*\n?)+)", prose)]  # fmt: skip
+        blocks += [
+            "\n".join(x[4:] for x in b.split("\n"))
+            for b in re.findall(r"(?<=\n\n)((?:    \S.*\n?)+)", prose)
+        ]
     return blocks
 
 
@@ -86,8 +91,11 @@ def remedies_commands(line: str) -> list[list[str]]:
         return []
     out = []
     for i, tok in enumerate(toks):
-        if (tok == "remedies" or tok.endswith("/remedies")) and i + 1 < len(toks) \
-                and toks[i + 1] in SUBCOMMANDS:  # fmt: skip
+        if (
+            (tok == "remedies" or tok.endswith("/remedies"))
+            and i + 1 < len(toks)
+            and toks[i + 1] in SUBCOMMANDS
+        ):
             args = []
             for t in toks[i + 1 :]:
                 if t in STOP:
@@ -113,8 +121,11 @@ def is_mention(args: list[str]) -> bool:
     """`remedies search`, `remedies export --format python`: naming a verb (and its flags) in
     prose, not a command to run — only code spans are read this way."""
     rest = args[1:]
-    return not [a for i, a in enumerate(rest)
-                if not a.startswith("--") and not (i and rest[i - 1].startswith("--"))]  # fmt: skip
+    return not [
+        a
+        for i, a in enumerate(rest)
+        if not a.startswith("--") and not (i and rest[i - 1].startswith("--"))
+    ]
 
 
 def block_commands(md: str) -> list[list[str]]:

@@ -73,8 +73,9 @@ def tiny_net(input_shape, num_classes: int, hidden: int = 32) -> nn.Module:
 def mlp(input_shape, num_classes: int, hidden: int = 16) -> nn.Module:
     """A tiny MLP without BN: nothing in it reads batch statistics."""
     dim = int(torch.Size(input_shape).numel())
-    return nn.Sequential(nn.Flatten(), nn.Linear(dim, hidden), nn.Tanh(),
-                         nn.Linear(hidden, num_classes))  # fmt: skip
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, num_classes)
+    )
 
 
 def fixed_net(hidden: int = 32) -> nn.Module:
@@ -103,8 +104,9 @@ class CrashOnce(nn.Module):
         return self.net(x)
 
 
-def crash_once(input_shape, num_classes: int, marker_dir: str, after_steps: int,
-               hidden: int = 32) -> nn.Module:  # fmt: skip
+def crash_once(
+    input_shape, num_classes: int, marker_dir: str, after_steps: int, hidden: int = 32
+) -> nn.Module:
     return CrashOnce(tiny_net(input_shape, num_classes, hidden), marker_dir, after_steps)
 
 
@@ -113,8 +115,10 @@ def crash_once_model(marker_dir: Path, n_train: int, batch: int, after_epoch: in
     (the trainer takes n_train // batch steps an epoch)."""
     marker_dir.mkdir(parents=True, exist_ok=True)
     steps = after_epoch * (n_train // batch)
-    return {"factory": "tests.factories:crash_once",
-            "kwargs": {"marker_dir": str(marker_dir), "after_steps": steps}}  # fmt: skip
+    return {
+        "factory": "tests.factories:crash_once",
+        "kwargs": {"marker_dir": str(marker_dir), "after_steps": steps},
+    }
 
 
 # ---------------------------------------------------------------- wrong ones, for the errors

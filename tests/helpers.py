@@ -47,13 +47,17 @@ def write_cifar10(root: Path, per_batch: int = 8, n_test: int = 10, seed: int = 
     base.mkdir(parents=True, exist_ok=True)
     batches = []
     for i in range(1, 6):
-        d = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-             b"labels": [int(v) for v in rng.integers(0, 10, per_batch)],
-             b"batch_label": f"training batch {i} of 5".encode()}  # fmt: skip
+        d = {
+            b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+            b"labels": [int(v) for v in rng.integers(0, 10, per_batch)],
+            b"batch_label": f"training batch {i} of 5".encode(),
+        }
         _dump(d, base / f"data_batch_{i}")
         batches.append(d)
-    t = {b"data": rng.integers(0, 256, (n_test, 3072), dtype=np.uint8),
-         b"labels": [int(v) for v in rng.integers(0, 10, n_test)]}  # fmt: skip
+    t = {
+        b"data": rng.integers(0, 256, (n_test, 3072), dtype=np.uint8),
+        b"labels": [int(v) for v in rng.integers(0, 10, n_test)],
+    }
     _dump(t, base / "test_batch")
     return batches, t
 
@@ -64,16 +68,25 @@ def write_cifar100(root: Path, n_train: int = 30, n_test: int = 10, seed: int = 
     base.mkdir(parents=True, exist_ok=True)
     out = {}
     for name, n in (("train", n_train), ("test", n_test)):
-        d = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-             b"fine_labels": [int(v) for v in rng.integers(0, 100, n)],
-             b"coarse_labels": [int(v) for v in rng.integers(0, 20, n)]}  # fmt: skip
+        d = {
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"fine_labels": [int(v) for v in rng.integers(0, 100, n)],
+            b"coarse_labels": [int(v) for v in rng.integers(0, 20, n)],
+        }
         _dump(d, base / name)
         out[name] = d
     return out
 
 
-def write_npz(path: Path, n_train: int = 200, n_test: int = 50, shape=(40,), classes: int = 10,
-              seed: int = 0, **override) -> Path:  # fmt: skip
+def write_npz(
+    path: Path,
+    n_train: int = 200,
+    n_test: int = 50,
+    shape=(40,),
+    classes: int = 10,
+    seed: int = 0,
+    **override,
+) -> Path:
     """A learnable toy set: the class decides the mean of each sample."""
     rng = np.random.default_rng(seed)
     means = rng.normal(0, 1, (classes, *shape)).astype(np.float32)

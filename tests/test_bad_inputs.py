@@ -83,24 +83,42 @@ def npz_run(tmp: Path, data: dict | None = None, **arrays) -> str:
 def space_yaml(tmp: Path, change: dict | None = None, text: str | None = None) -> str:
     p = tmp / "space.yaml"
     raw = _merge(SPACE, change or {})
-    p.write_text(text if text is not None else yaml.safe_dump({k: v for k, v in raw.items()
-                                                               if v is not None}))  # fmt: skip
+    p.write_text(
+        text
+        if text is not None
+        else yaml.safe_dump({k: v for k, v in raw.items() if v is not None})
+    )
     return str(p)
 
 
 def search(tmp: Path, *flags: str) -> list[str]:
     """`remedies search` on a valid space, its MLflow and Optuna databases inside tmp."""
-    return ["search", space_yaml(tmp), "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}",
-            "--storage", str(tmp / "studies.db"), "--results-dir", str(tmp / "ray"),
-            "--quiet", *flags]  # fmt: skip
+    return [
+        "search",
+        space_yaml(tmp),
+        "--tracking-uri",
+        f"sqlite:///{tmp / 'mlflow.db'}",
+        "--storage",
+        str(tmp / "studies.db"),
+        "--results-dir",
+        str(tmp / "ray"),
+        "--quiet",
+        *flags,
+    ]
 
 
 def search_space(change: dict) -> Callable[[Path], list[str]]:
     """`remedies search` on a space file with `change` merged in."""
 
     def build(tmp: Path) -> list[str]:
-        return ["search", space_yaml(tmp, change), "--tracking-uri",
-                f"sqlite:///{tmp / 'mlflow.db'}", "--storage", str(tmp / "studies.db")]  # fmt: skip
+        return [
+            "search",
+            space_yaml(tmp, change),
+            "--tracking-uri",
+            f"sqlite:///{tmp / 'mlflow.db'}",
+            "--storage",
+            str(tmp / "studies.db"),
+        ]
 
     return build
 
@@ -167,126 +185,266 @@ GHOST = {"ghost_bn": {"ghost_batch": {"type": "categorical", "choices": [16, 4, 
 # (argv builder, the field the error line must start with)
 CASES = [
     # ---------------------------------------------------------------- run config: train/validate
-    pytest.param(lambda t: ["train", run_yaml(t, {"train": {"epochz": 3}})], "train.epochz",
-                 id="train-unknown-key"),
-    pytest.param(lambda t: ["validate", run_yaml(t, {"train": {"lr": "fast"}})], "train.lr",
-                 id="validate-wrong-type"),
-    pytest.param(lambda t: ["train", run_yaml(t, {"train": {"epochs": 0}})], "train.epochs",
-                 id="train-out-of-range"),
-    pytest.param(lambda t: ["validate", run_yaml(t, {"train": {"batch_size": 100_000}})],
-                 "train.batch_size", id="validate-batch-larger-than-data"),
-    pytest.param(lambda t: ["train", run_yaml(t, {"train": {"batch_size": 1000}}), "--out",
-                            str(t / "out"), "--json", str(t / "s.json")],
-                 "train.batch_size", id="train-batch-larger-than-data"),
-    pytest.param(lambda t: ["validate", run_yaml(t, text="train: {epochs: 2\n")], "config",
-                 id="validate-yaml-syntax"),
-    pytest.param(lambda t: ["train", run_yaml(t, text="- data\n- model\n")], "config",
-                 id="train-not-a-mapping"),
-    pytest.param(lambda t: ["validate", str(t / "absent.yaml")], "config",
-                 id="validate-missing-file"),
-    pytest.param(lambda t: ["train", run_yaml(t), "--set", "train.lr"], "--set",
-                 id="train-bad-set"),
-    pytest.param(lambda t: ["validate", run_yaml(t, {"model": {"name": "F9"}})], "model.name",
-                 id="validate-unknown-model"),
-    pytest.param(lambda t: ["train", run_yaml(t, {"remedies": {"samm": {}}})], "remedies.samm",
-                 id="train-unknown-remedy"),
-    pytest.param(lambda t: ["validate", run_yaml(t, {"remedies": {"sam": {"rho": -1}}})],
-                 "remedies.sam.rho", id="validate-bad-remedy-param"),
-    pytest.param(lambda t: ["validate", run_yaml(t, {"data": {"num_classes": 1}})],
-                 "data.num_classes", id="validate-num-classes-1"),
+    pytest.param(
+        lambda t: ["train", run_yaml(t, {"train": {"epochz": 3}})],
+        "train.epochz",
+        id="train-unknown-key",
+    ),
+    pytest.param(
+        lambda t: ["validate", run_yaml(t, {"train": {"lr": "fast"}})],
+        "train.lr",
+        id="validate-wrong-type",
+    ),
+    pytest.param(
+        lambda t: ["train", run_yaml(t, {"train": {"epochs": 0}})],
+        "train.epochs",
+        id="train-out-of-range",
+    ),
+    pytest.param(
+        lambda t: ["validate", run_yaml(t, {"train": {"batch_size": 100_000}})],
+        "train.batch_size",
+        id="validate-batch-larger-than-data",
+    ),
+    pytest.param(
+        lambda t: [
+            "train",
+            run_yaml(t, {"train": {"batch_size": 1000}}),
+            "--out",
+            str(t / "out"),
+            "--json",
+            str(t / "s.json"),
+        ],
+        "train.batch_size",
+        id="train-batch-larger-than-data",
+    ),
+    pytest.param(
+        lambda t: ["validate", run_yaml(t, text="train: {epochs: 2\n")],
+        "config",
+        id="validate-yaml-syntax",
+    ),
+    pytest.param(
+        lambda t: ["train", run_yaml(t, text="- data\n- model\n")],
+        "config",
+        id="train-not-a-mapping",
+    ),
+    pytest.param(
+        lambda t: ["validate", str(t / "absent.yaml")], "config", id="validate-missing-file"
+    ),
+    pytest.param(
+        lambda t: ["train", run_yaml(t), "--set", "train.lr"], "--set", id="train-bad-set"
+    ),
+    pytest.param(
+        lambda t: ["validate", run_yaml(t, {"model": {"name": "F9"}})],
+        "model.name",
+        id="validate-unknown-model",
+    ),
+    pytest.param(
+        lambda t: ["train", run_yaml(t, {"remedies": {"samm": {}}})],
+        "remedies.samm",
+        id="train-unknown-remedy",
+    ),
+    pytest.param(
+        lambda t: ["validate", run_yaml(t, {"remedies": {"sam": {"rho": -1}}})],
+        "remedies.sam.rho",
+        id="validate-bad-remedy-param",
+    ),
+    pytest.param(
+        lambda t: ["validate", run_yaml(t, {"data": {"num_classes": 1}})],
+        "data.num_classes",
+        id="validate-num-classes-1",
+    ),
     # ------------------------------------------------------------------------------ data files
-    pytest.param(lambda t: ["train", _npz_cut(t), "--out", str(t / "o")], "data.path",
-                 id="train-truncated-npz"),
-    pytest.param(lambda t: ["validate", npz_run(t, y_test=None)], "data.path",
-                 id="validate-npz-missing-array"),
+    pytest.param(
+        lambda t: ["train", _npz_cut(t), "--out", str(t / "o")],
+        "data.path",
+        id="train-truncated-npz",
+    ),
+    pytest.param(
+        lambda t: ["validate", npz_run(t, y_test=None)],
+        "data.path",
+        id="validate-npz-missing-array",
+    ),
     pytest.param(lambda t: ["train", _label_99(t)], "data", id="train-label-99-of-10"),
-    pytest.param(lambda t: ["validate", npz_run(t, {"num_classes": 5})], "data.num_classes",
-                 id="validate-label-beyond-num-classes"),
+    pytest.param(
+        lambda t: ["validate", npz_run(t, {"num_classes": 5})],
+        "data.num_classes",
+        id="validate-label-beyond-num-classes",
+    ),
     pytest.param(lambda t: ["validate", _nan(t)], "data", id="validate-nan-features"),
-    pytest.param(lambda t: ["validate", run_yaml(t, {"data": {"name": "npz",
-                                                              "path": str(t / "no.npz")}})],
-                 "data.path", id="validate-npz-absent"),  # fmt: skip
+    pytest.param(
+        lambda t: ["validate", run_yaml(t, {"data": {"name": "npz", "path": str(t / "no.npz")}})],
+        "data.path",
+        id="validate-npz-absent",
+    ),
     pytest.param(lambda t: ["validate", _mnist_cut(t)], "data.path", id="validate-mnist-cut-gz"),
     pytest.param(lambda t: ["train", _cifar_cut(t)], "data.path", id="train-cifar-cut-pickle"),
-    pytest.param(lambda t: ["train", _fashion_bad(t)], "data.path",
-                 id="train-fashion-mnist-bad-folder"),
-    pytest.param(lambda t: ["train", run_yaml(t, {"data": {"name": "idx", "path": str(t)}})],
-                 "data.path", id="train-idx-folder-without-files"),
-    pytest.param(lambda t: ["train", run_yaml(t), "--set", "train.precision=fp16"],
-                 "train.precision", id="train-fp16-without-gpu",
-                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 runs here")),
-    pytest.param(lambda t: ["validate", run_yaml(t, {"train": {"precision": "fp16",
-                                                               "device": "cpu"}})],
-                 "train.precision", id="validate-fp16-on-cpu"),
-    pytest.param(lambda t: ["validate", run_yaml(t, {"train": {"precision": "half"}})],
-                 "train.precision", id="validate-unknown-precision"),
+    pytest.param(
+        lambda t: ["train", _fashion_bad(t)], "data.path", id="train-fashion-mnist-bad-folder"
+    ),
+    pytest.param(
+        lambda t: ["train", run_yaml(t, {"data": {"name": "idx", "path": str(t)}})],
+        "data.path",
+        id="train-idx-folder-without-files",
+    ),
+    pytest.param(
+        lambda t: ["train", run_yaml(t), "--set", "train.precision=fp16"],
+        "train.precision",
+        id="train-fp16-without-gpu",
+        marks=pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 runs here"),
+    ),
+    pytest.param(
+        lambda t: ["validate", run_yaml(t, {"train": {"precision": "fp16", "device": "cpu"}})],
+        "train.precision",
+        id="validate-fp16-on-cpu",
+    ),
+    pytest.param(
+        lambda t: ["validate", run_yaml(t, {"train": {"precision": "half"}})],
+        "train.precision",
+        id="validate-unknown-precision",
+    ),
     # ------------------------------------------------------------------------------ space files
-    pytest.param(search_space({"objectives": [{"name": "accuracy", "mode": "max"}]}),
-                 "objectives[0].name", id="search-unknown-objective"),
-    pytest.param(search_space({"objectives": EPS5}), "objectives[1].name",
-                 id="search-objective-not-measured"),
-    pytest.param(search_space({"params": {"train.lr": DIST}}), "params.train.lr",
-                 id="search-bad-distribution"),
-    pytest.param(search_space({"params": {"train.batch_size": MIDDLE}}),
-                 "params.train.batch_size", id="search-bad-middle-choice"),
-    pytest.param(search_space({"sampler": {"name": "bayes"}}), "sampler.name",
-                 id="search-unknown-sampler"),
-    pytest.param(search_space({"remedies": {"samm": {}}}), "remedies.samm",
-                 id="search-unknown-remedy"),
-    pytest.param(search_space({"remedies": {"sam": {"rho": {"type": "float", "low": 0.1,
-                                                            "high": 9.0}}}}),
-                 "remedies.sam", id="search-bad-remedy-param"),  # fmt: skip
-    pytest.param(search_space({"remedies": GHOST}), "remedies.ghost_bn",
-                 id="search-bad-middle-remedy-choice"),
+    pytest.param(
+        search_space({"objectives": [{"name": "accuracy", "mode": "max"}]}),
+        "objectives[0].name",
+        id="search-unknown-objective",
+    ),
+    pytest.param(
+        search_space({"objectives": EPS5}), "objectives[1].name", id="search-objective-not-measured"
+    ),
+    pytest.param(
+        search_space({"params": {"train.lr": DIST}}),
+        "params.train.lr",
+        id="search-bad-distribution",
+    ),
+    pytest.param(
+        search_space({"params": {"train.batch_size": MIDDLE}}),
+        "params.train.batch_size",
+        id="search-bad-middle-choice",
+    ),
+    pytest.param(
+        search_space({"sampler": {"name": "bayes"}}), "sampler.name", id="search-unknown-sampler"
+    ),
+    pytest.param(
+        search_space({"remedies": {"samm": {}}}), "remedies.samm", id="search-unknown-remedy"
+    ),
+    pytest.param(
+        search_space({"remedies": {"sam": {"rho": {"type": "float", "low": 0.1, "high": 9.0}}}}),
+        "remedies.sam",
+        id="search-bad-remedy-param",
+    ),
+    pytest.param(
+        search_space({"remedies": GHOST}), "remedies.ghost_bn", id="search-bad-middle-remedy-choice"
+    ),
     pytest.param(search_space({"samplr": {}}), "samplr", id="search-unknown-key"),
-    pytest.param(search_space({"base": {"train": {"epochz": 1}}}), "base.train.epochz",
-                 id="search-bad-base"),
-    pytest.param(lambda t: ["search", space_yaml(t, text="[1, 2]\n")], "space",
-                 id="search-space-not-a-mapping"),
+    pytest.param(
+        search_space({"base": {"train": {"epochz": 1}}}), "base.train.epochz", id="search-bad-base"
+    ),
+    pytest.param(
+        lambda t: ["search", space_yaml(t, text="[1, 2]\n")],
+        "space",
+        id="search-space-not-a-mapping",
+    ),
     # ---------------------------------------------------------------------------- search flags
-    pytest.param(lambda t: search(t, "--num-samples", "0"), "--num-samples",
-                 id="search-num-samples-0"),
-    pytest.param(lambda t: search(t, "--max-concurrent", "0"), "--max-concurrent",
-                 id="search-max-concurrent-0"),
-    pytest.param(lambda t: search(t, "--tracking-uri", "file:./mlruns"), "--tracking-uri",
-                 id="search-file-tracking-uri"),
-    pytest.param(lambda t: search(t, "--name", "nope", "--resume"), "--resume",
-                 id="search-resume-unknown"),
-    pytest.param(lambda t: search(t, "--storage", str(t / "missing" / "s.db")), "--storage",
-                 id="search-storage-in-missing-folder"),
-    pytest.param(lambda t: search(t, "--tracking-uri", "ftp://127.0.0.1/x"), "--tracking-uri",
-                 id="search-ftp-tracking-uri"),
-    pytest.param(lambda t: search(t, "--tracking-uri", "http://"), "--tracking-uri",
-                 id="search-tracking-uri-without-host"),
-    pytest.param(lambda t: search(t, "--tracking-uri", "http://127.0.0.1:port"),
-                 "--tracking-uri", id="search-tracking-uri-bad-port"),
-    pytest.param(lambda t: search(t, "--tracking-uri", "http://127.0.0.1:9"), "--tracking-uri",
-                 id="search-tracking-server-down"),
-    pytest.param(lambda t: search(t, "--tracking-uri", f"sqlite:///{t / 'no' / 'm.db'}"),
-                 "--tracking-uri", id="search-tracking-db-in-missing-folder"),
-    pytest.param(lambda t: search(t, "--results-dir", str(t / "no" / "such" / "ray")),
-                 "--results-dir", id="search-results-dir-in-missing-folder"),
+    pytest.param(
+        lambda t: search(t, "--num-samples", "0"), "--num-samples", id="search-num-samples-0"
+    ),
+    pytest.param(
+        lambda t: search(t, "--max-concurrent", "0"),
+        "--max-concurrent",
+        id="search-max-concurrent-0",
+    ),
+    pytest.param(
+        lambda t: search(t, "--tracking-uri", "file:./mlruns"),
+        "--tracking-uri",
+        id="search-file-tracking-uri",
+    ),
+    pytest.param(
+        lambda t: search(t, "--name", "nope", "--resume"), "--resume", id="search-resume-unknown"
+    ),
+    pytest.param(
+        lambda t: search(t, "--storage", str(t / "missing" / "s.db")),
+        "--storage",
+        id="search-storage-in-missing-folder",
+    ),
+    pytest.param(
+        lambda t: search(t, "--tracking-uri", "ftp://127.0.0.1/x"),
+        "--tracking-uri",
+        id="search-ftp-tracking-uri",
+    ),
+    pytest.param(
+        lambda t: search(t, "--tracking-uri", "http://"),
+        "--tracking-uri",
+        id="search-tracking-uri-without-host",
+    ),
+    pytest.param(
+        lambda t: search(t, "--tracking-uri", "http://127.0.0.1:port"),
+        "--tracking-uri",
+        id="search-tracking-uri-bad-port",
+    ),
+    pytest.param(
+        lambda t: search(t, "--tracking-uri", "http://127.0.0.1:9"),
+        "--tracking-uri",
+        id="search-tracking-server-down",
+    ),
+    pytest.param(
+        lambda t: search(t, "--tracking-uri", f"sqlite:///{t / 'no' / 'm.db'}"),
+        "--tracking-uri",
+        id="search-tracking-db-in-missing-folder",
+    ),
+    pytest.param(
+        lambda t: search(t, "--results-dir", str(t / "no" / "such" / "ray")),
+        "--results-dir",
+        id="search-results-dir-in-missing-folder",
+    ),
     # -------------------------------------------------------------------------- export / report
-    pytest.param(lambda t: ["export", "nope", "--out", str(t / "b.yaml")], "--storage",
-                 id="export-no-storage"),
+    pytest.param(
+        lambda t: ["export", "nope", "--out", str(t / "b.yaml")],
+        "--storage",
+        id="export-no-storage",
+    ),
     pytest.param(lambda t: ["report", "nope"], "--storage", id="report-no-storage"),
-    pytest.param(lambda t: ["export", "nope", "--storage", study(t), "--out", str(t / "b.yaml")],
-                 "NAME", id="export-unknown-name"),
-    pytest.param(lambda t: ["report", "nope", "--storage", study(t)], "NAME",
-                 id="report-unknown-name"),
-    pytest.param(lambda t: ["export", "x", "--storage", str(t / "missing" / "s.db")],
-                 "--storage", id="export-storage-in-missing-folder"),
-    pytest.param(lambda t: ["report", "x", "--storage", f"sqlite:///{t / 'missing' / 's.db'}"],
-                 "--storage", id="report-storage-url-in-missing-folder"),
-    pytest.param(lambda t: ["export", "other", "--storage", study(t, metrics=True), "--out",
-                            str(t / "b.yaml"), "--all-pareto", str(t / "front")],
-                 "NAME", id="export-no-completed-trial"),  # fmt: skip
+    pytest.param(
+        lambda t: ["export", "nope", "--storage", study(t), "--out", str(t / "b.yaml")],
+        "NAME",
+        id="export-unknown-name",
+    ),
+    pytest.param(
+        lambda t: ["report", "nope", "--storage", study(t)], "NAME", id="report-unknown-name"
+    ),
+    pytest.param(
+        lambda t: ["export", "x", "--storage", str(t / "missing" / "s.db")],
+        "--storage",
+        id="export-storage-in-missing-folder",
+    ),
+    pytest.param(
+        lambda t: ["report", "x", "--storage", f"sqlite:///{t / 'missing' / 's.db'}"],
+        "--storage",
+        id="report-storage-url-in-missing-folder",
+    ),
+    pytest.param(
+        lambda t: [
+            "export",
+            "other",
+            "--storage",
+            study(t, metrics=True),
+            "--out",
+            str(t / "b.yaml"),
+            "--all-pareto",
+            str(t / "front"),
+        ],
+        "NAME",
+        id="export-no-completed-trial",
+    ),
     # ----------------------------------------------------------------------------------- measure
-    pytest.param(lambda t: ["measure", str(t / "absent.pt")], "checkpoint",
-                 id="measure-missing-checkpoint"),
-    pytest.param(lambda t: ["measure", str(_text(t / "x.pt")), "--json", str(t / "m.json")],
-                 "checkpoint", id="measure-corrupt-checkpoint"),
-]  # fmt: skip
+    pytest.param(
+        lambda t: ["measure", str(t / "absent.pt")], "checkpoint", id="measure-missing-checkpoint"
+    ),
+    pytest.param(
+        lambda t: ["measure", str(_text(t / "x.pt")), "--json", str(t / "m.json")],
+        "checkpoint",
+        id="measure-corrupt-checkpoint",
+    ),
+]
 
 
 def _text(p: Path) -> Path:
@@ -355,8 +513,9 @@ def test_measure_unknown_name(names, checkpoint, workdir, capsys):
 
 def test_measure_truncated_checkpoint(checkpoint, workdir, capsys):
     half = cut(Path(shutil.copy(checkpoint, workdir / "half.pt")))
-    expect_refusal(["measure", str(half), "--json", str(workdir / "m.json")], "checkpoint",
-                   workdir, capsys)  # fmt: skip
+    expect_refusal(
+        ["measure", str(half), "--json", str(workdir / "m.json")], "checkpoint", workdir, capsys
+    )
 
 
 def test_a_password_in_a_refused_uri_is_never_printed(workdir, capsys):

@@ -31,12 +31,14 @@ def non_plain(obj, at: str = "$") -> list[str]:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> TrainResult:
     d = tmp_path_factory.mktemp("ckpt")
-    cfg = parse_config({
-        "data": {"name": "npz", "path": str(write_npz(d / "toy.npz", n_train=120, n_test=20))},
-        "model": {"name": "F1", "width": 0.05},
-        "train": {"batch_size": 30, "epochs": 2, "device": "cpu"},
-        "remedies": {"ghost_bn": {"ghost_batch": 16}},  # a remedy that rebuilds modules on load
-    })  # fmt: skip
+    cfg = parse_config(
+        {
+            "data": {"name": "npz", "path": str(write_npz(d / "toy.npz", n_train=120, n_test=20))},
+            "model": {"name": "F1", "width": 0.05},
+            "train": {"batch_size": 30, "epochs": 2, "device": "cpu"},
+            "remedies": {"ghost_bn": {"ghost_batch": 16}},  # a remedy that rebuilds modules on load
+        }
+    )
     return train(cfg, measure=False, progress=False, out_dir=d / "run")
 
 
@@ -56,9 +58,15 @@ def test_non_plain_values_are_stored_as_plain_data(run, tmp_path):
     """A remedy or measure reporting numpy numbers, arrays or paths still gives a checkpoint that
     loads weights-only, holding the same values as plain numbers, lists and text."""
     run.history[0]["np_metric"] = np.float32(0.5)
-    run.sharpness_details = [{"value": np.float64(1.25), "steps": np.int64(7),
-                              "curve": np.arange(3), "where": Path("/data/x"),
-                              "t": torch.tensor(2.0)}]  # fmt: skip
+    run.sharpness_details = [
+        {
+            "value": np.float64(1.25),
+            "steps": np.int64(7),
+            "curve": np.arange(3),
+            "where": Path("/data/x"),
+            "t": torch.tensor(2.0),
+        }
+    ]
     try:
         save_checkpoint(tmp_path / "c.pt", run)
     finally:

@@ -5,9 +5,13 @@ from remedies.errors import ConfigError
 
 
 def test_minimal_config_fills_documented_defaults():
-    cfg = parse_config({"data": {"name": "npz", "path": "my.npz"}, "model": {"name": "F1"},
-                        "train": {"batch_size": 64, "epochs": 20, "optimizer": "adam",
-                                  "lr": 0.001, "seed": 0}})  # fmt: skip
+    cfg = parse_config(
+        {
+            "data": {"name": "npz", "path": "my.npz"},
+            "model": {"name": "F1"},
+            "train": {"batch_size": 64, "epochs": 20, "optimizer": "adam", "lr": 0.001, "seed": 0},
+        }
+    )
     assert cfg.model.bn == "running" and cfg.model.width == 1.0
     assert cfg.data.val_fraction == 0.1 and cfg.remedies == {}
 
@@ -47,8 +51,9 @@ def test_batch_size_percent_and_too_large():
 
 
 def test_overrides_parse_yaml_values_and_nest():
-    raw = apply_overrides({"train": {"lr": 1}}, ["train.lr=0.5", "train.batch_size=10%",
-                                                 "remedies.x.y=[1, 2]"])  # fmt: skip
+    raw = apply_overrides(
+        {"train": {"lr": 1}}, ["train.lr=0.5", "train.batch_size=10%", "remedies.x.y=[1, 2]"]
+    )
     assert raw == {"train": {"lr": 0.5, "batch_size": "10%"}, "remedies": {"x": {"y": [1, 2]}}}
     with pytest.raises(ConfigError, match="expected key.path=value"):
         apply_overrides({}, ["train.lr"])

@@ -126,9 +126,13 @@ def _labelled_npz(path, y_train, y_test):
     """An npz whose labels are exactly the given ones (features are noise)."""
     y_train, y_test = np.asarray(y_train), np.asarray(y_test)
     rng = np.random.default_rng(0)
-    np.savez(path, x_train=rng.normal(size=(len(y_train), 4)).astype(np.float32),
-             y_train=y_train, x_test=rng.normal(size=(len(y_test), 4)).astype(np.float32),
-             y_test=y_test)  # fmt: skip
+    np.savez(
+        path,
+        x_train=rng.normal(size=(len(y_train), 4)).astype(np.float32),
+        y_train=y_train,
+        x_test=rng.normal(size=(len(y_test), 4)).astype(np.float32),
+        y_test=y_test,
+    )
     return path
 
 
@@ -153,11 +157,14 @@ def test_every_class_present_is_inferred(tmp_path):
     "y_train, y_test, message",
     [
         ([0, 1, 2, 4] * 5, [0], "data: class 3 never occurs in the training labels (max label 4);"),
-        ([0, 1] * 10, [0, 12], "data: classes 2..12 never occur in the training labels "
-                               "(max label 12, in y_test);"),
+        (
+            [0, 1] * 10,
+            [0, 12],
+            "data: classes 2..12 never occur in the training labels (max label 12, in y_test);",
+        ),
         ([0, 2, 4, 6, 8, 10, 12] * 3, [0], "data: classes 1, 3, 5, 7, … (6 in all) never occur"),
     ],
-)  # fmt: skip
+)
 def test_gaps_are_described(tmp_path, y_train, y_test, message):
     p = _labelled_npz(tmp_path / "d.npz", y_train, y_test)
     with pytest.raises(ConfigError) as e:
@@ -274,8 +281,10 @@ def test_mnist_idx_of_the_wrong_rank(tmp_path):
 def test_truncated_cifar_pickle(tmp_path):
     write_cifar10(tmp_path)
     _cut(tmp_path / "cifar-10-batches-py/data_batch_3")
-    _one_line(DataConfig(name="cifar10", path=tmp_path),
-              r"^data\.path: cannot read .*data_batch_3 as a CIFAR batch")  # fmt: skip
+    _one_line(
+        DataConfig(name="cifar10", path=tmp_path),
+        r"^data\.path: cannot read .*data_batch_3 as a CIFAR batch",
+    )
 
 
 @pytest.mark.parametrize(
@@ -299,8 +308,10 @@ def test_truncated_timit_npy(tmp_path):
         np.save(tmp_path / f"{split}_features.npy", rng.normal(size=(n, 360)).astype(np.float32))
         np.save(tmp_path / f"{split}_labels.npy", np.arange(n) % 3)
     _cut(tmp_path / "train_features.npy")
-    _one_line(DataConfig(name="timit", path=tmp_path),
-              r"^data\.path: cannot read .*train_features\.npy as \.npy \(")  # fmt: skip
+    _one_line(
+        DataConfig(name="timit", path=tmp_path),
+        r"^data\.path: cannot read .*train_features\.npy as \.npy \(",
+    )
 
 
 def test_corrupt_mnist1d_cache_names_the_cache(tmp_path):

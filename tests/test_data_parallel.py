@@ -26,8 +26,10 @@ from remedies.trainer import train
 
 ATOL = 1e-5
 B = 64  # global batch: 4 steps an epoch on 256 samples
-DATA = {"factory": "tests.factories:blobs",
-        "kwargs": {"n_train": 256, "n_val": 64, "n_test": 64, "dim": 16, "classes": 3}}  # fmt: skip
+DATA = {
+    "factory": "tests.factories:blobs",
+    "kwargs": {"n_train": 256, "n_val": 64, "n_test": 64, "dim": 16, "classes": 3},
+}
 MLP = {"factory": "tests.factories:mlp", "kwargs": {"hidden": 16}}  # no BN
 BN_NET = {"factory": "tests.factories:tiny_net", "kwargs": {"hidden": 16}}  # Linear, BN, ReLU
 # BN runs take SGD: the bias before a BN layer has a true gradient of 0, float noise in fact, and
@@ -47,10 +49,18 @@ READS_BATCH_STATS = {
 }
 
 
-def config(remedies: dict[str, Any] | None = None, model: dict | None = None,
-           **train_kw: Any) -> dict[str, Any]:  # fmt: skip
-    train = {"batch_size": B, "epochs": 2, "lr": 3e-3, "seed": 1, "device": "cpu",
-             "checkpoint": False, **train_kw}  # fmt: skip
+def config(
+    remedies: dict[str, Any] | None = None, model: dict | None = None, **train_kw: Any
+) -> dict[str, Any]:
+    train = {
+        "batch_size": B,
+        "epochs": 2,
+        "lr": 3e-3,
+        "seed": 1,
+        "device": "cpu",
+        "checkpoint": False,
+        **train_kw,
+    }
     return {
         "data": DATA,
         "model": model or MLP,
@@ -164,8 +174,10 @@ def test_sam_m_sharpness_ascends_per_worker(k2_runs, splits):
 def test_accumulation_equals_full_batch(name, splits):
     if name in READS_BATCH_STATS:
         pytest.skip(f"{name} {READS_BATCH_STATS[name]}")
-    d = max_diff(one_worker(remedy_config(name, accumulate=2), splits),
-                 one_worker(remedy_config(name), splits))  # fmt: skip
+    d = max_diff(
+        one_worker(remedy_config(name, accumulate=2), splits),
+        one_worker(remedy_config(name), splits),
+    )
     print(f"\n{name}: N=2 vs N=1 max |Δw| = {d:.2e}")
     assert d < ATOL
 
@@ -215,8 +227,16 @@ def test_cli_more_workers_than_cpus(tmp_path, capsys, ray_workers):
     from remedies.workers import placeable
 
     k = placeable(use_gpu=False) + 1
-    rc = main(["train", str(write_config(tmp_path, config())), "--set", f"train.workers={k}",
-               "--set", f"train.batch_size={k}"])  # fmt: skip
+    rc = main(
+        [
+            "train",
+            str(write_config(tmp_path, config())),
+            "--set",
+            f"train.workers={k}",
+            "--set",
+            f"train.batch_size={k}",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1
     assert err.startswith(f"remedies: error: train.workers: {k} workers need {k} CPUs")
@@ -226,8 +246,19 @@ def test_cli_trains_on_two_workers(tmp_path, ray_workers, splits, capsys):
     """The whole path: CLI → Ray Train (2 workers) → the driver's checkpoint, equal to K = 1."""
     out = tmp_path / "out"
     raw = config({"lr_scaling": PARAMS["lr_scaling"]})
-    rc = main(["train", str(write_config(tmp_path, raw)), "--set", "train.workers=2",
-               "--set", "train.checkpoint=true", "--out", str(out), "--quiet"])  # fmt: skip
+    rc = main(
+        [
+            "train",
+            str(write_config(tmp_path, raw)),
+            "--set",
+            "train.workers=2",
+            "--set",
+            "train.checkpoint=true",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     state = torch.load(out / "checkpoint.pt", weights_only=True)["model_state"]
     assert max_diff(state, one_worker(raw, splits)) < ATOL

@@ -76,13 +76,18 @@ def test_benchmark_commands_name_real_scripts_and_flags(page):
         for script, args in re.findall(r"python (benchmarks/[\w.]+\.py)((?: [^`|]*)?)", line):
             src = (ROOT / script).read_text() if (ROOT / script).exists() else ""
             bad += [(script, "missing")] if not src else []
-            bad += [(script, f) for f in re.findall(r"--[a-z][a-z-]*", args)
-                    if f'"{f}"' not in src]  # fmt: skip
+            bad += [(script, f) for f in re.findall(r"--[a-z][a-z-]*", args) if f'"{f}"' not in src]
     assert not bad, bad
 
 
-USAGE = [("search", "search.md"), ("export", "search.md"), ("reproduce", "results.md"),
-         ("train", "config.md"), ("backup", "cluster.md"), ("restore", "cluster.md")]  # fmt: skip
+USAGE = [
+    ("search", "search.md"),
+    ("export", "search.md"),
+    ("reproduce", "results.md"),
+    ("train", "config.md"),
+    ("backup", "cluster.md"),
+    ("restore", "cluster.md"),
+]
 
 
 @pytest.mark.parametrize("verb, page", USAGE)
@@ -216,6 +221,7 @@ def test_reproduce_defaults_are_the_parsers():
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_page_has_one_title(page):
-    titles = re.findall(r"^# ", re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S),
-                        flags=re.M)  # fmt: skip
+    titles = re.findall(
+        r"^# ", re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S), flags=re.M
+    )
     assert len(titles) == 1

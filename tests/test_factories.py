@@ -20,10 +20,16 @@ def run_cfg(data: dict, model: dict | None = None, **train_kw) -> dict:
     return {
         "data": data,
         "model": model or {"factory": "tests.factories:tiny_net", "kwargs": {"hidden": 24}},
-        "train": {"batch_size": 40, "epochs": 4, "lr": 3e-3, "device": "cpu", "checkpoint": False,
-                  **train_kw},
+        "train": {
+            "batch_size": 40,
+            "epochs": 4,
+            "lr": 3e-3,
+            "device": "cpu",
+            "checkpoint": False,
+            **train_kw,
+        },
         "measure": {"keskar": {"eps": [1e-3], "iters": 2}},
-    }  # fmt: skip
+    }
 
 
 def test_factory_model_and_data_train_and_measure():
@@ -64,41 +70,78 @@ def test_streamed_datasets_train_exactly_as_tensors(remedies):
         out.append(train(cfg, splits=splits, progress=False))
     a, b = out
     assert (a.val_accuracy, a.test_accuracy, a.train_accuracy) == (
-        b.val_accuracy, b.test_accuracy, b.train_accuracy)  # fmt: skip
+        b.val_accuracy,
+        b.test_accuracy,
+        b.train_accuracy,
+    )
     assert a.sharpness == b.sharpness and a.sharpness
-    for (k, v), (k2, v2) in zip(a.model.state_dict().items(), b.model.state_dict().items(),
-                                strict=True):  # fmt: skip
+    for (k, v), (k2, v2) in zip(
+        a.model.state_dict().items(), b.model.state_dict().items(), strict=True
+    ):
         assert k == k2 and torch.equal(v, v2), k
 
 
-@pytest.mark.parametrize(("data", "model", "field", "words"), [
-    ({"factory": "no_such_pkg.mod:load"}, None, "data.factory", "cannot import 'no_such_pkg.mod'"),
-    ({"factory": "tests.factories:nope"}, None, "data.factory", "has no attribute 'nope'"),
-    ({"factory": "tests.factories:NOT_CALLABLE"}, None, "data.factory", "not a function"),
-    ({"factory": "tests/factories.py"}, None, "data.factory", "import path like"),
-    ({"factory": "tests.factories:blobs", "name": "npz"}, None, "data", "either data.name"),
-    ({"factory": "tests.factories:two_splits"}, None, "data.factory", "(train, val, test)"),
-    ({"factory": "tests.factories:bad_labels"}, None, "data.factory", "labels hold -"),
-    ({"factory": "tests.factories:float_labels"}, None, "data.factory", "1-D integer tensor"),
-    ({"factory": "tests.factories:shape_mismatch"}, None, "data.factory", "shape (8,)"),
-    ({"factory": "tests.factories:raises"}, None, "data.factory", "FileNotFoundError"),
-    ({"factory": "tests.factories:blobs", "num_classes": 2}, None, "data.factory",
-     "labels reach 2"),
-    ({"factory": "tests.factories:blobs", "kwargs": {"colour": 1}}, None, "data.factory",
-     "unexpected keyword"),
-    ({"factory": "tests.factories:blob_datasets"}, None, "data.num_classes", "required"),
-    ({"factory": "tests.factories:blobs"}, {"factory": "tests.factories:not_a_model"},
-     "model.factory", "expected a torch.nn.Module"),
-    ({"factory": "tests.factories:blobs"}, {"factory": "tests.factories:wrong_output"},
-     "model.factory", "(2, 7); expected logits of shape (2, 3)"),
-    ({"factory": "tests.factories:blobs"}, {"factory": "tests.factories:tiny_net", "name": "F1"},
-     "model", "either model.name"),
-    ({"factory": "tests.factories:blobs"}, {"factory": "tests.factories:nope"},
-     "model.factory", "has no attribute"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("data", "model", "field", "words"),
+    [
+        (
+            {"factory": "no_such_pkg.mod:load"},
+            None,
+            "data.factory",
+            "cannot import 'no_such_pkg.mod'",
+        ),
+        ({"factory": "tests.factories:nope"}, None, "data.factory", "has no attribute 'nope'"),
+        ({"factory": "tests.factories:NOT_CALLABLE"}, None, "data.factory", "not a function"),
+        ({"factory": "tests/factories.py"}, None, "data.factory", "import path like"),
+        ({"factory": "tests.factories:blobs", "name": "npz"}, None, "data", "either data.name"),
+        ({"factory": "tests.factories:two_splits"}, None, "data.factory", "(train, val, test)"),
+        ({"factory": "tests.factories:bad_labels"}, None, "data.factory", "labels hold -"),
+        ({"factory": "tests.factories:float_labels"}, None, "data.factory", "1-D integer tensor"),
+        ({"factory": "tests.factories:shape_mismatch"}, None, "data.factory", "shape (8,)"),
+        ({"factory": "tests.factories:raises"}, None, "data.factory", "FileNotFoundError"),
+        (
+            {"factory": "tests.factories:blobs", "num_classes": 2},
+            None,
+            "data.factory",
+            "labels reach 2",
+        ),
+        (
+            {"factory": "tests.factories:blobs", "kwargs": {"colour": 1}},
+            None,
+            "data.factory",
+            "unexpected keyword",
+        ),
+        ({"factory": "tests.factories:blob_datasets"}, None, "data.num_classes", "required"),
+        (
+            {"factory": "tests.factories:blobs"},
+            {"factory": "tests.factories:not_a_model"},
+            "model.factory",
+            "expected a torch.nn.Module",
+        ),
+        (
+            {"factory": "tests.factories:blobs"},
+            {"factory": "tests.factories:wrong_output"},
+            "model.factory",
+            "(2, 7); expected logits of shape (2, 3)",
+        ),
+        (
+            {"factory": "tests.factories:blobs"},
+            {"factory": "tests.factories:tiny_net", "name": "F1"},
+            "model",
+            "either model.name",
+        ),
+        (
+            {"factory": "tests.factories:blobs"},
+            {"factory": "tests.factories:nope"},
+            "model.factory",
+            "has no attribute",
+        ),
+    ],
+)
 @pytest.mark.parametrize("command", ["train", "validate"])
-def test_bad_factory_is_one_line_exit_2_nothing_written(tmp_path, monkeypatch, capsys, command,
-                                                        data, model, field, words):  # fmt: skip
+def test_bad_factory_is_one_line_exit_2_nothing_written(
+    tmp_path, monkeypatch, capsys, command, data, model, field, words
+):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(run_cfg(data, model)))
     before = sorted(p.name for p in tmp_path.iterdir())

@@ -65,10 +65,14 @@ def test_missing_fashion_mnist_folder_is_one_line(tmp_path):
 @needs_fashion
 @pytest.mark.parametrize("model", ["F1", "C1"])
 def test_f1_and_c1_train_an_epoch_on_fashion_mnist(fashion, model):
-    cfg = parse_config({"data": {"name": "fashion_mnist", "subset": 600},
-                        "model": {"name": model, "width": 0.25},
-                        "train": {"epochs": 1, "batch_size": 64, "threads": 1},
-                        "measure": NO_MEASURES})  # fmt: skip
+    cfg = parse_config(
+        {
+            "data": {"name": "fashion_mnist", "subset": 600},
+            "model": {"name": model, "width": 0.25},
+            "train": {"epochs": 1, "batch_size": 64, "threads": 1},
+            "measure": NO_MEASURES,
+        }
+    )
     r = train(cfg, splits=fashion, progress=False, measure=False)
     assert r.epochs_run == 1 and r.steps == 540 // 64 and math.isfinite(r.train_loss)
     assert r.test_loss < math.log(10)  # better than a uniform guess after 8 steps
@@ -86,13 +90,22 @@ def fashion_6k():
 
 
 def _run(splits, precision: str, remedy: str | None, seed: int):
-    cfg = parse_config({"data": {"name": "fashion_mnist", "max_train": 6000,
-                                 "val_fraction": 0.02},
-                        "model": {"name": "F1", "width": 0.25},
-                        "train": {"epochs": 3, "batch_size": 128, "lr": 5e-4, "seed": seed,
-                                  "threads": 1, "precision": precision},
-                        "remedies": {remedy: {}} if remedy else {},
-                        "measure": NO_MEASURES})  # fmt: skip
+    cfg = parse_config(
+        {
+            "data": {"name": "fashion_mnist", "max_train": 6000, "val_fraction": 0.02},
+            "model": {"name": "F1", "width": 0.25},
+            "train": {
+                "epochs": 3,
+                "batch_size": 128,
+                "lr": 5e-4,
+                "seed": seed,
+                "threads": 1,
+                "precision": precision,
+            },
+            "remedies": {remedy: {}} if remedy else {},
+            "measure": NO_MEASURES,
+        }
+    )
     return train(cfg, splits=splits, progress=False, measure=False)
 
 
@@ -125,10 +138,14 @@ def test_measures_run_in_fp32_after_bf16_training(monkeypatch):
         return real(model, X, Y, cfg)
 
     monkeypatch.setattr(measures, "run_measures", spy)
-    cfg = parse_config({"data": {"name": "mnist1d", "num_samples": 400},
-                        "model": {"name": "F1", "width": 0.1},
-                        "train": {"epochs": 1, "batch_size": 32, "precision": "bf16"},
-                        "measure": {"keskar": {"eps": [1e-3], "iters": 1}}})  # fmt: skip
+    cfg = parse_config(
+        {
+            "data": {"name": "mnist1d", "num_samples": 400},
+            "model": {"name": "F1", "width": 0.1},
+            "train": {"epochs": 1, "batch_size": 32, "precision": "bf16"},
+            "measure": {"keskar": {"eps": [1e-3], "iters": 1}},
+        }
+    )
     r = train(cfg, progress=False)
     assert seen == [(False, {torch.float32})]
     assert r.precision == "bf16" and r.sharpness and r.summary()["precision"] == "bf16"
@@ -148,10 +165,14 @@ def test_an_fp16_checkpoint_loads_on_a_cpu(tmp_path):
     """A run trained in fp16 on a GPU is measured anywhere: its recipe is rebuilt in fp32."""
     from remedies.checkpoint import load_checkpoint, save_checkpoint
 
-    cfg = parse_config({"data": {"name": "mnist1d", "num_samples": 400},
-                        "model": {"name": "F1", "width": 0.1},
-                        "train": {"epochs": 1, "batch_size": 32},
-                        "measure": NO_MEASURES})  # fmt: skip
+    cfg = parse_config(
+        {
+            "data": {"name": "mnist1d", "num_samples": 400},
+            "model": {"name": "F1", "width": 0.1},
+            "train": {"epochs": 1, "batch_size": 32},
+            "measure": NO_MEASURES,
+        }
+    )
     r = train(cfg, progress=False, measure=False)
     r.config = cfg.model_copy(update={"train": cfg.train.model_copy(update={"precision": "fp16"})})
     path = save_checkpoint(tmp_path / "c.pt", r)

@@ -51,8 +51,20 @@ def test_measure_bad_inputs_exit_2(runs, tmp_path, capsys):
 
 
 def test_interpolate_writes_png_and_csv(runs, tmp_path):
-    assert main(["interpolate", str(runs / "sb/checkpoint.pt"), str(runs / "lb/checkpoint.pt"),
-                 "--out", str(tmp_path), "--path", "curved"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "interpolate",
+                str(runs / "sb/checkpoint.pt"),
+                str(runs / "lb/checkpoint.pt"),
+                "--out",
+                str(tmp_path),
+                "--path",
+                "curved",
+            ]
+        )
+        == 0
+    )
     png, csv = tmp_path / "interpolation_curved.png", tmp_path / "interpolation_curved.csv"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = csv.read_text().strip().splitlines()
@@ -61,9 +73,30 @@ def test_interpolate_writes_png_and_csv(runs, tmp_path):
 
 def test_interpolate_refuses_different_networks(runs, tmp_path, capsys):
     other = tmp_path / "w2"
-    assert main(["train", str(runs / "run.yaml"), "--set", "model.width=0.2", "--set",
-                 "train.epochs=1", "--out", str(other), "--quiet"]) == 0  # fmt: skip
-    rc = main(["interpolate", str(runs / "sb/checkpoint.pt"), str(other / "checkpoint.pt"),
-               "--out", str(tmp_path / "i")])  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                str(runs / "run.yaml"),
+                "--set",
+                "model.width=0.2",
+                "--set",
+                "train.epochs=1",
+                "--out",
+                str(other),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    rc = main(
+        [
+            "interpolate",
+            str(runs / "sb/checkpoint.pt"),
+            str(other / "checkpoint.pt"),
+            "--out",
+            str(tmp_path / "i"),
+        ]
+    )
     assert rc == 2 and "checkpoint_b:" in capsys.readouterr().err
     assert not (tmp_path / "i").exists()

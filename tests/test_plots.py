@@ -82,8 +82,10 @@ def test_accuracy_vs_sharpness_labels_never_overlap(case, ys):
     ys = ys[: len(xs)]
     # two measures, as a search logs them: the same trials' accuracies against each
     half = max(1, len(xs) // 2)
-    series = {"keskar_full_eps1e-03": list(zip(xs[:half], ys[:half], strict=True)),
-              "lambda_max": list(zip(xs[half:], ys[half:], strict=True))}  # fmt: skip
+    series = {
+        "keskar_full_eps1e-03": list(zip(xs[:half], ys[:half], strict=True)),
+        "lambda_max": list(zip(xs[half:], ys[half:], strict=True)),
+    }
     fig = plot_accuracy_vs_sharpness(series)
     assert fig.axes[0].get_xscale() == scale
     assert_readable(fig)
@@ -95,8 +97,13 @@ def test_pareto_labels_never_overlap(case, ys):
     ys = ys[: len(xs)]
     done = list(zip(xs, ys, strict=True))
     front = [(x, y, i) for i, (x, y) in enumerate(done[:3])]
-    fig = plot_pareto(done, front, xlabel="keskar_full_eps1e-03", ylabel="val_accuracy",
-                      title="space-20260101-120000")  # fmt: skip
+    fig = plot_pareto(
+        done,
+        front,
+        xlabel="keskar_full_eps1e-03",
+        ylabel="val_accuracy",
+        title="space-20260101-120000",
+    )
     assert fig.axes[0].get_xscale() == scale
     assert_readable(fig)
 
@@ -112,11 +119,21 @@ def test_the_checker_catches_overlapping_labels(case):
         assert_readable(fig)
 
 
-@pytest.mark.parametrize(("values", "want"), [
-    ([1.0, 10.0], True), ([1000.0, 1e4], True), ([0.999, 9.99], False), ([2.0, 50.0], False),
-    ([1e-3, 1e3], True), ([0.0, 100.0], False), ([-1.0, 1e6], False), ([5.0], False), ([], False),
-    ([float("nan"), 1.0, 100.0], True),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("values", "want"),
+    [
+        ([1.0, 10.0], True),
+        ([1000.0, 1e4], True),
+        ([0.999, 9.99], False),
+        ([2.0, 50.0], False),
+        ([1e-3, 1e3], True),
+        ([0.0, 100.0], False),
+        ([-1.0, 1e6], False),
+        ([5.0], False),
+        ([], False),
+        ([float("nan"), 1.0, 100.0], True),
+    ],
+)
 def test_spans_decades_needs_two_powers_of_ten(values, want):
     assert spans_decades(values) is want
 

@@ -30,8 +30,7 @@ from tests.docs_check import code_blocks, section, text
 # --- every registry: an unknown name is one line listing the known ones -------------------------
 
 
-@pytest.mark.parametrize("registry", [MODELS, DATASETS, REMEDIES, MEASURES],
-                         ids=lambda r: r.kind)  # fmt: skip
+@pytest.mark.parametrize("registry", [MODELS, DATASETS, REMEDIES, MEASURES], ids=lambda r: r.kind)
 def test_unknown_name_is_one_line_listing_the_known(registry: Registry) -> None:
     assert registry.names(), f"the {registry.kind} registry is empty"
     with pytest.raises(ConfigError) as e:
@@ -51,8 +50,14 @@ def test_a_close_name_is_suggested_and_a_taken_name_refused() -> None:
 # --- models -------------------------------------------------------------------------------------
 
 # the input each network was built for (Keskar et al. Table 1); a new model adds its own
-INPUT_SHAPES = {"F1": (1, 28, 28), "F2": (360,), "C1": (3, 32, 32), "C2": (3, 32, 32),
-                "C3": (3, 32, 32), "C4": (3, 32, 32)}  # fmt: skip
+INPUT_SHAPES = {
+    "F1": (1, 28, 28),
+    "F2": (360,),
+    "C1": (3, 32, 32),
+    "C2": (3, 32, 32),
+    "C3": (3, 32, 32),
+    "C4": (3, 32, 32),
+}
 
 
 @pytest.mark.parametrize("name", MODELS.names())
@@ -131,9 +136,13 @@ def test_the_docs_example_data_set_is_one_file_that_works(tmp_path: Path) -> Non
     block = code_blocks(section(text("library.md"), "Adding a built-in data set"), "python")[0]
     assert 6 <= len([ln for ln in block.splitlines() if ln.strip()]) <= 10
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "svhn.npz", x_train=rng.integers(0, 256, (50, 3, 8, 8), dtype=np.uint8),
-             y_train=np.arange(50) % 10, x_test=rng.integers(0, 256, (20, 3, 8, 8), np.uint8),
-             y_test=np.arange(20) % 10)  # fmt: skip
+    np.savez(
+        tmp_path / "svhn.npz",
+        x_train=rng.integers(0, 256, (50, 3, 8, 8), dtype=np.uint8),
+        y_train=np.arange(50) % 10,
+        x_test=rng.integers(0, 256, (20, 3, 8, 8), np.uint8),
+        y_test=np.arange(20) % 10,
+    )
     name = re.search(r'register_dataset\("(\w+)"', block)[1]
     try:
         exec(compile(block, "svhn.py", "exec"), {"__name__": "remedies.data.sets.svhn"})
@@ -149,11 +158,22 @@ def test_the_docs_example_data_set_is_one_file_that_works(tmp_path: Path) -> Non
 
 # small settings per family, and the detail fields that must carry them back
 TINY = MeasureConfig(
-    keskar={"eps": [1e-3], "iters": 3}, lambda_max={"k": 2, "max_iter": 30, "tol": 1e-2},
-    trace={"probes": 4, "seed": 3}, adaptive={"l2_rho": [0.5], "linf_rho": [2e-3],
-    "average_rho": [0.05], "average_samples": 4, "steps": 3, "eta": 0.01},
-    max_samples=64, subset_seed=1, chunk_size=32, precision="float32",
-)  # fmt: skip
+    keskar={"eps": [1e-3], "iters": 3},
+    lambda_max={"k": 2, "max_iter": 30, "tol": 1e-2},
+    trace={"probes": 4, "seed": 3},
+    adaptive={
+        "l2_rho": [0.5],
+        "linf_rho": [2e-3],
+        "average_rho": [0.05],
+        "average_samples": 4,
+        "steps": 3,
+        "eta": 0.01,
+    },
+    max_samples=64,
+    subset_seed=1,
+    chunk_size=32,
+    precision="float32",
+)
 SETTINGS = {
     "keskar": {"eps": 1e-3, "iters": 3, "subspace_dim": None, "solver": "L-BFGS-B"},
     "lambda_max": {"k": 2, "tol": 1e-2, "seed": 0, "solver": "lanczos"},
@@ -166,11 +186,13 @@ COMMON = {"n_samples": 64, "subset_seed": 1, "bn_mode": "running", "dtype": "flo
 
 @pytest.fixture(scope="module")
 def trained() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    cfg = parse_config({
-        "data": {"name": "mnist1d", "num_samples": 500},
-        "model": {"name": "F1", "width": 0.02},
-        "train": {"batch_size": 50, "epochs": 1, "checkpoint": False, "device": "cpu"},
-    })  # fmt: skip
+    cfg = parse_config(
+        {
+            "data": {"name": "mnist1d", "num_samples": 500},
+            "model": {"name": "F1", "width": 0.02},
+            "train": {"batch_size": 50, "epochs": 1, "checkpoint": False, "device": "cpu"},
+        }
+    )
     splits = load_data(cfg.data)
     assert isinstance(splits, Splits)
     result = train(cfg, splits=splits, measure=False, progress=False)

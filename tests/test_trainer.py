@@ -14,8 +14,13 @@ from tests.helpers import write_npz
 
 def cfg_for(path, **train):
     t = {"batch_size": 32, "epochs": 3, "optimizer": "adam", "lr": 0.001, "seed": 0, **train}
-    return parse_config({"data": {"name": "npz", "path": str(path)},
-                         "model": {"name": "F1", "width": 0.125}, "train": t})  # fmt: skip
+    return parse_config(
+        {
+            "data": {"name": "npz", "path": str(path)},
+            "model": {"name": "F1", "width": 0.125},
+            "train": t,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +76,13 @@ def test_divergence_ends_cleanly_with_its_epoch(tmp_path):
 @pytest.mark.parametrize("model", ["F1", "C1"])
 def test_image_shaped_npz_trains_with_mlp_and_conv(tmp_path, model):
     p = write_npz(tmp_path / "img.npz", n_train=240, n_test=60, shape=(1, 28, 28))
-    cfg = parse_config({"data": {"name": "npz", "path": str(p)},
-                        "model": {"name": model, "width": 0.25},
-                        "train": {"batch_size": 16, "epochs": 4, "lr": 0.003}})  # fmt: skip
+    cfg = parse_config(
+        {
+            "data": {"name": "npz", "path": str(p)},
+            "model": {"name": model, "width": 0.25},
+            "train": {"batch_size": 16, "epochs": 4, "lr": 0.003},
+        }
+    )
     r = train(cfg, measure=False, progress=False)
     assert r.epochs_run == 4 and not r.diverged
     assert r.history[-1]["train_loss"] < 0.7 * r.history[0]["train_loss"]
@@ -107,8 +116,16 @@ def test_cli_minimal_config_exactly_as_in_the_issue(tmp_path, monkeypatch, npz, 
     rc = main(["train", "run.yaml", *args, "--out", "out", "--json", "s.json", "--quiet"])
     assert rc == 0
     s = json.loads((tmp_path / "s.json").read_text())
-    for key in ("train_accuracy", "val_accuracy", "test_accuracy", "train_loss", "epochs_run",
-                "diverged", "wall_time_s", "sharpness"):  # fmt: skip
+    for key in (
+        "train_accuracy",
+        "val_accuracy",
+        "test_accuracy",
+        "train_loss",
+        "epochs_run",
+        "diverged",
+        "wall_time_s",
+        "sharpness",
+    ):
         assert key in s
     assert s["epochs_run"] == 2 and s["batch_size"] == 36 and isinstance(s["sharpness"], dict)
     assert s["config"]["train"]["batch_size"] == "10%" and (tmp_path / "out/checkpoint.pt").exists()

@@ -40,8 +40,14 @@ class Adversarial(Remedy[AdversarialConfig]):
     name = "adversarial"
     Config = AdversarialConfig
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: torch.Tensor,
-             ctx: TrainContext) -> torch.Tensor:  # fmt: skip
+    def loss(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        loss: torch.Tensor,
+        ctx: TrainContext,
+    ) -> torch.Tensor:
         a = self.cfg.weight
         if a == 0:
             return loss

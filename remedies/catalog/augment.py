@@ -61,8 +61,9 @@ class Augment(Remedy[AugmentConfig]):
             # p=1: every sample gets its own random angle/offset (possibly ~0); one warp per batch
             self.affine: nn.Module | None = (
                 K.RandomAffine(degrees=c.rotation, translate=(t, t), p=1.0)
-                if c.rotation > 0 or t > 0 else None
-            )  # fmt: skip
+                if c.rotation > 0 or t > 0
+                else None
+            )
             self.hflip: nn.Module | None = K.RandomHorizontalFlip(p=c.flip) if c.flip > 0 else None
 
     def augment(self, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext):

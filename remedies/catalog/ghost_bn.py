@@ -90,9 +90,13 @@ def to_ghost(module: nn.Module, g: int) -> int:
         if kind is None or not isinstance(child, _BatchNorm):  # (a BN class when kind is found)
             swapped += to_ghost(child, g)
             continue
-        ghost = kind(child.num_features, eps=child.eps, momentum=child.momentum,
-                     affine=child.affine,
-                     track_running_stats=child.track_running_stats)  # fmt: skip
+        ghost = kind(
+            child.num_features,
+            eps=child.eps,
+            momentum=child.momentum,
+            affine=child.affine,
+            track_running_stats=child.track_running_stats,
+        )
         ghost.load_state_dict(child.state_dict())
         ghost.ghost_batch = g
         ghost.to(next(iter(child.state_dict().values()), torch.empty(0)).device)

@@ -29,8 +29,9 @@ class GradNoiseConfig(RemedyConfig):
     sb_batch: int = Field(64, ge=1)  # b: the small batch whose noise level is the target
 
 
-def noise_weights(n: int, s: float, generator: torch.Generator | None = None,
-                  device: torch.device | str = "cpu") -> torch.Tensor:  # fmt: skip
+def noise_weights(
+    n: int, s: float, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """wᵢ = 1 + s·(zᵢ − z̄): mean exactly 1, gradient-noise covariance (s²/B)·Σ̂."""
     z = torch.randn(n, generator=generator, device=device)
     return 1.0 + s * (z - z.mean())

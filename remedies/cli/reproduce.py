@@ -23,8 +23,13 @@ def _batch(s: str) -> int | str:
 def options(args: argparse.Namespace):
     from remedies.reproduce.protocol import ReproduceOptions
 
-    raw = {"nets": _list(args.nets), "data": args.data, "seeds": args.seeds,
-           "epochs": args.epochs, "overrides": args.set}  # fmt: skip
+    raw = {
+        "nets": _list(args.nets),
+        "data": args.data,
+        "seeds": args.seeds,
+        "epochs": args.epochs,
+        "overrides": args.set,
+    }
     if args.sb is not None:
         raw["sb"] = _batch(args.sb)
     if args.lb is not None:
@@ -35,8 +40,9 @@ def options(args: argparse.Namespace):
         try:
             raw["warm_k"] = [int(k) for k in _list(args.warm_k)]
         except ValueError:
-            raise ConfigError("--warm-k", f"a comma list of integers ≥ 0, got {args.warm_k!r}"
-                              ) from None  # fmt: skip
+            raise ConfigError(
+                "--warm-k", f"a comma list of integers ≥ 0, got {args.warm_k!r}"
+            ) from None
     if args.fig_seeds is not None:
         raw["fig_seeds"] = args.fig_seeds
     if args.no_side_by_side:
@@ -66,10 +72,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             raise ConfigError("--gpu", f"'auto' or a number ≥ 0 (GPUs per run), got {args.gpu!r}")
     check_batches(plan(opts))  # every run is checked here, before Ray, MLflow or the folder
     command = "remedies reproduce " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    s = reproduce(opts, Path(args.out), jobs=args.jobs, address=args.address,
-                  tracking_uri=args.tracking_uri, experiment=args.experiment,
-                  quiet=args.quiet, command=command.strip(), markdown=args.report,
-                  gpu=gpu)  # fmt: skip
+    s = reproduce(
+        opts,
+        Path(args.out),
+        jobs=args.jobs,
+        address=args.address,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        quiet=args.quiet,
+        command=command.strip(),
+        markdown=args.report,
+        gpu=gpu,
+    )
     print(f"wrote {s['report']}")
     for claim, ok, figs in s["checks"]:
         print(f"  {'held' if ok else 'did not hold'}: {claim} — {figs}")

@@ -12,8 +12,15 @@ from remedies.results.report import load_study, text_report
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    paths = export(args.name, args.storage, args.pick, args.out, args.all_pareto,
-                   args.confirm_seeds, args.format)  # fmt: skip
+    paths = export(
+        args.name,
+        args.storage,
+        args.pick,
+        args.out,
+        args.all_pareto,
+        args.confirm_seeds,
+        args.format,
+    )
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -42,9 +49,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("export", help="write complete run configs of chosen trials of a search")
     e.add_argument("name")
-    e.add_argument("--pick", default="knee", metavar="HOW",
-                   help='pareto | best-accuracy | knee, or a rule: "max val_accuracy where '
-                   'speedup_vs_sb >= 2" (any metric a trial reports)')  # fmt: skip
+    e.add_argument(
+        "--pick",
+        default="knee",
+        metavar="HOW",
+        help='pareto | best-accuracy | knee, or a rule: "max val_accuracy where '
+        'speedup_vs_sb >= 2" (any metric a trial reports)',
+    )
     e.add_argument("--out", type=Path, default=Path("best.yaml"))
     e.add_argument(
         "--all-pareto",
@@ -61,9 +72,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "trains your model with the recipe in its own loop (library API); default --out best.py",
     )
     e.add_argument("--storage", default=DEFAULT_STORAGE)
-    e.add_argument("--confirm-seeds", type=int, default=0, metavar="K",
-                   help="re-train the top 3 candidates over K more seeds and pick on mean val "
-                   "accuracy (slower; the export shows per-seed val and test)")  # fmt: skip
+    e.add_argument(
+        "--confirm-seeds",
+        type=int,
+        default=0,
+        metavar="K",
+        help="re-train the top 3 candidates over K more seeds and pick on mean val "
+        "accuracy (slower; the export shows per-seed val and test)",
+    )
     e.set_defaults(func=cmd_export)
 
     r = sub.add_parser("report", help="trials, Pareto front, and sharpness-vs-gap correlation")

@@ -28,9 +28,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = result.summary()
     if args.json:
         write_json(args.json, summary)
-    brief = {k: summary[k] for k in ("train_accuracy", "val_accuracy", "test_accuracy",
-                                     "train_loss", "epochs_run", "diverged", "wall_time_s",
-                                     "sharpness", "checkpoint")}  # fmt: skip
+    brief = {
+        k: summary[k]
+        for k in (
+            "train_accuracy",
+            "val_accuracy",
+            "test_accuracy",
+            "train_loss",
+            "epochs_run",
+            "diverged",
+            "wall_time_s",
+            "sharpness",
+            "checkpoint",
+        )
+    }
     print(json.dumps(brief, indent=2))
     return 0
 

@@ -18,11 +18,18 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     space = load_space(args.space, args.set)  # every error surfaces here, before Ray or MLflow
 
-    opts = SearchOptions(name=args.name, num_samples=args.num_samples,
-                         max_concurrent=args.max_concurrent, tracking_uri=args.tracking_uri,
-                         storage=args.storage, address=args.address, resume=args.resume,
-                         results_dir=args.results_dir, experiment=args.experiment,
-                         quiet=args.quiet)  # fmt: skip
+    opts = SearchOptions(
+        name=args.name,
+        num_samples=args.num_samples,
+        max_concurrent=args.max_concurrent,
+        tracking_uri=args.tracking_uri,
+        storage=args.storage,
+        address=args.address,
+        resume=args.resume,
+        results_dir=args.results_dir,
+        experiment=args.experiment,
+        quiet=args.quiet,
+    )
     s = run_search(space, opts, space_path=str(args.space))
     counts = ", ".join(f"{v} {k}" for k, v in sorted(s.counts.items()))
     print(f"\nsearch {s.name}: {s.trials} trials ({counts}) in {s.wall_time_s:.0f}s")
@@ -36,8 +43,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     elif s.interrupted:
         print(f"\nsearch interrupted; continue it with: {s.resume_hint}", file=sys.stderr)
     elif s.exit_code == 0:
-        print(f"\nnext: remedies report {s.name}   |   remedies export {s.name} --out best.yaml"
-              f"   |   mlflow ui --backend-store-uri sqlite:///mlflow.db")  # fmt: skip
+        print(
+            f"\nnext: remedies report {s.name}   |   remedies export {s.name} --out best.yaml"
+            f"   |   mlflow ui --backend-store-uri sqlite:///mlflow.db"
+        )
     else:
         print("\nno trial completed: see the failures above and in MLflow", file=sys.stderr)
     return s.exit_code
@@ -47,9 +56,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("search", help="search a space file with Ray Tune + Optuna, log to MLflow")
     s.add_argument("space", type=Path, help="search_spaces/*.yaml")
     s.add_argument("--name", default=None, help="search name (default: SPACE-DATE-TIME)")
-    s.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
-                   help="override a key of the space file, e.g. --set base.data.path=data.npz "
-                   "--set num_samples=4 --set params.train.lr.high=0.1")  # fmt: skip
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a key of the space file, e.g. --set base.data.path=data.npz "
+        "--set num_samples=4 --set params.train.lr.high=0.1",
+    )
     s.add_argument("--num-samples", type=int, default=None, help="trials (overrides the file)")
     s.add_argument("--max-concurrent", type=int, default=None, help="trials at once")
     s.add_argument(

@@ -47,11 +47,33 @@ from remedies.data.sets.timit import read_timit
 from remedies.data.splits import Splits, StreamSplits, _subset, make_splits
 
 __all__ = [
-    "CIFAR", "DATASETS", "FASHION_MNIST", "IDX_FILES", "IDX_FOLDER", "MNIST", "MNIST_FILES",
-    "MNIST_MIRROR", "NPZ_KEYS", "SPLIT_NAMES", "Arrays", "DataSet", "IdxSet", "Splits",
-    "StreamSplits", "cache_dir", "from_factory", "load_data", "make_splits", "read_cifar",
-    "read_idx_set", "read_mnist", "read_mnist1d", "read_npz", "read_timit", "register_dataset",
-]  # fmt: skip
+    "CIFAR",
+    "DATASETS",
+    "FASHION_MNIST",
+    "IDX_FILES",
+    "IDX_FOLDER",
+    "MNIST",
+    "MNIST_FILES",
+    "MNIST_MIRROR",
+    "NPZ_KEYS",
+    "SPLIT_NAMES",
+    "Arrays",
+    "DataSet",
+    "IdxSet",
+    "Splits",
+    "StreamSplits",
+    "cache_dir",
+    "from_factory",
+    "load_data",
+    "make_splits",
+    "read_cifar",
+    "read_idx_set",
+    "read_mnist",
+    "read_mnist1d",
+    "read_npz",
+    "read_timit",
+    "register_dataset",
+]
 
 
 def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Splits | StreamSplits:

@@ -41,12 +41,16 @@ class Splits:
 
     @property
     def nbytes(self) -> int:
-        return sum(t.element_size() * t.nelement() for t in (self.x_train, self.y_train,
-                   self.x_val, self.y_val, self.x_test, self.y_test))  # fmt: skip
+        return sum(
+            t.element_size() * t.nelement()
+            for t in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test)
+        )
 
     def to(self, device: torch.device | str) -> Splits:
-        moved = {k: getattr(self, k).to(device) for k in
-                 ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}  # fmt: skip
+        moved = {
+            k: getattr(self, k).to(device)
+            for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+        }
         return Splits(**moved, num_classes=self.num_classes)
 
 
@@ -80,20 +84,26 @@ def _check(arrays: Arrays) -> None:
         if len(x) != len(y):
             raise ConfigError("data", f"x_{name} has {len(x)} samples but y_{name} has {len(y)}")
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-            raise ConfigError("data", f"y_{name} must be a 1-D array of integer class labels, "
-                              f"got dtype {y.dtype} shape {y.shape}")  # fmt: skip
+            raise ConfigError(
+                "data",
+                f"y_{name} must be a 1-D array of integer class labels, "
+                f"got dtype {y.dtype} shape {y.shape}",
+            )
         if len(y) and y.min() < 0:
             raise ConfigError("data", f"y_{name} has negative labels; labels must be 0..C-1")
         if not np.issubdtype(x.dtype, np.number):
             raise ConfigError("data", f"x_{name} must be numeric, got dtype {x.dtype}")
         if x.ndim < 2:
-            raise ConfigError("data", f"x_{name} must hold one row per sample (≥ 2-D), "
-                              f"got shape {x.shape}")  # fmt: skip
+            raise ConfigError(
+                "data", f"x_{name} must hold one row per sample (≥ 2-D), got shape {x.shape}"
+            )
         if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
             raise ConfigError("data", f"x_{name} contains NaN or infinite values")
     if x_tr.shape[1:] != x_te.shape[1:]:
-        raise ConfigError("data", f"x_train samples have shape {x_tr.shape[1:]} but x_test "
-                          f"samples have {x_te.shape[1:]}")  # fmt: skip
+        raise ConfigError(
+            "data",
+            f"x_train samples have shape {x_tr.shape[1:]} but x_test samples have {x_te.shape[1:]}",
+        )
     if len(y_tr) < 2:
         raise ConfigError("data", "the training set needs at least 2 samples")
 
@@ -108,14 +118,20 @@ def _num_classes(y_tr: np.ndarray, y_te: np.ndarray, cfg: DataConfig) -> int:
     if cfg.num_classes is not None:
         n = cfg.num_classes
         if top >= n:
-            raise ConfigError("data.num_classes", f"is {n} but {where} holds label {top}; "
-                              f"allowed: labels 0..{n - 1} or num_classes ≥ {top + 1}")  # fmt: skip
+            raise ConfigError(
+                "data.num_classes",
+                f"is {n} but {where} holds label {top}; "
+                f"allowed: labels 0..{n - 1} or num_classes ≥ {top + 1}",
+            )
         return n
     known = DATASETS.get(cfg.name).num_classes if cfg.name else None
     if known is not None:
         if top >= known:
-            raise ConfigError("data.path", f"{cfg.name} has {known} classes but {where} holds "
-                              f"label {top}; the copy is corrupt")  # fmt: skip
+            raise ConfigError(
+                "data.path",
+                f"{cfg.name} has {known} classes but {where} holds "
+                f"label {top}; the copy is corrupt",
+            )
         return known
     present = np.unique(y_tr)  # sorted; no bincount: a stray huge label must not allocate
     if len(present) < top + 1:
@@ -176,8 +192,11 @@ def make_splits(arrays: Arrays, cfg: DataConfig) -> Splits:
         )
     num_classes = _num_classes(y_tr, y_te, cfg)
     return Splits(
-        x_train=_to_float(x_tr[train_idx]), y_train=_labels(y_tr[train_idx]),
-        x_val=_to_float(x_tr[val_idx]), y_val=_labels(y_tr[val_idx]),
-        x_test=_to_float(x_te), y_test=_labels(y_te),
+        x_train=_to_float(x_tr[train_idx]),
+        y_train=_labels(y_tr[train_idx]),
+        x_val=_to_float(x_tr[val_idx]),
+        y_val=_labels(y_tr[val_idx]),
+        x_test=_to_float(x_te),
+        y_test=_labels(y_te),
         num_classes=num_classes,
-    )  # fmt: skip
+    )

@@ -66,13 +66,15 @@ def out_of_gpu_memory(err: BaseException) -> bool:
     return isinstance(cause, torch.OutOfMemoryError) or "CUDA out of memory" in str(err)
 
 
-def run_specs(specs: list[RunSpec], *, jobs: int, quiet: bool = False,
-              gpu: float = 0.0) -> list[Outcome]:  # fmt: skip
+def run_specs(
+    specs: list[RunSpec], *, jobs: int, quiet: bool = False, gpu: float = 0.0
+) -> list[Outcome]:
     """Every spec as one Ray task, at most `jobs` at a time; results in the specs' order."""
     # more runs at once than CPUs (a busy or small machine): each run asks for a share of one
     cpus = float(cluster_resources().get("CPU", 1.0))
-    pool = TaskPool(run_task, width=jobs, num_cpus=min(1.0, cpus / jobs), num_gpus=gpu,
-                    max_retries=1)  # fmt: skip
+    pool = TaskPool(
+        run_task, width=jobs, num_cpus=min(1.0, cpus / jobs), num_gpus=gpu, max_retries=1
+    )
     data: dict[str, Any] = {}  # one copy of each data set in the object store
     for i, spec in enumerate(specs):
         dcfg = parse_config(spec.config).data
@@ -101,15 +103,25 @@ def run_specs(specs: list[RunSpec], *, jobs: int, quiet: bool = False,
                     raise err
                 alone.add(i)
                 spec = specs[i]
-                pool.submit(i, spec.config, spec.keep_weights,
-                            data[json.dumps(parse_config(spec.config).data.model_dump(
-                                mode="json"), sort_keys=True)],
-                            options={"num_gpus": 1.0}, first=True)  # fmt: skip
+                pool.submit(
+                    i,
+                    spec.config,
+                    spec.keep_weights,
+                    data[
+                        json.dumps(
+                            parse_config(spec.config).data.model_dump(mode="json"), sort_keys=True
+                        )
+                    ],
+                    options={"num_gpus": 1.0},
+                    first=True,
+                )
                 last = f"{spec.name} ran out of GPU memory beside other runs: again, alone"
             else:
                 results[i] = r
-                last = (f"{specs[i].name} train {r['train_accuracy']:.1f}% test "
-                        f"{r['test_accuracy']:.1f}% ({r['wall_time_s']:.0f}s)")  # fmt: skip
+                last = (
+                    f"{specs[i].name} train {r['train_accuracy']:.1f}% test "
+                    f"{r['test_accuracy']:.1f}% ({r['wall_time_s']:.0f}s)"
+                )
         bar.show(len(results), len(pool.running), last)
     return [Outcome(s, results[i]) for i, s in enumerate(specs)]
 
@@ -127,10 +139,19 @@ def gpu_share(setting: float | str, jobs: int, up: float, auto_per_run: float) -
     return min(1.0, up / jobs) if up > 0 else 1.0
 
 
-def reproduce(opts: ReproduceOptions, out: Path, *, jobs: int = 2, address: str | None = None,
-              tracking_uri: str | None = None, experiment: str = "reproduce",
-              quiet: bool = False, command: str = "", markdown: Path | None = None,
-              gpu: float | str = "auto") -> dict[str, Any]:  # fmt: skip
+def reproduce(
+    opts: ReproduceOptions,
+    out: Path,
+    *,
+    jobs: int = 2,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+    experiment: str = "reproduce",
+    quiet: bool = False,
+    command: str = "",
+    markdown: Path | None = None,
+    gpu: float | str = "auto",
+) -> dict[str, Any]:
     """Plan, run, report. Returns {report, pngs, checks}. Bad options fail before any run."""
 
     specs = plan(opts)  # validates every run's config first
@@ -142,13 +163,18 @@ def reproduce(opts: ReproduceOptions, out: Path, *, jobs: int = 2, address: str 
     reaper = start_ray(address)
     t0 = time.time()
     try:
-        share = gpu_share(gpu, jobs, float(cluster_resources().get("GPU", 0.0)),
-                          gpus_per_trial("auto") if gpu == "auto" else 0.0)  # fmt: skip
+        share = gpu_share(
+            gpu,
+            jobs,
+            float(cluster_resources().get("GPU", 0.0)),
+            gpus_per_trial("auto") if gpu == "auto" else 0.0,
+        )
         outcomes = run_specs(specs, jobs=jobs, quiet=quiet, gpu=share)
     finally:
         stop_ray(reaper)
-    summary = write_report(opts, outcomes, out, command=command, wall_s=time.time() - t0,
-                           markdown=markdown)  # fmt: skip
+    summary = write_report(
+        opts, outcomes, out, command=command, wall_s=time.time() - t0, markdown=markdown
+    )
     try:
         log_to_mlflow(target.uri, experiment, opts, outcomes, summary, out)
     except Exception as e:  # the report on disk is the result; MLflow is a copy of it
@@ -156,24 +182,41 @@ def reproduce(opts: ReproduceOptions, out: Path, *, jobs: int = 2, address: str 
     return summary
 
 
-def log_to_mlflow(uri: str, experiment: str, opts: ReproduceOptions, outcomes: list[Outcome],
-                  summary: dict[str, Any], out: Path) -> None:  # fmt: skip
+def log_to_mlflow(
+    uri: str,
+    experiment: str,
+    opts: ReproduceOptions,
+    outcomes: list[Outcome],
+    summary: dict[str, Any],
+    out: Path,
+) -> None:
     """One parent run (options, checks, report.md, PNGs, results.json) and one child run per
     training run (its config, accuracies, every measure, and each measure's suspect flag)."""
     tracking.prepare_store(uri)
     exp = tracking.experiment_id(uri, experiment)
-    parent = tracking.start_run(uri, exp, f"reproduce-{time.strftime('%Y%m%d-%H%M%S')}",
-                                {"kind": "reproduce"})  # fmt: skip
+    parent = tracking.start_run(
+        uri, exp, f"reproduce-{time.strftime('%Y%m%d-%H%M%S')}", {"kind": "reproduce"}
+    )
     tracking.log_params(uri, parent, opts.model_dump(mode="json"))
     tracking.log_metrics(uri, parent, {k: float(v) for k, v in summary["metrics"].items()})
-    tracking.log_files(uri, parent, [summary["report"], out / "results.json",
-                                     *sorted(out.glob("*.png"))])  # fmt: skip
+    tracking.log_files(
+        uri, parent, [summary["report"], out / "results.json", *sorted(out.glob("*.png"))]
+    )
     for o in outcomes:
         r = o.result
-        run_id = tracking.start_run(uri, exp, o.spec.name, {"parts": ",".join(o.spec.parts)},
-                                    parent=parent)  # fmt: skip
-        tracking.log_params(uri, run_id, {"batch": o.spec.batch, "seed": o.spec.seed,
-                                          "warm_k": o.spec.warm_k, "net": o.spec.net})  # fmt: skip
+        run_id = tracking.start_run(
+            uri, exp, o.spec.name, {"parts": ",".join(o.spec.parts)}, parent=parent
+        )
+        tracking.log_params(
+            uri,
+            run_id,
+            {
+                "batch": o.spec.batch,
+                "seed": o.spec.seed,
+                "warm_k": o.spec.warm_k,
+                "net": o.spec.net,
+            },
+        )
         metrics = {
             k: r[k]
             for k in (
@@ -188,8 +231,11 @@ def log_to_mlflow(uri: str, experiment: str, opts: ReproduceOptions, outcomes: l
         metrics.update(r["sharpness"])
         metrics.update({f"suspect_{d['key']}": float(d["suspect"]) for d in r["details"]})
         tracking.log_metrics(uri, run_id, metrics)
-        why = {f"suspect_{d['key']}": "; ".join(d["suspect_why"])[:4000]
-               for d in r["details"] if d["suspect"]}  # fmt: skip
+        why = {
+            f"suspect_{d['key']}": "; ".join(d["suspect_why"])[:4000]
+            for d in r["details"]
+            if d["suspect"]
+        }
         if why:
             tracking.set_tags(uri, run_id, why)
         tracking.end_run(uri, run_id)

@@ -16,8 +16,16 @@ def _plt():
     return plt
 
 
-def plot_vs(xs: Sequence[float], acc: list[float], sharp: dict[str, list[float]], png: Path, *,
-            xlabel: str, title: str, logx: bool = False) -> Path:  # fmt: skip
+def plot_vs(
+    xs: Sequence[float],
+    acc: list[float],
+    sharp: dict[str, list[float]],
+    png: Path,
+    *,
+    xlabel: str,
+    title: str,
+    logx: bool = False,
+) -> Path:
     """Test accuracy (left axis) and each sharpness series (right axis, log) against x."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -34,8 +42,15 @@ def plot_vs(xs: Sequence[float], acc: list[float], sharp: dict[str, list[float]]
     ax2.set_yscale("log")
     ax2.set_ylabel("Keskar sharpness")
     lines = ax.get_lines() + ax2.get_lines()
-    ax.legend(lines, [ln.get_label() for ln in lines], loc="upper center", fontsize=8, ncol=3,
-              bbox_to_anchor=(0.5, -0.16), frameon=False)  # fmt: skip
+    ax.legend(
+        lines,
+        [ln.get_label() for ln in lines],
+        loc="upper center",
+        fontsize=8,
+        ncol=3,
+        bbox_to_anchor=(0.5, -0.16),
+        frameon=False,
+    )
     ax.set_title(title)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)

@@ -25,12 +25,22 @@ from remedies.errors import ConfigError
 from remedies.models import MODELS
 
 # the paper's data set per net; F1 defaults to MNIST-1D, the offline stand-in for MNIST
-DEFAULT_DATA = {"F1": "mnist1d", "F2": "timit", "C1": "cifar10", "C2": "cifar10",
-                "C3": "cifar100", "C4": "cifar100"}  # fmt: skip
+DEFAULT_DATA = {
+    "F1": "mnist1d",
+    "F2": "timit",
+    "C1": "cifar10",
+    "C2": "cifar10",
+    "C3": "cifar100",
+    "C4": "cifar100",
+}
 MNIST1D_SAMPLES = 5000  # → 3600 train / 400 validation / 1000 test
 MNIST1D_SB = 64
-TABLE_KEYS = ("keskar_full_eps1e-03", "keskar_full_eps5e-04", "keskar_sub100_eps1e-03",
-              "keskar_sub100_eps5e-04")  # fmt: skip
+TABLE_KEYS = (
+    "keskar_full_eps1e-03",
+    "keskar_full_eps5e-04",
+    "keskar_sub100_eps1e-03",
+    "keskar_sub100_eps5e-04",
+)
 
 
 class ReproduceOptions(BaseModel):
@@ -113,10 +123,15 @@ def base_config(opts: ReproduceOptions, net: str) -> dict[str, Any]:
     return {
         "data": dcfg,
         "model": {"name": net},
-        "train": {"optimizer": "adam", "lr": 1e-3, "epochs": opts.epochs, "threads": 1,
-                  "checkpoint": False},
+        "train": {
+            "optimizer": "adam",
+            "lr": 1e-3,
+            "epochs": opts.epochs,
+            "threads": 1,
+            "checkpoint": False,
+        },
         "measure": {"keskar": {"eps": list(opts.eps)}},
-    }  # fmt: skip
+    }
 
 
 def _measure(opts: ReproduceOptions, table: bool, side: bool) -> dict[str, Any]:
@@ -136,8 +151,17 @@ def plan(opts: ReproduceOptions) -> list[RunSpec]:
     sb, batch_sizes = opts.sb, opts.batch_sizes
     assert sb is not None and batch_sizes is not None  # filled in by ReproduceOptions._defaults
 
-    def need(net: str, seed: int, batch: int | str, k: int, part: str, *, table: bool = False,
-             side: bool = False, weights: bool = False) -> None:  # fmt: skip
+    def need(
+        net: str,
+        seed: int,
+        batch: int | str,
+        k: int,
+        part: str,
+        *,
+        table: bool = False,
+        side: bool = False,
+        weights: bool = False,
+    ) -> None:
         key = (net, seed, str(batch), k)
         r = runs.setdefault(
             key,
@@ -160,10 +184,19 @@ def plan(opts: ReproduceOptions) -> list[RunSpec]:
     for net in opts.nets:
         for s in range(opts.seeds):
             first = s == 0
-            need(net, s, sb, 0, "table", table=True, side=first and opts.side_by_side,
-                 weights=first)  # fmt: skip
-            need(net, s, opts.lb, 0, "table", table=True, side=first and opts.side_by_side,
-                 weights=first)  # fmt: skip
+            need(
+                net, s, sb, 0, "table", table=True, side=first and opts.side_by_side, weights=first
+            )
+            need(
+                net,
+                s,
+                opts.lb,
+                0,
+                "table",
+                table=True,
+                side=first and opts.side_by_side,
+                weights=first,
+            )
         for s in range(opts.fig_seeds):
             for b in batch_sizes:
                 need(net, s, b, 0, "fig4")
@@ -180,8 +213,9 @@ def plan(opts: ReproduceOptions) -> list[RunSpec]:
             raw["remedies"] = {"warm_start": {"epochs": r["k"], "sb_batch": _int(sb)}}
         raw = apply_overrides(raw, opts.overrides)
         parse_config(raw)  # every run's config is valid before anything starts
-        out.append(RunSpec(r["net"], r["seed"], r["batch"], r["k"], raw, tuple(r["parts"]),
-                           r["weights"]))  # fmt: skip
+        out.append(
+            RunSpec(r["net"], r["seed"], r["batch"], r["k"], raw, tuple(r["parts"]), r["weights"])
+        )
     return out
 
 
@@ -204,6 +238,9 @@ def check_batches(specs: list[RunSpec]) -> None:
 
 def _int(b: int | str) -> int:
     if isinstance(b, str):
-        raise ConfigError("--sb", f"Fig. 5 warm-starts from the SB iterate and needs SB as a "
-                          f"number of samples, got {b!r}")  # fmt: skip
+        raise ConfigError(
+            "--sb",
+            f"Fig. 5 warm-starts from the SB iterate and needs SB as a "
+            f"number of samples, got {b!r}",
+        )
     return b

@@ -26,8 +26,9 @@ def flat(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1).cpu() for p in model.parameters() if p.requires_grad])
 
 
-def run_one(raw: dict[str, Any], keep_weights: bool = False,
-            splits: Splits | StreamSplits | None = None) -> dict[str, Any]:  # fmt: skip
+def run_one(
+    raw: dict[str, Any], keep_weights: bool = False, splits: Splits | StreamSplits | None = None
+) -> dict[str, Any]:
     """Train `raw` (a complete run config), measure it, and return a JSON-safe record (plus the
     trained weights when asked, for the interpolation of Fig. 3)."""
     t0 = time.perf_counter()
@@ -55,7 +56,7 @@ def run_one(raw: dict[str, Any], keep_weights: bool = False,
                 for k in ("epoch", "train_loss", "train_accuracy", "val_accuracy", "batch_size")
             }
             for row in res.history
-        ],  # fmt: skip
+        ],
         "device": res.device,
         "train_time_s": res.train_time_s,  # the step loops alone
         "measure_time_s": res.measure_time_s,  # every configured measure

@@ -33,8 +33,10 @@ class Rule:
 
     @staticmethod
     def parse(text: str) -> Rule:
-        allowed = ('allowed: "max|min METRIC [where METRIC >=|<=|>|< NUMBER [and ...]]", e.g. '
-                   '"max val_accuracy where speedup_vs_sb >= 2"')  # fmt: skip
+        allowed = (
+            'allowed: "max|min METRIC [where METRIC >=|<=|>|< NUMBER [and ...]]", e.g. '
+            '"max val_accuracy where speedup_vs_sb >= 2"'
+        )
         head, _, cond = text.partition(" where ")
         parts = head.split()
         if len(parts) != 2 or parts[0] not in ("max", "min"):
@@ -66,12 +68,17 @@ class Rule:
         names = {self.metric, *(n for n, _, _ in self.conditions)}
         known = {k for r in done for k in known_metrics(r)}
         if done and (unknown := sorted(names - known)):
-            raise ConfigError("--pick", f"{', '.join(unknown)} is not a metric of search "
-                              f"{search!r}; allowed: {', '.join(sorted(known))}")  # fmt: skip
+            raise ConfigError(
+                "--pick",
+                f"{', '.join(unknown)} is not a metric of search "
+                f"{search!r}; allowed: {', '.join(sorted(known))}",
+            )
         ok = [r for r in done if self.holds(r) and finite(metric(r, self.metric))]
         if not ok:
-            raise ConfigError("--pick", f"no completed trial of {search!r} satisfies "
-                              f"{self.text()} ({len(done)} completed)")  # fmt: skip
+            raise ConfigError(
+                "--pick",
+                f"no completed trial of {search!r} satisfies {self.text()} ({len(done)} completed)",
+            )
         sign = 1 if self.mode == "max" else -1
         return max(ok, key=lambda r: sign * metric(r, self.metric))  # type: ignore[operator]
 
@@ -91,8 +98,9 @@ def metric(row: dict[str, Any], name: str) -> float | None:
 
 def known_metrics(row: dict[str, Any]) -> set[str]:
     out = {k for d in ("objectives", "sharpness", "metrics") for k in (row.get(d) or {})}
-    return out | {k for k in ("val_accuracy", "train_accuracy", "test_accuracy")
-                  if finite(row.get(k))}  # fmt: skip
+    return out | {
+        k for k in ("val_accuracy", "train_accuracy", "test_accuracy") if finite(row.get(k))
+    }
 
 
 def stderr_points(acc: float, n: int) -> float:
@@ -101,12 +109,18 @@ def stderr_points(acc: float, n: int) -> float:
     return 100.0 * math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else float("nan")
 
 
-def best_recipe(rows: list[dict[str, Any]], refs: dict[str, Any]) -> tuple[dict[str, Any] | None,
-                                                                          bool]:  # fmt: skip
+def best_recipe(
+    rows: list[dict[str, Any]], refs: dict[str, Any]
+) -> tuple[dict[str, Any] | None, bool]:
     """The fastest completed trial whose validation accuracy is within MATCH_POINTS of SB's
     (True), or — when none is — the most accurate one (False)."""
-    done = [r for r in rows if r["state"] == "COMPLETE" and finite(r.get("val_accuracy"))
-            and finite(metric(r, "speedup_vs_sb"))]  # fmt: skip
+    done = [
+        r
+        for r in rows
+        if r["state"] == "COMPLETE"
+        and finite(r.get("val_accuracy"))
+        and finite(metric(r, "speedup_vs_sb"))
+    ]
     if not done:
         return None, False
     match = [r for r in done if r["val_accuracy"] >= refs["sb"]["val_accuracy"] - MATCH_POINTS]
@@ -121,8 +135,10 @@ def answer_line(rows: list[dict[str, Any]], refs: dict[str, Any] | None) -> str:
     sb = refs["sb"]
     r, matched = best_recipe(rows, refs)
     if r is None:
-        return (f"no answer: no trial completed (SB {sb['test_accuracy']:.1f} % test, "
-                f"{sb['train_time_s']:.1f} s)")  # fmt: skip
+        return (
+            f"no answer: no trial completed (SB {sb['test_accuracy']:.1f} % test, "
+            f"{sb['train_time_s']:.1f} s)"
+        )
     line = (
         f"best recipe: trial {r['number']}, {r['test_accuracy']:.1f} % test (SB "
         f"{sb['test_accuracy']:.1f} %), {_speed(metric(r, 'speedup_vs_sb'))}"
@@ -147,23 +163,31 @@ def references_text(refs: dict[str, Any] | None) -> list[str]:
     if not refs:
         return ["references: none (baselines: {enabled: false})"]
     n_val = int(refs.get("n_val") or 0)
-    out = [f"references (threads {refs.get('threads')}, training time only; validation "
-           f"n = {n_val}):"]  # fmt: skip
-    rows = [("SB" + (" *" if r["run_id"] == refs["sb"]["run_id"] else ""), r)
-            for r in refs["sb_sweep"]]  # fmt: skip
+    out = [
+        f"references (threads {refs.get('threads')}, training time only; validation n = {n_val}):"
+    ]
+    rows = [
+        ("SB" + (" *" if r["run_id"] == refs["sb"]["run_id"] else ""), r) for r in refs["sb_sweep"]
+    ]
     if refs.get("lb"):
         rows.append(("plain LB", refs["lb"]))
     for label, r in rows:
         se = stderr_points(r["val_accuracy"], n_val)
-        out.append(f"  {label:<9} batch {r['batch_size']:>5}  lr {r['lr']:<8.3g} val "
-                   f"{r['val_accuracy']:6.2f} ± {se:.2f} %  test {r['test_accuracy']:6.2f} %  "
-                   f"train {r['train_time_s']:7.1f} s (cpu {r.get('train_cpu_s', 0):.1f} s)  "
-                   f"({r['epochs_run']} epochs, "
-                   f"{r['steps']} steps)")  # fmt: skip
-    out.append("  (* the SB reference: best validation accuracy of the lr sweep; ± is the "
-               "validation standard error)")  # fmt: skip
+        out.append(
+            f"  {label:<9} batch {r['batch_size']:>5}  lr {r['lr']:<8.3g} val "
+            f"{r['val_accuracy']:6.2f} ± {se:.2f} %  test {r['test_accuracy']:6.2f} %  "
+            f"train {r['train_time_s']:7.1f} s (cpu {r.get('train_cpu_s', 0):.1f} s)  "
+            f"({r['epochs_run']} epochs, "
+            f"{r['steps']} steps)"
+        )
+    out.append(
+        "  (* the SB reference: best validation accuracy of the lr sweep; ± is the "
+        "validation standard error)"
+    )
     lb = refs.get("lb")
     if lb and refs["sb"]["val_accuracy"] <= lb["val_accuracy"]:
-        out.append("  gap_closed is undefined: SB is not above plain LB on validation — there "
-                   "is no gap to close; the question is speed alone")  # fmt: skip
+        out.append(
+            "  gap_closed is undefined: SB is not above plain LB on validation — there "
+            "is no gap to close; the question is speed alone"
+        )
     return out

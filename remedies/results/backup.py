@@ -27,9 +27,10 @@ from remedies.search.study import sqlite_file
 
 def _snapshot(src: Path, dst: Path) -> None:
     ro = f"file:{quote(str(src))}?mode=ro"
-    with closing(sqlite3.connect(ro, uri=True, timeout=30)) as a, closing(
-        sqlite3.connect(dst)
-    ) as b:  # fmt: skip
+    with (
+        closing(sqlite3.connect(ro, uri=True, timeout=30)) as a,
+        closing(sqlite3.connect(dst)) as b,
+    ):
         a.backup(b)
 
 
@@ -80,8 +81,11 @@ def restore(source: str, to: Path, force: bool = False) -> list[Path]:
     if snap is None:
         return []
     fs, base = snap.filesystem()
-    names = [f.base_name for f in fs.get_file_info(pafs.FileSelector(base))
-             if f.type == pafs.FileType.File and f.base_name != "COMPLETE"]  # fmt: skip
+    names = [
+        f.base_name
+        for f in fs.get_file_info(pafs.FileSelector(base))
+        if f.type == pafs.FileType.File and f.base_name != "COMPLETE"
+    ]
     clash = [n for n in names if (to / n).exists()]
     if clash and not force:
         raise ConfigError("--to", f"{to / clash[0]} exists; pass --force to replace it")

@@ -32,21 +32,37 @@ def plot_gap_vs_speedup(rows: list[dict[str, Any]], refs: dict[str, Any], title:
         if r["state"] != "COMPLETE":
             continue
         x = metric(r, "speedup_vs_sb")
-        y = (metric(r, "test_gap_closed") if gap_defined
-             else (r["test_accuracy"] - sb["test_accuracy"]) if finite(r.get("test_accuracy"))
-             else None)  # fmt: skip
+        y = (
+            metric(r, "test_gap_closed")
+            if gap_defined
+            else (r["test_accuracy"] - sb["test_accuracy"])
+            if finite(r.get("test_accuracy"))
+            else None
+        )
         if finite(x) and finite(y):
             pts.append((x, y, r["number"]))
     if pts:
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, label="trials")
         for x, y, n in pts:
             ax.annotate(str(n), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.scatter([1.0], [1.0 if gap_defined else 0.0], marker="*", s=120, color="C2",
-               label=f"SB (batch {sb['batch_size']})")  # fmt: skip
+    ax.scatter(
+        [1.0],
+        [1.0 if gap_defined else 0.0],
+        marker="*",
+        s=120,
+        color="C2",
+        label=f"SB (batch {sb['batch_size']})",
+    )
     if lb is not None:
         ly = 0.0 if gap_defined else lb["test_accuracy"] - sb["test_accuracy"]
-        ax.scatter([sb["train_time_s"] / lb["train_time_s"]], [ly], marker="s", s=50,
-                   color="C3", label="plain LB")  # fmt: skip
+        ax.scatter(
+            [sb["train_time_s"] / lb["train_time_s"]],
+            [ly],
+            marker="s",
+            s=50,
+            color="C3",
+            label="plain LB",
+        )
     ax.axhline(1.0 if gap_defined else 0.0, color="grey", lw=0.8, ls="--")
     ax.axvline(2.0, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("speedup vs SB (training time, same threads)")

@@ -38,9 +38,12 @@ def confirm(rows: list[dict[str, Any]], seeds: int, quiet: bool = False) -> list
             test.append(res.test_accuracy)
             used.append(cfg.train.seed)
             if not quiet:
-                print(f"confirm trial {r['number']}, seed {cfg.train.seed}: val "
-                      f"{res.val_accuracy:.2f} %, test {res.test_accuracy:.2f} %",
-                      file=sys.stderr, flush=True)  # fmt: skip
+                print(
+                    f"confirm trial {r['number']}, seed {cfg.train.seed}: val "
+                    f"{res.val_accuracy:.2f} %, test {res.test_accuracy:.2f} %",
+                    file=sys.stderr,
+                    flush=True,
+                )
         r["confirm"] = {"seeds": used, "val": val, "test": test}
     return rows
 
@@ -57,5 +60,7 @@ def header(row: dict[str, Any], others: list[dict[str, Any]]) -> str:
         return f"{statistics.mean(v):.2f} ± {sd:.2f}"
 
     cands = ", ".join(f"trial {o['number']} {mean_val(o):.2f}" for o in others)
-    return (f"# confirmed over seeds {c['seeds']}: val {ms(c['val'])} %, test {ms(c['test'])} % "
-            f"(chosen on mean val among: {cands})\n")  # fmt: skip
+    return (
+        f"# confirmed over seeds {c['seeds']}: val {ms(c['val'])} %, test {ms(c['test'])} % "
+        f"(chosen on mean val among: {cands})\n"
+    )

@@ -24,8 +24,9 @@ from remedies.search.optuna_space import trial_rows
 FORMATS = {"yaml": ".yaml", "python": ".py"}  # --format → file suffix
 
 
-def render(study_name: str, row: dict[str, Any], objs: list[tuple[str, str]], how: str,
-           note: str = "") -> str:  # fmt: skip
+def render(
+    study_name: str, row: dict[str, Any], objs: list[tuple[str, str]], how: str, note: str = ""
+) -> str:
 
     cfg = row["config"]
     if not cfg:
@@ -38,10 +39,12 @@ def render(study_name: str, row: dict[str, Any], objs: list[tuple[str, str]], ho
     more = {k: v for k, v in (row.get("metrics") or {}).items() if v is not None}
     if more:  # speed and reference-relative standing, with the threads the times were taken on
         extra += ", " + ", ".join(f"{k} = {v:.4g}" for k, v in more.items())
-    head = (f"# exported from search {study_name!r}, trial {row['number']} "
-            f"(Tune {row['tune_trial']}, MLflow run {row['mlflow_run']}), pick: {how}\n"
-            f"# measured: {measured}\n# also: {extra}\n{note}"
-            f"# re-run: remedies train THIS_FILE\n")  # fmt: skip
+    head = (
+        f"# exported from search {study_name!r}, trial {row['number']} "
+        f"(Tune {row['tune_trial']}, MLflow run {row['mlflow_run']}), pick: {how}\n"
+        f"# measured: {measured}\n# also: {extra}\n{note}"
+        f"# re-run: remedies train THIS_FILE\n"
+    )
     return head + yaml.safe_dump(cfg, sort_keys=False)
 
 
@@ -73,8 +76,11 @@ def _confirmed(study, how: str, seeds: int) -> tuple[dict[str, Any], str]:
     else:
         rule = Rule.parse(how)
         rule.choose(trial_rows(study), study.study_name)  # refuses as a plain pick would
-        pool = [r for r in trial_rows(study) if r["state"] == "COMPLETE" and rule.holds(r)
-                and metric(r, rule.metric) is not None]  # fmt: skip
+        pool = [
+            r
+            for r in trial_rows(study)
+            if r["state"] == "COMPLETE" and rule.holds(r) and metric(r, rule.metric) is not None
+        ]
         sign = 1 if rule.mode == "max" else -1
 
         def by_rule(r: dict[str, Any]) -> float:
@@ -88,29 +94,46 @@ def _confirmed(study, how: str, seeds: int) -> tuple[dict[str, Any], str]:
     return best, confirm.header(best, cands)
 
 
-def render_as(fmt: str, study_name: str, row: dict[str, Any], objs: list[tuple[str, str]],
-              how: str, note: str = "") -> str:  # fmt: skip
+def render_as(
+    fmt: str,
+    study_name: str,
+    row: dict[str, Any],
+    objs: list[tuple[str, str]],
+    how: str,
+    note: str = "",
+) -> str:
     """`render` in the chosen format: yaml (a run config) or python (a script with its own loop
     on the library API, see `remedies.results.export_python`)."""
     text = render(study_name, row, objs, how, note)
     if fmt == "yaml":
         return text
 
-    header = "".join(ln + "\n" for ln in text.splitlines() if ln.startswith("# ") and
-                     not ln.startswith("# re-run"))  # fmt: skip
+    header = "".join(
+        ln + "\n"
+        for ln in text.splitlines()
+        if ln.startswith("# ") and not ln.startswith("# re-run")
+    )
     return render_python(header + "# run: python THIS_FILE\n", row["config"])
 
 
-def export(name: str, storage: str, how: str = "knee", out: Path | None = Path("best.yaml"),
-           all_pareto: Path | None = None, confirm_seeds: int = 0,
-           fmt: str = "yaml") -> list[Path]:  # fmt: skip
+def export(
+    name: str,
+    storage: str,
+    how: str = "knee",
+    out: Path | None = Path("best.yaml"),
+    all_pareto: Path | None = None,
+    confirm_seeds: int = 0,
+    fmt: str = "yaml",
+) -> list[Path]:
     """Write the picked trials as run configs (`fmt` yaml) or runnable scripts (python)."""
     _check_pick(how)
     if confirm_seeds < 0:
         raise ConfigError("--confirm-seeds", f"must be ≥ 0, got {confirm_seeds}")
     if confirm_seeds and how == "pareto":
-        raise ConfigError("--confirm-seeds", "picks one trial; allowed with --pick knee, "
-                          "best-accuracy or a rule, not pareto")  # fmt: skip
+        raise ConfigError(
+            "--confirm-seeds",
+            "picks one trial; allowed with --pick knee, best-accuracy or a rule, not pareto",
+        )
     if fmt not in FORMATS:
         raise ConfigError("--format", f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
     suffix = FORMATS[fmt]
@@ -133,8 +156,12 @@ def export(name: str, storage: str, how: str = "knee", out: Path | None = Path("
         if how == "pareto" and len(chosen) > 1:
             stem, suf = out.stem, out.suffix or suffix
             for r in chosen:
-                texts.append((out.with_name(f"{stem}_trial{r['number']:04d}{suf}"),
-                              render_as(fmt, name, r, objs, how)))  # fmt: skip
+                texts.append(
+                    (
+                        out.with_name(f"{stem}_trial{r['number']:04d}{suf}"),
+                        render_as(fmt, name, r, objs, how),
+                    )
+                )
         else:
             texts.append((out, render_as(fmt, name, chosen[0], objs, how, note)))
     for path, text in texts:

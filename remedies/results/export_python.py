@@ -168,13 +168,19 @@ def render_python(header: str, cfg: dict[str, Any]) -> str:
     if model.get("factory"):
         mod, fn = model["factory"].split(":")
         imports.append(f"from {mod} import {fn.split('.')[0]}  # your model factory")
-        call = _call(fn, model.get("kwargs") or {}, ["input_shape", "num_classes"],
-                     model["factory"])  # fmt: skip
+        call = _call(
+            fn, model.get("kwargs") or {}, ["input_shape", "num_classes"], model["factory"]
+        )
         model_src = f"    model = {call}"
     else:
         model_src = MODEL_BUILTIN.format(name=model["name"], bn=model["bn"], width=model["width"])
     shown = {k: v for k, v in cfg.items() if k != "measure"}
     recipe = yaml.safe_dump(shown, sort_keys=False, default_flow_style=None, width=96)
-    text = TEMPLATE.format(header=header.rstrip("\n"), imports="\n".join(imports), recipe=recipe,
-                           data=data_src, model=model_src)  # fmt: skip
+    text = TEMPLATE.format(
+        header=header.rstrip("\n"),
+        imports="\n".join(imports),
+        recipe=recipe,
+        data=data_src,
+        model=model_src,
+    )
     return text.replace("\n\ndef main()", helpers + "\n\ndef main()", 1) if helpers else text

@@ -27,14 +27,20 @@ def suspect_metrics(details: list[dict[str, Any]]) -> dict[str, float]:
 def measures_section(study) -> str:
     """Text for `remedies report`: per completed trial every measure (a `*` marks a suspect
     value), and how far each pair of measures agrees on the trials' order (Kendall τ)."""
-    trials = [t for t in study.get_trials(deepcopy=False)
-              if t.state.name == "COMPLETE" and t.user_attrs.get("sharpness")]  # fmt: skip
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state.name == "COMPLETE" and t.user_attrs.get("sharpness")
+    ]
     if not trials:
         return ""
     keys = sorted({k for t in trials for k in t.user_attrs["sharpness"]})
-    out = ["", "Every measure per completed trial (* = flagged suspect by its solver: no "
-           "progress, or a loss below float32 resolution):",
-           f"{'trial':>6} " + " ".join(f"{k[:22]:>23}" for k in keys)]  # fmt: skip
+    out = [
+        "",
+        "Every measure per completed trial (* = flagged suspect by its solver: no "
+        "progress, or a loss below float32 resolution):",
+        f"{'trial':>6} " + " ".join(f"{k[:22]:>23}" for k in keys),
+    ]
     for t in trials:
         sus = t.user_attrs.get("sharpness_suspect") or {}
         cells = []
@@ -44,13 +50,19 @@ def measures_section(study) -> str:
         out.append(f"{t.number:>6} " + " ".join(f"{c:>23}" for c in cells))
     pairs = []
     for a, b in itertools.combinations(keys, 2):
-        both = [(t.user_attrs["sharpness"][a], t.user_attrs["sharpness"][b]) for t in trials
-                if a in t.user_attrs["sharpness"] and b in t.user_attrs["sharpness"]]  # fmt: skip
+        both = [
+            (t.user_attrs["sharpness"][a], t.user_attrs["sharpness"][b])
+            for t in trials
+            if a in t.user_attrs["sharpness"] and b in t.user_attrs["sharpness"]
+        ]
         if len(both) >= 3:
             pairs.append((a, b, kendall_tau([x for x, _ in both], [y for _, y in both]), len(both)))
     if pairs:
-        out += ["", "Do the measures call the same trials sharper? (Kendall τ across trials; "
-                "+1 = same order, −1 = opposite):"]  # fmt: skip
+        out += [
+            "",
+            "Do the measures call the same trials sharper? (Kendall τ across trials; "
+            "+1 = same order, −1 = opposite):",
+        ]
         out += [f"  {a} vs {b}: τ = {tau:+.2f} (n = {n})" for a, b, tau, n in pairs]
     n_sus = sum(len(t.user_attrs.get("sharpness_suspect") or {}) for t in trials)
     if n_sus:

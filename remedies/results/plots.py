@@ -41,8 +41,9 @@ def spans_decades(values: Sequence[float]) -> bool:
     return hi > lo
 
 
-def readable_axis(ax: Axes, which: Literal["x", "y"], values: Sequence[float], *,
-                  log: bool = True) -> None:  # fmt: skip
+def readable_axis(
+    ax: Axes, which: Literal["x", "y"], values: Sequence[float], *, log: bool = True
+) -> None:
     """Scale and ticks of one axis so that its tick labels never overlap, at any range.
 
     Log (when `log` and the values span decades): at most MAX_TICKS powers of ten, labelled as
@@ -77,8 +78,13 @@ def _new_figure() -> tuple[Figure, Axes]:
     return fig, fig.add_subplot()
 
 
-def plot_pareto(done: Sequence[tuple[float, float]], front: Sequence[tuple[float, float, int]],
-                xlabel: str, ylabel: str, title: str) -> Figure:  # fmt: skip
+def plot_pareto(
+    done: Sequence[tuple[float, float]],
+    front: Sequence[tuple[float, float, int]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+) -> Figure:
     """All completed trials (x, y) in grey and the front (x, y, trial number) as a labelled line.
 
     x is the second objective (sharpness, usually: log allowed), y the first (accuracy: linear).
@@ -118,8 +124,9 @@ def plot_accuracy_vs_sharpness(series: Mapping[str, Sequence[tuple[float, float]
     return fig
 
 
-def plot_learning_curves(curves: Mapping[int, Sequence[tuple[float, float]]],
-                         front: Sequence[int]) -> Figure:  # fmt: skip
+def plot_learning_curves(
+    curves: Mapping[int, Sequence[tuple[float, float]]], front: Sequence[int]
+) -> Figure:
     """Every trial's validation accuracy per epoch on one chart: the Pareto front's trials in
     colour and named in the legend, the others thin and grey (a pruned trial's curve stops)."""
     fig, ax = _new_figure()
@@ -145,8 +152,9 @@ def plot_learning_curves(curves: Mapping[int, Sequence[tuple[float, float]]],
     return fig
 
 
-def plot_remedy_matrix(trials: Sequence[int], remedies: Sequence[str],
-                       on: Sequence[Sequence[bool]]) -> Figure:  # fmt: skip
+def plot_remedy_matrix(
+    trials: Sequence[int], remedies: Sequence[str], on: Sequence[Sequence[bool]]
+) -> Figure:
     """Which remedies each Pareto trial switched on: one row per trial (best first), one column
     per remedy of the search, a filled cell where it was on."""
     rows, cols = max(1, len(trials)), max(1, len(remedies))

@@ -31,8 +31,11 @@ def load_study(name: str, storage: str) -> optuna.Study:
     opening creates it: `report`/`export` of a mistyped path must not leave an empty file."""
 
     if not storage_exists(storage):
-        raise ConfigError("--storage", f"no such study database {storage}; a search creates it "
-                          "(remedies search SPACE --storage PATH)")  # fmt: skip
+        raise ConfigError(
+            "--storage",
+            f"no such study database {storage}; a search creates it "
+            "(remedies search SPACE --storage PATH)",
+        )
     try:
         db = open_storage(storage)
         names = [s.study_name for s in optuna.get_all_study_summaries(db)]
@@ -84,8 +87,11 @@ def pareto(points: list[list[float]]) -> list[int]:
     """Indices of the non-dominated points (all objectives maximised)."""
     front = []
     for i, p in enumerate(points):
-        dominated = any(all(a >= b for a, b in zip(q, p, strict=True)) and q != p
-                        for j, q in enumerate(points) if j != i)  # fmt: skip
+        dominated = any(
+            all(a >= b for a, b in zip(q, p, strict=True)) and q != p
+            for j, q in enumerate(points)
+            if j != i
+        )
         if not dominated:
             front.append(i)
     return front
@@ -97,8 +103,12 @@ def knee(points: list[list[float]]) -> int:
     hi = [max(c) for c in zip(*points, strict=True)]
 
     def dist(p: list[float]) -> float:
-        return math.sqrt(sum(((h - v) / (h - low) if h > low else 0.0) ** 2
-                             for v, low, h in zip(p, lo, hi, strict=True)))  # fmt: skip
+        return math.sqrt(
+            sum(
+                ((h - v) / (h - low) if h > low else 0.0) ** 2
+                for v, low, h in zip(p, lo, hi, strict=True)
+            )
+        )
 
     return min(range(len(points)), key=lambda i: dist(points[i]))
 
@@ -157,8 +167,11 @@ def front_table(study: optuna.Study, front: list[dict[str, Any]]) -> str:
     objs = objectives_of(study)
     cols = " ".join(f"{m[:22]:>22}" for m, _ in objs)
     # beside the objectives: what the user decides on (test accuracy, speed against SB)
-    extra = [m for m in ("val_accuracy", "test_accuracy", "speedup_vs_sb", "gap_closed")
-             if m not in dict(objs)]  # fmt: skip
+    extra = [
+        m
+        for m in ("val_accuracy", "test_accuracy", "speedup_vs_sb", "gap_closed")
+        if m not in dict(objs)
+    ]
     head = f"{'trial':>6} {cols} " + " ".join(f"{m[:13]:>13}" for m in extra) + "  params"
     lines = [head]
     for r in front:
@@ -184,9 +197,13 @@ def kendall(study: optuna.Study) -> list[tuple[str, float, float, int]]:
     keys = sorted({k for r in rows for k in r["sharpness"]})
     out = []
     for k in keys:
-        pairs = [(r["sharpness"][k], r["train_accuracy"] - r["val_accuracy"]) for r in rows
-                 if finite(r["sharpness"].get(k)) and finite(r["train_accuracy"])
-                 and finite(r["val_accuracy"])]  # fmt: skip
+        pairs = [
+            (r["sharpness"][k], r["train_accuracy"] - r["val_accuracy"])
+            for r in rows
+            if finite(r["sharpness"].get(k))
+            and finite(r["train_accuracy"])
+            and finite(r["val_accuracy"])
+        ]
         if len(pairs) >= 3:
             tau, p = kendall_tau_p([a for a, _ in pairs], [b for _, b in pairs])
             out.append((k, tau, p, len(pairs)))
@@ -201,20 +218,28 @@ def text_report(study: optuna.Study) -> str:
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
-    out = [f"search {study.study_name}: {len(rows)} trials ("
-           + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())) + ")",
-           "objectives: " + ", ".join(f"{m} ({mode})" for m, mode in objs), "",
-           f"{'trial':>6} {'state':>9} {'epochs':>6} {'val_acc':>9} {'train_acc':>9} "
-           f"{'test_acc':>9} {'sharpness':>10} {'× SB':>6}  params"]  # fmt: skip
-    sharp_key = next((m for m, _ in objs if m not in ("val_accuracy", "train_accuracy",
-                                                     "test_accuracy", "gap")), None)  # fmt: skip
+    out = [
+        f"search {study.study_name}: {len(rows)} trials ("
+        + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
+        + ")",
+        "objectives: " + ", ".join(f"{m} ({mode})" for m, mode in objs),
+        "",
+        f"{'trial':>6} {'state':>9} {'epochs':>6} {'val_acc':>9} {'train_acc':>9} "
+        f"{'test_acc':>9} {'sharpness':>10} {'× SB':>6}  params",
+    ]
+    sharp_key = next(
+        (m for m, _ in objs if m not in ("val_accuracy", "train_accuracy", "test_accuracy", "gap")),
+        None,
+    )
     for r in rows:
         s = r["sharpness"].get(sharp_key) if sharp_key else None
         params = ", ".join(f"{k}={_short(v)}" for k, v in r["params"].items())
-        out.append(f"{r['number']:>6} {r['state'].lower():>9} {_fmt(r['epochs'], 6)} "
-                   f"{_fmt(r['val_accuracy'])} {_fmt(r['train_accuracy'])} "
-                   f"{_fmt(r['test_accuracy'])} {_fmt(s, 10)} "
-                   f"{_fmt(value_of(r, 'speedup_vs_sb'), 6)}  {params}")  # fmt: skip
+        out.append(
+            f"{r['number']:>6} {r['state'].lower():>9} {_fmt(r['epochs'], 6)} "
+            f"{_fmt(r['val_accuracy'])} {_fmt(r['train_accuracy'])} "
+            f"{_fmt(r['test_accuracy'])} {_fmt(s, 10)} "
+            f"{_fmt(value_of(r, 'speedup_vs_sb'), 6)}  {params}"
+        )
 
     refs = study.user_attrs.get("references")
     cons = study.user_attrs.get("constraints") or []
@@ -258,32 +283,55 @@ def write_artifacts(
     csv_path = d / "pareto.csv"
     with csv_path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["trial", *[m for m, _ in objs], "train_accuracy", "test_accuracy",
-                    "mlflow_run_id", "params"])  # fmt: skip
+        w.writerow(
+            [
+                "trial",
+                *[m for m, _ in objs],
+                "train_accuracy",
+                "test_accuracy",
+                "mlflow_run_id",
+                "params",
+            ]
+        )
         for r in front:
-            w.writerow([r["number"], *[value_of(r, m) for m, _ in objs], r["train_accuracy"],
-                        r["test_accuracy"], r["mlflow_run"],
-                        "; ".join(f"{k}={v}" for k, v in r["params"].items())])  # fmt: skip
+            w.writerow(
+                [
+                    r["number"],
+                    *[value_of(r, m) for m, _ in objs],
+                    r["train_accuracy"],
+                    r["test_accuracy"],
+                    r["mlflow_run"],
+                    "; ".join(f"{k}={v}" for k, v in r["params"].items()),
+                ]
+            )
     paths.append(csv_path)
     if len(objs) >= 2:
         (mx, _), (my, _) = objs[0], objs[1]
-        done = [(_objective(r, my), _objective(r, mx)) for r in rows
-                if point(r, objs) is not None]  # fmt: skip
+        done = [(_objective(r, my), _objective(r, mx)) for r in rows if point(r, objs) is not None]
         fr = sorted(front, key=lambda r: _objective(r, my))
-        fig = plot_pareto(done, [(_objective(r, my), _objective(r, mx), r["number"]) for r in fr],
-                          xlabel=my, ylabel=mx, title=study.study_name)  # fmt: skip
+        fig = plot_pareto(
+            done,
+            [(_objective(r, my), _objective(r, mx), r["number"]) for r in fr],
+            xlabel=my,
+            ylabel=mx,
+            title=study.study_name,
+        )
         fig.savefig(d / "pareto.png", dpi=100)
         paths.append(d / "pareto.png")
     skeys = sorted({k for r in rows for k in r["sharpness"]})
-    series = {k: [(r["sharpness"][k], r["val_accuracy"]) for r in rows
-                  if finite(r["sharpness"].get(k)) and finite(r["val_accuracy"])]
-              for k in skeys}  # fmt: skip
+    series = {
+        k: [
+            (r["sharpness"][k], r["val_accuracy"])
+            for r in rows
+            if finite(r["sharpness"].get(k)) and finite(r["val_accuracy"])
+        ]
+        for k in skeys
+    }
     plot_accuracy_vs_sharpness(series).savefig(d / "accuracy_vs_sharpness.png", dpi=100)
     paths.append(d / "accuracy_vs_sharpness.png")
     refs = study.user_attrs.get("references")
     if refs:
-        plot_gap_vs_speedup(rows, refs, study.study_name).savefig(d / "gap_vs_speedup.png",
-                                                                  dpi=100)  # fmt: skip
+        plot_gap_vs_speedup(rows, refs, study.study_name).savefig(d / "gap_vs_speedup.png", dpi=100)
         paths.append(d / "gap_vs_speedup.png")
         (d / "answer.txt").write_text(answer_line(rows, refs) + "\n")
         paths.append(d / "answer.txt")
@@ -296,7 +344,8 @@ def write_artifacts(
     names = sorted({*searched, *(n for u in used for n in u)})
     on = [[n in u for n in names] for u in used]
     plot_remedy_matrix([r["number"] for r in front], names, on).savefig(
-        d / "remedies_on_front.png", dpi=100)  # fmt: skip
+        d / "remedies_on_front.png", dpi=100
+    )
     paths.append(d / "remedies_on_front.png")
     return paths
 
@@ -345,6 +394,12 @@ def finish_search(study: optuna.Study, uri: str, parent: str, wall: float) -> di
         )
 
     refs = study.user_attrs.get("references")
-    return {"name": study.study_name, "trials": len(rows), "counts": counts,
-            "front": front, "wall_time_s": wall, "table": front_table(study, front),
-            "answer": answer_line(rows, refs) if refs else ""}  # fmt: skip
+    return {
+        "name": study.study_name,
+        "trials": len(rows),
+        "counts": counts,
+        "front": front,
+        "wall_time_s": wall,
+        "table": front_table(study, front),
+        "answer": answer_line(rows, refs) if refs else "",
+    }

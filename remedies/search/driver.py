@@ -164,8 +164,9 @@ def node_files(space: SearchSpace, base_path: Path | None, nbytes: int) -> list[
     return sorted(paths)
 
 
-def join_cluster(address: str, results: Results, target: tracking.Target,
-                 files: list[str] | None = None) -> None:  # fmt: skip
+def join_cluster(
+    address: str, results: Results, target: tracking.Target, files: list[str] | None = None
+) -> None:
     """Connect to an existing cluster and refuse, in one line, storage that only this machine
     sees once it has more than one node: trials on other nodes could not save or resume there;
     and data files (`files`) that a node able to run trials does not have."""
@@ -174,19 +175,28 @@ def join_cluster(address: str, results: Results, target: tracking.Target,
     nodes = alive_nodes()
     if files and (gone := missing_on_nodes(files)):
         ray.shutdown()
-        raise ConfigError("data.path", f"{gone[1]} does not exist on node {gone[0]}; trials there "
-                          "read it themselves (data over 512 MiB, or data.* searched): put it "
-                          "on every node or on storage they share")  # fmt: skip
+        raise ConfigError(
+            "data.path",
+            f"{gone[1]} does not exist on node {gone[0]}; trials there "
+            "read it themselves (data over 512 MiB, or data.* searched): put it "
+            "on every node or on storage they share",
+        )
     if len(nodes) > 1 and results.local:
         ray.shutdown()
-        raise ConfigError("--results-dir", f"{results.uri} is a local folder but the cluster has "
-                          f"{len(nodes)} nodes; give storage every node reaches, e.g. "
-                          "s3://BUCKET/PREFIX or an NFS mount")  # fmt: skip
+        raise ConfigError(
+            "--results-dir",
+            f"{results.uri} is a local folder but the cluster has "
+            f"{len(nodes)} nodes; give storage every node reaches, e.g. "
+            "s3://BUCKET/PREFIX or an NFS mount",
+        )
     if len(nodes) > 1 and target.uri.startswith("sqlite:"):
         ray.shutdown()
-        raise ConfigError("--tracking-uri", f"{target.uri} is a file on this machine but the "
-                          f"cluster has {len(nodes)} nodes; use http://HOST:PORT of an MLflow "
-                          "server every node reaches")  # fmt: skip
+        raise ConfigError(
+            "--tracking-uri",
+            f"{target.uri} is a file on this machine but the "
+            f"cluster has {len(nodes)} nodes; use http://HOST:PORT of an MLflow "
+            "server every node reaches",
+        )
 
 
 # ----------------------------------------------------------------------------- 2-5. the search
@@ -220,8 +230,11 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
         tracking.prepare_store(target.uri)
         st = Study(opts.storage, name, space)
         exp_id = tracking.experiment_id(target.uri, opts.experiment or space.name)
-        parent = _resume_stores(st, space, target) if opts.resume else _create_stores(
-            st, space, target, exp_id, name, space_path)  # fmt: skip
+        parent = (
+            _resume_stores(st, space, target)
+            if opts.resume
+            else _create_stores(st, space, target, exp_id, name, space_path)
+        )
         results = Results.parse(opts.results_dir).child(name)
         stores = Stores(st, target.public(), exp_id, parent, results.child("trials"))
         # 4. Ray, the references, the trials; 5. the end
@@ -231,24 +244,41 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
         lock.release()
 
 
-def _create_stores(st: Study, space: SearchSpace, target: tracking.Target, exp_id: str,
-                   name: str, space_path: str) -> str:  # fmt: skip
+def _create_stores(
+    st: Study, space: SearchSpace, target: tracking.Target, exp_id: str, name: str, space_path: str
+) -> str:
     """A new study (which keeps the space, its base inlined) and its MLflow parent run."""
     tags = {"search": name, "role": "search", "space": space.name}
     parent = tracking.start_run(target.uri, exp_id, name, tags)
     way: dict[str, Literal["maximize", "minimize"]] = {"max": "maximize", "min": "minimize"}
-    st.create([way[m] for m in directions(space)[1]], {
-        "mlflow_parent_run_id": parent, "mlflow_experiment_id": exp_id,
-        "tracking_uri": target.uri, "space": space.model_dump(mode="json"),
-        "space_path": str(space_path), "metrics": [o.name for o in space.objectives],
-        "modes": [o.mode for o in space.objectives],
-        "constraints": [c.model_dump() for c in space.constraints]})  # fmt: skip
+    st.create(
+        [way[m] for m in directions(space)[1]],
+        {
+            "mlflow_parent_run_id": parent,
+            "mlflow_experiment_id": exp_id,
+            "tracking_uri": target.uri,
+            "space": space.model_dump(mode="json"),
+            "space_path": str(space_path),
+            "metrics": [o.name for o in space.objectives],
+            "modes": [o.mode for o in space.objectives],
+            "constraints": [c.model_dump() for c in space.constraints],
+        },
+    )
     st.enqueue_plain()  # plain LB (no remedy) is always one of the candidates
-    tracking.log_params(target.uri, parent, {
-        "space": space.name, "sampler": space.sampler.name, "sampler.seed": space.sampler.seed,
-        "num_samples": space.num_samples, "max_concurrent": space.max_concurrent,
-        "asha": space.asha.enabled, "objectives": ",".join(space.metric_names),
-        "scalarize": space.scalarize})  # fmt: skip
+    tracking.log_params(
+        target.uri,
+        parent,
+        {
+            "space": space.name,
+            "sampler": space.sampler.name,
+            "sampler.seed": space.sampler.seed,
+            "num_samples": space.num_samples,
+            "max_concurrent": space.max_concurrent,
+            "asha": space.asha.enabled,
+            "objectives": ",".join(space.metric_names),
+            "scalarize": space.scalarize,
+        },
+    )
     tracking.log_yaml(target.uri, parent, space.model_dump(mode="json"), "space.yaml")
     return parent
 
@@ -293,9 +323,15 @@ def ray_log_to_file(name: str) -> Path:
     return path
 
 
-def _run(space: SearchSpace, opts: SearchOptions, stores: Stores, results: Results,
-         data: tuple[dict[str, Any], Splits | StreamSplits],
-         ref_configs: list[tuple[str, dict[str, Any]]], space_path: str) -> Summary:  # fmt: skip
+def _run(
+    space: SearchSpace,
+    opts: SearchOptions,
+    stores: Stores,
+    results: Results,
+    data: tuple[dict[str, Any], Splits | StreamSplits],
+    ref_configs: list[tuple[str, dict[str, Any]]],
+    space_path: str,
+) -> Summary:
     st, uri = stores.study, stores.target.uri
     todo = max(0, space.num_samples - st.finished_count())
     threads = max(1, int(space.resources.cpu))
@@ -322,7 +358,7 @@ def _run(space: SearchSpace, opts: SearchOptions, stores: Stores, results: Resul
                         data=data,
                         quiet=opts.quiet,
                     ).run()
-                    st.set_study_attr("references", refs)  # fmt: skip
+                    st.set_study_attr("references", refs)
                 if todo > 0:
                     searcher = StudySearcher(stores, space, progress, todo, threads)
                     logging.getLogger("ray.tune").addHandler(TrialErrors(searcher))
@@ -336,8 +372,11 @@ def _run(space: SearchSpace, opts: SearchOptions, stores: Stores, results: Resul
         if searcher is not None:
             searcher.interrupt_all()
             if not searcher.outbox.drain(timeout_s=60):
-                log.error("could not close %d MLflow runs: %s", searcher.outbox.pending,
-                          searcher.outbox.last_error)  # fmt: skip
+                log.error(
+                    "could not close %d MLflow runs: %s",
+                    searcher.outbox.pending,
+                    searcher.outbox.last_error,
+                )
         interrupted = interrupted or (not error and st.finished_count() < space.num_samples)
         s = finish_search(st.study, uri, stores.parent, time.time() - t0)  # type: ignore[arg-type]
         status = "KILLED" if interrupted else ("FAILED" if error else "FINISHED")
@@ -348,11 +387,19 @@ def _run(space: SearchSpace, opts: SearchOptions, stores: Stores, results: Resul
         f" --storage {opts.storage}" if opts.storage != SearchOptions.storage else ""
     )
     failed = st.counts().get("failed", 0)
-    return Summary(name=st.name, trials=s["trials"], counts=st.counts(), front=s["front"],
-                   table=s["table"], wall_time_s=s["wall_time_s"], interrupted=interrupted,
-                   resume_hint=hint if interrupted or error else "", answer=s["answer"],
-                   error=error, log_file=str(log_path) if (failed or error) and log_path.exists()
-                   else "")  # fmt: skip
+    return Summary(
+        name=st.name,
+        trials=s["trials"],
+        counts=st.counts(),
+        front=s["front"],
+        table=s["table"],
+        wall_time_s=s["wall_time_s"],
+        interrupted=interrupted,
+        resume_hint=hint if interrupted or error else "",
+        answer=s["answer"],
+        error=error,
+        log_file=str(log_path) if (failed or error) and log_path.exists() else "",
+    )
 
 
 def _fit(
@@ -370,31 +417,54 @@ def _fit(
     # the base's data (config, splits), loaded once by the driver, travels with the trials
     # through Ray's object store: a node without the driver's files trains on it all the same
     shipped = data if data[1].nbytes <= SHIP_LIMIT_BYTES else None
-    ctx = TrialContext(data=shipped, space=space, target=stores.target,
-                       state_root=stores.state_root.uri, rungs=asha_rungs(space, 100_000),
-                       references=refs, n_train=data[1].n_train)  # fmt: skip
-    trainable = tune.with_resources(tune.with_parameters(trial_fn, ctx=ctx),
-                                    {"cpu": space.resources.cpu, "gpu": gpu})  # fmt: skip
-    scheduler = (ASHAScheduler(metric=ASHA_METRIC, mode="max", time_attr="epoch", max_t=100_000,
-                               grace_period=space.asha.grace_period,
-                               reduction_factor=space.asha.reduction_factor)
-                 if space.asha.enabled else FIFOScheduler())  # fmt: skip
+    ctx = TrialContext(
+        data=shipped,
+        space=space,
+        target=stores.target,
+        state_root=stores.state_root.uri,
+        rungs=asha_rungs(space, 100_000),
+        references=refs,
+        n_train=data[1].n_train,
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(trial_fn, ctx=ctx), {"cpu": space.resources.cpu, "gpu": gpu}
+    )
+    scheduler = (
+        ASHAScheduler(
+            metric=ASHA_METRIC,
+            mode="max",
+            time_attr="epoch",
+            max_t=100_000,
+            grace_period=space.asha.grace_period,
+            reduction_factor=space.asha.reduction_factor,
+        )
+        if space.asha.enabled
+        else FIFOScheduler()
+    )
     fs, base = results.filesystem()
     listed = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
     attempt = 1 + sum(1 for f in listed if f.base_name.startswith("attempt-"))
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
-                                    num_samples=searcher.to_launch,
-                                    max_concurrent_trials=space.max_concurrent,
-                                    # a trial's process keeps torch, MLflow and the data
-                                    # imported for the next one: seconds per trial
-                                    reuse_actors=True),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=searcher.to_launch,
+            max_concurrent_trials=space.max_concurrent,
+            # a trial's process keeps torch, MLflow and the data
+            # imported for the next one: seconds per trial
+            reuse_actors=True,
+        ),
         run_config=tune.RunConfig(
-            name=f"attempt-{attempt}", storage_path=base, storage_filesystem=fs, verbose=0,
-            callbacks=[Ticker(searcher)], stop=InterruptStopper(),
-            failure_config=tune.FailureConfig(max_failures=space.max_failures)),
-    )  # fmt: skip
+            name=f"attempt-{attempt}",
+            storage_path=base,
+            storage_filesystem=fs,
+            verbose=0,
+            callbacks=[Ticker(searcher)],
+            stop=InterruptStopper(),
+            failure_config=tune.FailureConfig(max_failures=space.max_failures),
+        ),
+    )
     tuner.fit()
     if INTERRUPT.requested:  # its KeyboardInterrupt was swallowed; the stopper ended fit()
         raise KeyboardInterrupt

@@ -30,9 +30,18 @@ def _context(cfg: RunConfig, n_train: int) -> tuple[list[Remedy], TrainContext]:
     no model and no data are built, so this costs nothing."""
     remedies = build_remedies(cfg.remedies)
     B = cfg.train.resolve_batch_size(n_train)
-    ctx = TrainContext(model=None, optimizer=None, loss_fn=None, device=None,  # type: ignore[arg-type]
-                       n_train=n_train, batch_size=B, base_lr=cfg.train.lr,
-                       epochs=cfg.train.epochs, input_shape=())  # fmt: skip
+    ctx = TrainContext(
+        # schedule hooks read sizes only: no model, optimiser or device exists here
+        model=None,  # type: ignore[arg-type]
+        optimizer=None,  # type: ignore[arg-type]
+        loss_fn=None,  # type: ignore[arg-type]
+        device=None,  # type: ignore[arg-type]
+        n_train=n_train,
+        batch_size=B,
+        base_lr=cfg.train.lr,
+        epochs=cfg.train.epochs,
+        input_shape=(),
+    )
     for r in remedies:
         ctx.epochs = r.epochs(ctx.epochs, ctx)
     return remedies, ctx
@@ -87,7 +96,9 @@ def check_batches(space: SearchSpace, n_train: int) -> None:
         sched = batch_schedule(cfg, n_train)
         if sched and min(sched) < MIN_BATCH:
             field = what.split(" ", 1)[0].split("=", 1)[0]
-            raise ConfigError(field if field != "base" else "base.train.batch_size",
-                              f"{what} trains on batches of {min(sched)} samples (epochs "
-                              f"{[i + 1 for i, b in enumerate(sched) if b < MIN_BATCH][:5]}…); "
-                              f"allowed: every batch ≥ {MIN_BATCH} samples")  # fmt: skip
+            raise ConfigError(
+                field if field != "base" else "base.train.batch_size",
+                f"{what} trains on batches of {min(sched)} samples (epochs "
+                f"{[i + 1 for i, b in enumerate(sched) if b < MIN_BATCH][:5]}…); "
+                f"allowed: every batch ≥ {MIN_BATCH} samples",
+            )

@@ -61,8 +61,9 @@ def resolve_auto_gpu(live_gpus: float, possible: tuple[float, str] | None) -> fl
     if live_gpus > 0:
         return 1.0
     if possible is not None and possible[0] > 0:
-        log.info("gpu: auto -> 1 GPU per trial: no GPU is up yet, but %s has GPU nodes",
-                 possible[1])  # fmt: skip
+        log.info(
+            "gpu: auto -> 1 GPU per trial: no GPU is up yet, but %s has GPU nodes", possible[1]
+        )
         return 1.0
     return 0.0
 

@@ -51,8 +51,9 @@ class DefineByRun:
         owners = [n for n, c in choices.items() if REMEDIES.get(n).replaces_step and not c.always]
         owner = (
             trial.suggest_categorical("remedy.step_owner", ["none", *owners])
-            if len(owners) > 1 else None
-        )  # fmt: skip
+            if len(owners) > 1
+            else None
+        )
         for name, choice in choices.items():
             if owner is not None and name in owners:
                 on = owner == name
@@ -82,8 +83,9 @@ def make_sampler(space: SearchSpace, trials_so_far: int = 0) -> optuna.samplers.
     # the objectives — no penalty folded into an objective
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if s.name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                          n_startup_trials=s.n_startup_trials)  # fmt: skip
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, n_startup_trials=s.n_startup_trials
+        )
     if s.name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=s.population_size)
     if s.name == "gp":
@@ -116,12 +118,22 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
         u = t.user_attrs
         # an interrupted trial stays RUNNING in Optuna (to be resumed); say what it is
         state = "INTERRUPTED" if u.get("state") == "interrupted" else t.state.name
-        row = {"number": t.number, "state": state, "tune_trial": u.get("tune_trial_id"),
-               "mlflow_run": u.get("mlflow_run_id"), "epochs": u.get("epochs_run"),
-               "val_accuracy": u.get("val_accuracy"), "train_accuracy": u.get("train_accuracy"),
-               "test_accuracy": u.get("test_accuracy"), "diverged": u.get("diverged"),
-               "sharpness": u.get("sharpness") or {}, "objectives": u.get("objectives") or {},
-               "params": dict(t.params), "config": u.get("config"),
-               "metrics": u.get("metrics") or {}, "constraints": u.get("constraints")}  # fmt: skip
+        row = {
+            "number": t.number,
+            "state": state,
+            "tune_trial": u.get("tune_trial_id"),
+            "mlflow_run": u.get("mlflow_run_id"),
+            "epochs": u.get("epochs_run"),
+            "val_accuracy": u.get("val_accuracy"),
+            "train_accuracy": u.get("train_accuracy"),
+            "test_accuracy": u.get("test_accuracy"),
+            "diverged": u.get("diverged"),
+            "sharpness": u.get("sharpness") or {},
+            "objectives": u.get("objectives") or {},
+            "params": dict(t.params),
+            "config": u.get("config"),
+            "metrics": u.get("metrics") or {},
+            "constraints": u.get("constraints"),
+        }
         rows.append(row)
     return rows

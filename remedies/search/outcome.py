@@ -27,13 +27,21 @@ class Outcome(StrEnum):
     def optuna_state(self) -> str:
         """Name of the Optuna TrialState it is told as. INTERRUPTED stays RUNNING: Optuna has no
         such state, and a RUNNING trial is exactly what `--resume` picks up again."""
-        return {"complete": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL",
-                "diverged": "FAIL"}.get(self.value, "RUNNING")  # fmt: skip
+        return {
+            "complete": "COMPLETE",
+            "pruned": "PRUNED",
+            "failed": "FAIL",
+            "diverged": "FAIL",
+        }.get(self.value, "RUNNING")
 
     @property
     def mlflow_status(self) -> str:
-        return {"complete": "FINISHED", "pruned": "KILLED", "interrupted": "KILLED",
-                "running": "RUNNING"}.get(self.value, "FAILED")  # fmt: skip
+        return {
+            "complete": "FINISHED",
+            "pruned": "KILLED",
+            "interrupted": "KILLED",
+            "running": "RUNNING",
+        }.get(self.value, "FAILED")
 
     @property
     def finished(self) -> bool:
@@ -48,8 +56,13 @@ class Decision:
     reason: str = ""  # why a trial failed, for the run's tags and the summary
 
 
-def decide(result: dict[str, Any] | None, metrics: list[str], *, error: str | None = None,
-           interrupted: bool = False) -> Decision:  # fmt: skip
+def decide(
+    result: dict[str, Any] | None,
+    metrics: list[str],
+    *,
+    error: str | None = None,
+    interrupted: bool = False,
+) -> Decision:
     """The outcome of one trial from its last reported result.
 
     `result` is the last row the trial reported (its final row carries `final: 1`), `error` the

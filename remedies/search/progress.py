@@ -20,8 +20,14 @@ SHOWN = (Outcome.COMPLETE, Outcome.PRUNED, Outcome.FAILED, Outcome.DIVERGED)
 class Progress:
     """A status line every `every` seconds, one line per decided trial, best so far and an ETA."""
 
-    def __init__(self, space: SearchSpace, *, every: float = 30.0, quiet: bool = False,
-                 before: dict[str, int] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        every: float = 30.0,
+        quiet: bool = False,
+        before: dict[str, int] | None = None,
+    ) -> None:
         self.space, self.every, self.quiet = space, every, quiet
         self.t0 = time.time()
         self.last = 0.0
@@ -48,21 +54,27 @@ class Progress:
         eta = f"  ETA {elapsed / new * (total - n):.0f}s" if new > 0 and n < total else ""
         counts = ", ".join(f"{self.counts[o]} {o.value}" for o in SHOWN)
         best = "  ".join(f"best {k} {v:.4g} (#{t})" for k, (v, t) in self.best.items())
-        return (f"[{elapsed:6.0f}s] trials {n}/{total} done ({counts}), {running} running, "
-                f"{pending} pending{eta}  {best}{self.tracking}")  # fmt: skip
+        return (
+            f"[{elapsed:6.0f}s] trials {n}/{total} done ({counts}), {running} running, "
+            f"{pending} pending{eta}  {best}{self.tracking}"
+        )
 
     def tick(self, running: int, pending: int, *, retries: int = 0, unsent: int = 0) -> None:
         """Called on every scheduler step; prints at most every `every` seconds (at once when
         the tracking server's state changes, so an outage is never silent)."""
-        tracking = (f"  tracking server unreachable: {unsent} writes queued, {retries} retries"
-                    if unsent else "")  # fmt: skip
+        tracking = (
+            f"  tracking server unreachable: {unsent} writes queued, {retries} retries"
+            if unsent
+            else ""
+        )
         changed, self.tracking = tracking != self.tracking, tracking
         if changed or time.time() - self.last >= self.every:
             self.last = time.time()
             self.say(self.status(running, pending))
 
-    def decided(self, number: int, d: Decision, result: dict[str, Any], running: int,
-                pending: int) -> None:  # fmt: skip
+    def decided(
+        self, number: int, d: Decision, result: dict[str, Any], running: int, pending: int
+    ) -> None:
         self.counts[d.outcome] += 1
         if d.outcome == Outcome.INTERRUPTED:
             return

@@ -73,8 +73,9 @@ def reference_configs(space: SearchSpace, threads: int) -> list[tuple[str, dict[
     return out
 
 
-def train_reference(spec: TrialSpec, shipped: tuple[dict[str, Any], Any] | None,
-                    gpu: bool) -> dict[str, Any]:  # fmt: skip
+def train_reference(
+    spec: TrialSpec, shipped: tuple[dict[str, Any], Any] | None, gpu: bool
+) -> dict[str, Any]:
     """One reference run (in a Ray task): the trials' own `run_trial` — the same saved state,
     exact resume and MLflow logging — with no measures: only accuracy and time."""
 
@@ -90,10 +91,20 @@ class References:
     leaves runs that the resume finds and continues — a finished reference is never run again,
     one cut off continues from its saved state in its own MLflow run, and none stays RUNNING."""
 
-    def __init__(self, st: Study, space: SearchSpace, configs: list[tuple[str, dict[str, Any]]],
-                 *, target: tracking.Target, exp_id: str, parent: str, state_root: Results,
-                 threads: int, data: tuple[dict[str, Any], Any],
-                 quiet: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        st: Study,
+        space: SearchSpace,
+        configs: list[tuple[str, dict[str, Any]]],
+        *,
+        target: tracking.Target,
+        exp_id: str,
+        parent: str,
+        state_root: Results,
+        threads: int,
+        data: tuple[dict[str, Any], Any],
+        quiet: bool = False,
+    ) -> None:
         self.st, self.space, self.configs, self.target = st, space, configs, target
         self.exp_id, self.parent, self.state_root = exp_id, parent, state_root
         self.threads, self.data, self.quiet = threads, data, quiet
@@ -112,14 +123,24 @@ class References:
         )
         kind = key.split("-", 1)[0]
         if run_id is None:
-            tags = {"search": self.st.name, "role": "reference", "reference": kind,
-                    "reference_key": key}  # fmt: skip
-            run_id = tracking.start_run(uri, self.exp_id, f"reference-{key}", tags,
-                                        parent=self.parent)  # fmt: skip
+            tags = {
+                "search": self.st.name,
+                "role": "reference",
+                "reference": kind,
+                "reference_key": key,
+            }
+            run_id = tracking.start_run(
+                uri, self.exp_id, f"reference-{key}", tags, parent=self.parent
+            )
         else:
             tracking.client(uri).update_run(run_id, status="RUNNING")
-        self.records[key] = {"kind": kind, "lr": cfg["train"]["lr"], "run_id": run_id,
-                             "state": Outcome.RUNNING.value, "config": cfg}  # fmt: skip
+        self.records[key] = {
+            "kind": kind,
+            "lr": cfg["train"]["lr"],
+            "run_id": run_id,
+            "state": Outcome.RUNNING.value,
+            "config": cfg,
+        }
         self._save()
         return run_id
 
@@ -128,8 +149,11 @@ class References:
         got = res or {}
         rec.update(state=d.outcome.value, **{k: got[k] for k in KEEP if k in got})
         self._save()  # Optuna's record first: a kill before the close is mended on resume
-        tags = {"status": d.outcome.value, "epochs_run": d.epochs,
-                **({"failure": d.reason[:500]} if d.reason else {})}  # fmt: skip
+        tags = {
+            "status": d.outcome.value,
+            "epochs_run": d.epochs,
+            **({"failure": d.reason[:500]} if d.reason else {}),
+        }
         tracking.close_run(self.target.uri, rec["run_id"], d.outcome.mlflow_status, tags)
 
     def close_decided(self) -> None:
@@ -137,8 +161,9 @@ class References:
         for rec in self.records.values():
             o = Outcome(rec["state"])
             if o.finished and tracking.run_status(self.target.uri, rec["run_id"]) == "RUNNING":
-                tracking.close_run(self.target.uri, rec["run_id"], o.mlflow_status,
-                                   {"status": o.value})  # fmt: skip
+                tracking.close_run(
+                    self.target.uri, rec["run_id"], o.mlflow_status, {"status": o.value}
+                )
 
     def run(self) -> dict[str, Any]:
         """Run what is not complete yet (at most `max_concurrent` at once, the trials'
@@ -147,15 +172,28 @@ class References:
 
         self.close_decided()
         gpu = gpus_per_trial(self.space.resources.gpu)  # as the trials get
-        pool = TaskPool(train_reference, width=self.space.max_concurrent,
-                        num_cpus=self.space.resources.cpu, num_gpus=gpu)  # fmt: skip
+        pool = TaskPool(
+            train_reference,
+            width=self.space.max_concurrent,
+            num_cpus=self.space.resources.cpu,
+            num_gpus=gpu,
+        )
         shipped = pool.put(self.data)
-        todo = [(k, c) for k, c in self.configs
-                if (self.records.get(k) or {}).get("state") != Outcome.COMPLETE.value]  # fmt: skip
+        todo = [
+            (k, c)
+            for k, c in self.configs
+            if (self.records.get(k) or {}).get("state") != Outcome.COMPLETE.value
+        ]
         for key, cfg in todo:
-            spec = TrialSpec(number=-1, run_id="", config=cfg, space=self.space,
-                             target=self.target, measure=False,
-                             state_dir=self.state_root.child(key).uri)  # fmt: skip
+            spec = TrialSpec(
+                number=-1,
+                run_id="",
+                config=cfg,
+                space=self.space,
+                target=self.target,
+                measure=False,
+                state_dir=self.state_root.child(key).uri,
+            )
             pool.submit((key, spec), spec, shipped, gpu > 0)
         failed: list[str] = []
         try:
@@ -171,10 +209,13 @@ class References:
                 self._decide(key, decide(res, ["val_accuracy"]), res)
                 self.state_root.child(key).remove()
                 if not self.quiet:
-                    print(f"reference {key} (batch {res['batch_size']}): val "
-                          f"{res['val_accuracy']:.2f} %, test {res['test_accuracy']:.2f} %, "
-                          f"train {res['train_time_s']:.1f} s on {res['threads']} thread(s)",
-                          file=sys.stderr, flush=True)  # fmt: skip
+                    print(
+                        f"reference {key} (batch {res['batch_size']}): val "
+                        f"{res['val_accuracy']:.2f} %, test {res['test_accuracy']:.2f} %, "
+                        f"train {res['train_time_s']:.1f} s on {res['threads']} thread(s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         except KeyboardInterrupt:
             INTERRUPT.requested = True
         if INTERRUPT.requested:
@@ -202,14 +243,32 @@ class References:
         for r in sbs:
             tracking.set_tags(self.target.uri, r["run_id"], {"selected": r is best})
         splits = self.data[1]
-        refs = {"sb": _short(best), "lb": _short(lb) if lb else None,
-                "sb_sweep": [_short(r) for r in sbs], "threads": self.threads,
-                "n_val": int(len(splits.y_val)), "n_test": int(len(splits.y_test))}  # fmt: skip
-        tracking.log_metrics(self.target.uri, self.parent, {
-            "sb_val_accuracy": best["val_accuracy"], "sb_test_accuracy": best["test_accuracy"],
-            "sb_train_time_s": best["train_time_s"],
-            **({"lb_val_accuracy": lb["val_accuracy"], "lb_test_accuracy": lb["test_accuracy"],
-                "lb_train_time_s": lb["train_time_s"]} if lb else {})})  # fmt: skip
+        refs = {
+            "sb": _short(best),
+            "lb": _short(lb) if lb else None,
+            "sb_sweep": [_short(r) for r in sbs],
+            "threads": self.threads,
+            "n_val": int(len(splits.y_val)),
+            "n_test": int(len(splits.y_test)),
+        }
+        tracking.log_metrics(
+            self.target.uri,
+            self.parent,
+            {
+                "sb_val_accuracy": best["val_accuracy"],
+                "sb_test_accuracy": best["test_accuracy"],
+                "sb_train_time_s": best["train_time_s"],
+                **(
+                    {
+                        "lb_val_accuracy": lb["val_accuracy"],
+                        "lb_test_accuracy": lb["test_accuracy"],
+                        "lb_train_time_s": lb["train_time_s"],
+                    }
+                    if lb
+                    else {}
+                ),
+            },
+        )
         return refs
 
 

@@ -177,8 +177,9 @@ class TaskPool:
         """`obj` in the object store once, for every task that takes it."""
         return self.ray.put(obj)
 
-    def submit(self, key: Any, *args: Any, options: dict[str, Any] | None = None,
-               first: bool = False) -> None:  # fmt: skip
+    def submit(
+        self, key: Any, *args: Any, options: dict[str, Any] | None = None, first: bool = False
+    ) -> None:
         item = (key, args, options or {})
         if first:
             self.todo.insert(0, item)
@@ -199,9 +200,9 @@ class TaskPool:
             task = self.task.options(**opts) if opts else self.task
             self.live[task.remote(*args)] = key
 
-    def next_done(self, timeout: float | None = None,
-                  hold: Callable[[Any], bool] = lambda key: False
-                  ) -> tuple[Any, Any, BaseException | None] | None:  # fmt: skip
+    def next_done(
+        self, timeout: float | None = None, hold: Callable[[Any], bool] = lambda key: False
+    ) -> tuple[Any, Any, BaseException | None] | None:
         """The next finished task as (key, result, error); None if none ended in `timeout`."""
         self.fill(hold)
         if not self.live:

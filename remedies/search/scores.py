@@ -13,8 +13,19 @@ import math
 from typing import Any
 
 # what a reference run keeps of its results
-KEEP = ("val_accuracy", "test_accuracy", "train_accuracy", "train_time_s", "train_cpu_s",
-        "epochs_run", "steps", "threads", "batch_size", "device", "wall_time_s")  # fmt: skip
+KEEP = (
+    "val_accuracy",
+    "test_accuracy",
+    "train_accuracy",
+    "train_time_s",
+    "train_cpu_s",
+    "epochs_run",
+    "steps",
+    "threads",
+    "batch_size",
+    "device",
+    "wall_time_s",
+)
 
 
 def gap_closed(acc: float | None, sb: float, lb: float) -> float | None:
@@ -32,13 +43,16 @@ def scores(refs: dict[str, Any] | None, metrics: dict[str, Any]) -> dict[str, fl
     sb, lb = refs["sb"], refs.get("lb")
     t = metrics.get("train_time_s")
     out: dict[str, float | None] = {
-        "speedup_vs_sb_wall": sb["train_time_s"] / t if t and t > 0 else None}  # fmt: skip
+        "speedup_vs_sb_wall": sb["train_time_s"] / t if t and t > 0 else None
+    }
     c, sb_c = metrics.get("train_cpu_s"), sb.get("train_cpu_s")
     on_cpu = str(metrics.get("device", "cpu")) == "cpu" and str(sb.get("device")) == "cpu"
     out["speedup_vs_sb"] = sb_c / c if on_cpu and c and sb_c else out["speedup_vs_sb_wall"]
     if lb:
-        out["gap_closed"] = gap_closed(metrics.get("val_accuracy"), sb["val_accuracy"],
-                                       lb["val_accuracy"])  # fmt: skip
-        out["test_gap_closed"] = gap_closed(metrics.get("test_accuracy"), sb["test_accuracy"],
-                                            lb["test_accuracy"])  # fmt: skip
+        out["gap_closed"] = gap_closed(
+            metrics.get("val_accuracy"), sb["val_accuracy"], lb["val_accuracy"]
+        )
+        out["test_gap_closed"] = gap_closed(
+            metrics.get("test_accuracy"), sb["test_accuracy"], lb["test_accuracy"]
+        )
     return out

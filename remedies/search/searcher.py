@@ -48,8 +48,9 @@ class Stores:
 class StudySearcher(Searcher):
     """Tune's search algorithm, backed by the Optuna study (see the module's docstring)."""
 
-    def __init__(self, stores: Stores, space: SearchSpace, progress: Progress, todo: int,
-                 threads: int) -> None:  # fmt: skip
+    def __init__(
+        self, stores: Stores, space: SearchSpace, progress: Progress, todo: int, threads: int
+    ) -> None:
         super().__init__()
         self.stores, self.space, self.progress = stores, space, progress
         self.metrics = directions(space)[0]
@@ -106,9 +107,13 @@ class StudySearcher(Searcher):
         self.resumable.pop(0)
         st.set_attrs(
             number,
-            {"sample": sample, "mlflow_run_id": run_id, "tune_trial_id": trial_id,
-             "state": "running"},
-        )  # fmt: skip
+            {
+                "sample": sample,
+                "mlflow_run_id": run_id,
+                "tune_trial_id": trial_id,
+                "state": "running",
+            },
+        )
         tags = {"status": "running", "tune_trial_id": trial_id}
         self.outbox.put("running", lambda: tracking.set_tags(uri, run_id, tags))
         self.live[trial_id] = number
@@ -119,8 +124,9 @@ class StudySearcher(Searcher):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self.last[trial_id] = result
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None,
-                          error: bool = False) -> None:  # fmt: skip
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
         if trial_id not in self.live or INTERRUPT.requested:
             return  # interrupted: stopped, not finished (interrupt_all decides it)
         res = result or self.last.get(trial_id) or {}

@@ -46,9 +46,20 @@ from remedies.measures.config import measure_keys
 from remedies.search.space_edits import set_keys
 
 # what every finished trial reports besides its measures (remedies.search.trial.run_trial)
-RESULT_METRICS = ("val_accuracy", "train_accuracy", "test_accuracy", "gap", "val_loss",
-                  "train_loss", "wall_time_s", "train_time_s", "train_cpu_s", "measure_time_s",
-                  "epochs", "steps")  # fmt: skip
+RESULT_METRICS = (
+    "val_accuracy",
+    "train_accuracy",
+    "test_accuracy",
+    "gap",
+    "val_loss",
+    "train_loss",
+    "wall_time_s",
+    "train_time_s",
+    "train_cpu_s",
+    "measure_time_s",
+    "epochs",
+    "steps",
+)
 # what a trial reports only when the search ran its baselines (remedies.search.references)
 REFERENCE_METRICS = ("speedup_vs_sb", "speedup_vs_sb_wall", "gap_closed", "test_gap_closed")
 MIN_BATCH = 16  # a smaller batch is a degenerate run: noisy BN statistics, stalled trials
@@ -206,8 +217,9 @@ class SearchSpace(_Strict):
     base_config: Path | None = None  # a run-config YAML to start from (base then overrides it)
     params: dict[str, Dist] = {}
     remedies: dict[str, dict[str, Any] | RemedyChoice | None] = {}
-    objectives: list[Objective] = Field(default_factory=lambda: list(DEFAULT_OBJECTIVES),
-                                        min_length=1, max_length=4)  # fmt: skip
+    objectives: list[Objective] = Field(
+        default_factory=lambda: list(DEFAULT_OBJECTIVES), min_length=1, max_length=4
+    )
     scalarize: bool = False
     sampler: Sampler = Sampler()
     asha: Asha = Asha()
@@ -280,9 +292,13 @@ def parse_space(raw: dict[str, Any], origin: Path | None = None) -> SearchSpace:
 
 def _allowed(loc: tuple) -> str:
     models: dict[str, type[BaseModel]] = {
-        "sampler": Sampler, "asha": Asha, "resources": Resources, "objectives": Objective,
-        "baselines": Baselines, "constraints": Constraint,
-    }  # fmt: skip
+        "sampler": Sampler,
+        "asha": Asha,
+        "resources": Resources,
+        "objectives": Objective,
+        "baselines": Baselines,
+        "constraints": Constraint,
+    }
     if len(loc) == 1:
         return f"; allowed: {', '.join(SearchSpace.model_fields)}"
     if loc[0] in models:
@@ -316,14 +332,18 @@ def resolve(space: SearchSpace, sample: dict[str, Any]) -> dict[str, Any]:
     "sam.rho": 0.1}`. Remedies switched off are absent; remedies in `base` stay on.
     """
     raw = base_raw(space)
-    overrides = [f"{k}={_yaml(v)}" for k, v in sample.items() if not k.startswith(("remedy.", "@"))
-                 and "." in k and k.split(".", 1)[0] not in space.remedies]  # fmt: skip
+    overrides = [
+        f"{k}={_yaml(v)}"
+        for k, v in sample.items()
+        if not k.startswith(("remedy.", "@"))
+        and "." in k
+        and k.split(".", 1)[0] not in space.remedies
+    ]
     raw = apply_overrides(raw, overrides)
     rem = dict(raw.get("remedies") or {})
     for name in space.remedies:
         if sample.get(f"remedy.{name}"):
-            params = {k.split(".", 1)[1]: v for k, v in sample.items()
-                      if k.startswith(f"{name}.")}  # fmt: skip
+            params = {k.split(".", 1)[1]: v for k, v in sample.items() if k.startswith(f"{name}.")}
             rem[name] = params
     raw["remedies"] = rem
     return raw
@@ -333,8 +353,9 @@ def _yaml(v: Any) -> str:
     return json.dumps(v) if not isinstance(v, str) else v
 
 
-def _check_objectives(space: SearchSpace, cfg: RunConfig, base_keys: list[str],
-                      when: str | None = None) -> None:  # fmt: skip
+def _check_objectives(
+    space: SearchSpace, cfg: RunConfig, base_keys: list[str], when: str | None = None
+) -> None:
     """Every objective must be a value a trial of `cfg` reports: a result metric or one of the
     keys its measure section produces (computed from the config, nothing is run)."""
     produced = measure_keys(cfg.measure)
@@ -345,17 +366,24 @@ def _check_objectives(space: SearchSpace, cfg: RunConfig, base_keys: list[str],
         if o_name in reported or o_name in produced:
             continue
         if o_name in REFERENCE_METRICS:
-            raise ConfigError(field, f"{o_name!r} needs the search's baselines (SB and plain LB)"
-                              "; set baselines: {enabled: true, lb: true}")  # fmt: skip
+            raise ConfigError(
+                field,
+                f"{o_name!r} needs the search's baselines (SB and plain LB)"
+                "; set baselines: {enabled: true, lb: true}",
+            )
         o = Objective(name=o_name, mode="max")
         base = ", ".join(base_keys) or "none (every measure is off)"
         if when is None:
             msg = f"{o.name!r} is not a value any trial reports"
         else:
-            msg = (f"{o.name!r} is not reported when {when} (that measure section produces: "
-                   f"{', '.join(produced) or 'none'})")  # fmt: skip
-        msg += (f"; allowed: {', '.join(reported)}, or a key the base's measure section "
-                f"produces: {base}")  # fmt: skip
+            msg = (
+                f"{o.name!r} is not reported when {when} (that measure section produces: "
+                f"{', '.join(produced) or 'none'})"
+            )
+        msg += (
+            f"; allowed: {', '.join(reported)}, or a key the base's measure section "
+            f"produces: {base}"
+        )
         if "objectives" not in space.model_fields_set and field.startswith("objectives"):
             msg += " (these are the default objectives; set objectives: to choose others)"
         raise ConfigError(field, msg)
@@ -378,8 +406,11 @@ def _probe(space: SearchSpace) -> None:
     base_keys = measure_keys(base.measure)
     _check_objectives(space, base, base_keys)
     if space.constraints and space.sampler.name == "random":
-        raise ConfigError("constraints", "the random sampler ignores constraints; allowed "
-                          "samplers with constraints: tpe, nsga2, gp")  # fmt: skip
+        raise ConfigError(
+            "constraints",
+            "the random sampler ignores constraints; allowed "
+            "samplers with constraints: tpe, nsga2, gp",
+        )
     for path, dist in space.params.items():
         for v in dist.ends():
             try:

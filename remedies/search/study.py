@@ -67,8 +67,11 @@ def storage_exists(path: str) -> bool:
 
 
 def _unreadable(db: Path, e: Exception) -> ConfigError:
-    return ConfigError("--storage", f"{db} is not a readable SQLite database ({e}); restore it "
-                       "from a backup (`remedies restore`) or name another file")  # fmt: skip
+    return ConfigError(
+        "--storage",
+        f"{db} is not a readable SQLite database ({e}); restore it "
+        "from a backup (`remedies restore`) or name another file",
+    )
 
 
 def open_storage(path: str) -> optuna.storages.RDBStorage:
@@ -128,11 +131,15 @@ class Study:
         self.study: optuna.Study | None = None
 
     # --------------------------------------------------------------------- lifecycle
-    def create(self, directions: list[Literal["minimize", "maximize"]],
-               attrs: dict[str, Any]) -> None:  # fmt: skip
-        self.study = optuna.create_study(study_name=self.name, storage=self.storage,
-                                         directions=directions,
-                                         sampler=make_sampler(self.space))  # fmt: skip
+    def create(
+        self, directions: list[Literal["minimize", "maximize"]], attrs: dict[str, Any]
+    ) -> None:
+        self.study = optuna.create_study(
+            study_name=self.name,
+            storage=self.storage,
+            directions=directions,
+            sampler=make_sampler(self.space),
+        )
         for k, v in attrs.items():
             self.study.set_user_attr(k, v)
 
@@ -146,8 +153,9 @@ class Study:
 
     def load(self) -> None:
         n = self.storage.get_n_trials(self.storage.get_study_id_from_name(self.name))
-        self.study = optuna.load_study(study_name=self.name, storage=self.storage,
-                                       sampler=make_sampler(self.space, n))  # fmt: skip
+        self.study = optuna.load_study(
+            study_name=self.name, storage=self.storage, sampler=make_sampler(self.space, n)
+        )
 
     def set_study_attr(self, key: str, value: Any) -> None:
         assert self.study is not None
@@ -187,8 +195,9 @@ class Study:
         """Record the one decision. INTERRUPTED leaves the trial RUNNING for `--resume`."""
         assert self.study is not None
         why = {"error": decision.reason} if decision.reason else {}
-        self.set_attrs(number, {**attrs, "state": decision.outcome.value,
-                                "epochs_run": decision.epochs, **why})  # fmt: skip
+        self.set_attrs(
+            number, {**attrs, "state": decision.outcome.value, "epochs_run": decision.epochs, **why}
+        )
         if not decision.outcome.finished:
             return
         state = optuna.trial.TrialState[decision.outcome.optuna_state]

@@ -93,8 +93,10 @@ def resolve(uri: str | None) -> Target:
     p = urlsplit(uri)
     if p.scheme not in ("http", "https") or not p.hostname:
         if uri.startswith("file:") or "://" not in uri:
-            raise ConfigError("--tracking-uri", f"{mask(uri)!r}: the file store is refused by "
-                              f"MLflow ≥ 3.13; {allowed}")  # fmt: skip
+            raise ConfigError(
+                "--tracking-uri",
+                f"{mask(uri)!r}: the file store is refused by MLflow ≥ 3.13; {allowed}",
+            )
         raise ConfigError("--tracking-uri", f"{mask(uri)!r}: unsupported; {allowed}")
     try:
         port = f":{p.port}" if p.port else ""
@@ -103,8 +105,9 @@ def resolve(uri: str | None) -> Target:
     bare = urlunsplit((p.scheme, f"{p.hostname}{port}", p.path, p.query, p.fragment)).rstrip("/")
     if p.username is not None:
         return Target(bare, unquote(p.username), unquote(p.password or ""))
-    return Target(bare, os.environ.get("MLFLOW_TRACKING_USERNAME"),
-                  os.environ.get("MLFLOW_TRACKING_PASSWORD"))  # fmt: skip
+    return Target(
+        bare, os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    )
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -120,8 +123,9 @@ def preflight(target: Target) -> None:
         urllib.request.urlopen(f"{target.uri}/health", timeout=10).read()
     except (OSError, ValueError) as e:
         why = getattr(e, "reason", None) or e
-        raise ConfigError("--tracking-uri", f"no MLflow server answers at {target.uri} ({why})"
-                          ) from None  # fmt: skip
+        raise ConfigError(
+            "--tracking-uri", f"no MLflow server answers at {target.uri} ({why})"
+        ) from None
     req = urllib.request.Request(f"{target.uri}/api/2.0/mlflow/experiments/search?max_results=1")
     if target.username is not None:
         token = base64.b64encode(f"{target.username}:{target.password or ''}".encode()).decode()
@@ -131,15 +135,20 @@ def preflight(target: Target) -> None:
     except urllib.error.HTTPError as e:
         if e.code in (401, 403):
             who = "no credentials" if target.username is None else f"user {target.username!r}"
-            raise ConfigError("--tracking-uri", f"the MLflow server at {target.uri} refused "
-                              f"{who} (HTTP {e.code}); set MLFLOW_TRACKING_USERNAME and "
-                              "MLFLOW_TRACKING_PASSWORD or pass http://USER:PASSWORD@HOST:PORT"
-                              ) from None  # fmt: skip
-        raise ConfigError("--tracking-uri", f"the MLflow server at {target.uri} answered HTTP "
-                          f"{e.code} to a search request") from None  # fmt: skip
+            raise ConfigError(
+                "--tracking-uri",
+                f"the MLflow server at {target.uri} refused "
+                f"{who} (HTTP {e.code}); set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD or pass http://USER:PASSWORD@HOST:PORT",
+            ) from None
+        raise ConfigError(
+            "--tracking-uri",
+            f"the MLflow server at {target.uri} answered HTTP {e.code} to a search request",
+        ) from None
     except OSError as e:
-        raise ConfigError("--tracking-uri", f"no MLflow server answers at {target.uri} ({e})"
-                          ) from None  # fmt: skip
+        raise ConfigError(
+            "--tracking-uri", f"no MLflow server answers at {target.uri} ({e})"
+        ) from None
 
 
 def prepare_store(uri: str) -> None:
@@ -165,8 +174,9 @@ def experiment_id(uri: str, name: str) -> str:
         return c.get_experiment_by_name(name).experiment_id
 
 
-def start_run(uri: str, exp_id: str, name: str, tags: dict[str, Any],
-              parent: str | None = None) -> str:  # fmt: skip
+def start_run(
+    uri: str, exp_id: str, name: str, tags: dict[str, Any], parent: str | None = None
+) -> str:
     tags = {k: str(v) for k, v in tags.items()}  # the REST API takes strings only
     if parent:
         tags[PARENT_TAG] = parent
@@ -267,8 +277,9 @@ class Outbox:
                     self.down_since = now
                     log.warning("tracking server unavailable (%s); will retry", self.last_error)
                 if now - self.down_since > self.limit_s:
-                    raise TrackingLost(f"tracking server away for {now - self.down_since:.0f}s "
-                                       f"({self.last_error})") from None  # fmt: skip
+                    raise TrackingLost(
+                        f"tracking server away for {now - self.down_since:.0f}s ({self.last_error})"
+                    ) from None
                 return False
             self.ops.pop(0)
             if self.down_since is not None:
@@ -286,8 +297,9 @@ class Outbox:
         return True
 
 
-def find_child_run(uri: str, exp_id: str, parent: str, value: int | str,
-                   tag: str = "trial_number") -> str | None:  # fmt: skip
+def find_child_run(
+    uri: str, exp_id: str, parent: str, value: int | str, tag: str = "trial_number"
+) -> str | None:
     """The run of trial `value` (or reference, `tag="reference_key"`) of this search, if one was
     created (a driver killed between creating a run and recording its id must not leave a
     second one)."""
@@ -328,8 +340,9 @@ def child_runs(uri: str, exp_name: str, parent: str, role: str = "trial") -> lis
     exp = c.get_experiment_by_name(exp_name)
     if exp is None:
         return []
-    runs = c.search_runs([exp.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent}'",
-                         max_results=10000)  # fmt: skip
+    runs = c.search_runs(
+        [exp.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent}'", max_results=10000
+    )
     return [r for r in runs if r.data.tags.get("role", "trial") == role]
 
 

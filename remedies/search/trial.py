@@ -36,9 +36,19 @@ ASHA_METRIC = "epoch_val_accuracy"
 # what every finished trial keeps in the study besides its objectives: times split (training
 # alone vs measures), how long it ran, the threads its times were taken on, and its standing
 # against the references
-TRIAL_METRICS = ("train_time_s", "train_cpu_s", "measure_time_s", "wall_time_s", "epochs",
-                 "steps", "threads", "speedup_vs_sb", "speedup_vs_sb_wall", "gap_closed",
-                 "test_gap_closed")  # fmt: skip
+TRIAL_METRICS = (
+    "train_time_s",
+    "train_cpu_s",
+    "measure_time_s",
+    "wall_time_s",
+    "epochs",
+    "steps",
+    "threads",
+    "speedup_vs_sb",
+    "speedup_vs_sb_wall",
+    "gap_closed",
+    "test_gap_closed",
+)
 STATE_FILE = "state.pt"
 
 
@@ -94,9 +104,12 @@ def run_config(space: SearchSpace, sample: dict[str, Any], threads: int) -> dict
     return config_to_dict(cfg)
 
 
-def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
-              placement: dict[str, str], shipped: tuple[dict[str, Any], Any] | None = None
-              ) -> dict[str, Any]:  # fmt: skip
+def run_trial(
+    spec: TrialSpec,
+    send: Callable[[dict[str, Any]], None],
+    placement: dict[str, str],
+    shipped: tuple[dict[str, Any], Any] | None = None,
+) -> dict[str, Any]:
     """Train the trial (continuing its saved state if any); `placement` are tags saying where it
     runs (the GPUs and resources Ray gave it); `shipped` the driver's (data config, splits),
     used when the trial's data config is that one (it is, unless the space samples `data.*`).
@@ -120,9 +133,16 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
 
     def tag_attempt() -> None:
         before = tracking.client(uri).get_run(run_id).data.tags.get("attempt", "0")
-        tracking.set_tags(uri, run_id, {
-            **placement, "device": str(pick_device(cfg.train.device)), "attempt": int(before) + 1,
-            "attempt_resumed_at_epoch": resume["epoch"] if resume else 0})  # fmt: skip
+        tracking.set_tags(
+            uri,
+            run_id,
+            {
+                **placement,
+                "device": str(pick_device(cfg.train.device)),
+                "attempt": int(before) + 1,
+                "attempt_resumed_at_epoch": resume["epoch"] if resume else 0,
+            },
+        )
 
     out.put("tags", tag_attempt)
     if resume is None:
@@ -144,10 +164,19 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
         va = row.get("val_accuracy")
         # no rung value while the trial's curve-changing phase lasts: ASHA compares it from the
         # first rung after (a diverged trial reports 0 at once, so it is cut at the next rung)
-        rung = {ASHA_METRIC: va if finite(va) else 0.0} if row["epoch"] >= first or not finite(
-            va) else {}  # fmt: skip
-        send({"epoch": row["epoch"], **rung,
-              "tracking_retries": out.retries, "tracking_pending": out.pending})  # fmt: skip
+        rung = (
+            {ASHA_METRIC: va if finite(va) else 0.0}
+            if row["epoch"] >= first or not finite(va)
+            else {}
+        )
+        send(
+            {
+                "epoch": row["epoch"],
+                **rung,
+                "tracking_retries": out.retries,
+                "tracking_pending": out.pending,
+            }
+        )
 
     def report(row: dict[str, Any]) -> None:
         pending.append(row)
@@ -177,9 +206,15 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
         tell(row)  # ASHA may stop the trial in here (SystemExit): all is saved and queued
 
     same = shipped is not None and shipped[0] == cfg.data.model_dump(mode="json")
-    result = train(cfg, splits=shipped[1] if same else None, report=report,  # type: ignore[index]
-                   progress=False, resume=resume, expose_state=capture.append,
-                   measure=spec.measure)  # fmt: skip
+    result = train(
+        cfg,
+        splits=shipped[1] if same else None,  # type: ignore[index]
+        report=report,
+        progress=False,
+        resume=resume,
+        expose_state=capture.append,
+        measure=spec.measure,
+    )
     if pending:  # epochs the budget grew by (train_longer) or a divergence left unsent
         rows = list(pending)
         out.put(
@@ -187,16 +222,23 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
             lambda: tracking.log_metric_rows(uri, run_id, rows, [r["epoch"] for r in rows]),
         )
     metrics: dict[str, Any] = {
-        "val_accuracy": result.val_accuracy, "train_accuracy": result.train_accuracy,
+        "val_accuracy": result.val_accuracy,
+        "train_accuracy": result.train_accuracy,
         "test_accuracy": result.test_accuracy,
         "gap": result.train_accuracy - result.val_accuracy,
-        "val_loss": result.val_loss, "train_loss": result.train_loss,
-        "wall_time_s": result.wall_time_s, **result.sharpness,
-        "train_time_s": result.train_time_s, "measure_time_s": result.measure_time_s,
-        "train_cpu_s": result.train_cpu_s, "device": result.device,
-        "epochs": result.epochs_run, "steps": result.steps, "threads": result.threads,
+        "val_loss": result.val_loss,
+        "train_loss": result.train_loss,
+        "wall_time_s": result.wall_time_s,
+        **result.sharpness,
+        "train_time_s": result.train_time_s,
+        "measure_time_s": result.measure_time_s,
+        "train_cpu_s": result.train_cpu_s,
+        "device": result.device,
+        "epochs": result.epochs_run,
+        "steps": result.steps,
+        "threads": result.threads,
         "batch_size": result.batch_size,
-    }  # fmt: skip
+    }
     metrics.update(scores(spec.references, metrics))
     objs = objective_values(space, metrics)
     final = {f"final_{k}": v for k, v in metrics.items() if finite(v)}
@@ -210,12 +252,18 @@ def run_trial(spec: TrialSpec, send: Callable[[dict[str, Any]], None],
     out.put("final metrics", log_final)
     if not out.drain(timeout_s=out.limit_s):
         raise tracking.TrackingLost(f"could not log to {uri}: {out.last_error}")
-    final_row = {**{k: v for k, v in {**metrics, **objs}.items() if finite(v)}, "final": 1,
-            "diverged": result.diverged, "epoch": result.epochs_run,
-            "epochs_run": result.epochs_run, "config_json": json.dumps(full),
-            "sharpness_json": json.dumps(result.sharpness),
-            "sharpness_suspect_json": json.dumps(suspect_flags(result.sharpness_details)),
-            "tracking_retries": out.retries, "tracking_pending": 0,
-            "device": result.device}  # fmt: skip
+    final_row = {
+        **{k: v for k, v in {**metrics, **objs}.items() if finite(v)},
+        "final": 1,
+        "diverged": result.diverged,
+        "epoch": result.epochs_run,
+        "epochs_run": result.epochs_run,
+        "config_json": json.dumps(full),
+        "sharpness_json": json.dumps(result.sharpness),
+        "sharpness_suspect_json": json.dumps(suspect_flags(result.sharpness_details)),
+        "tracking_retries": out.retries,
+        "tracking_pending": 0,
+        "device": result.device,
+    }
     send(final_row)
     return final_row

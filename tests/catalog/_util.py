@@ -19,15 +19,28 @@ def tiny_mlp(d_in: int = 6, hidden: int = 5, classes: int = 3, bn: str = "batch"
     )
 
 
-def make_ctx(model: nn.Module, *, opt: torch.optim.Optimizer | None = None, batch_size: int = 32,
-             epochs: int = 10, n_train: int = 320, input_shape: tuple[int, ...] = (6,),
-             lr: float = 1e-3) -> TrainContext:  # fmt: skip
+def make_ctx(
+    model: nn.Module,
+    *,
+    opt: torch.optim.Optimizer | None = None,
+    batch_size: int = 32,
+    epochs: int = 10,
+    n_train: int = 320,
+    input_shape: tuple[int, ...] = (6,),
+    lr: float = 1e-3,
+) -> TrainContext:
     return TrainContext(
-        model=model, optimizer=opt or torch.optim.SGD(model.parameters(), lr=lr),
-        loss_fn=F.cross_entropy, device=torch.device("cpu"), n_train=n_train,
-        batch_size=batch_size, base_lr=lr, epochs=epochs, input_shape=input_shape,
+        model=model,
+        optimizer=opt or torch.optim.SGD(model.parameters(), lr=lr),
+        loss_fn=F.cross_entropy,
+        device=torch.device("cpu"),
+        n_train=n_train,
+        batch_size=batch_size,
+        base_lr=lr,
+        epochs=epochs,
+        input_shape=input_shape,
         current_batch_size=batch_size,
-    )  # fmt: skip
+    )
 
 
 def batch(n: int = 16, d: int = 6, classes: int = 3, seed: int = 1):

@@ -22,8 +22,19 @@ from remedies.data import Splits
 from remedies.errors import ConfigError
 from remedies.trainer import TrainResult, train
 
-BUILT = ["augment", "conservative", "adversarial", "warm_start", "lr_scaling", "ghost_bn", "sam",
-         "train_longer", "batch_ramp", "trust_ratio", "grad_noise"]  # fmt: skip
+BUILT = [
+    "augment",
+    "conservative",
+    "adversarial",
+    "warm_start",
+    "lr_scaling",
+    "ghost_bn",
+    "sam",
+    "train_longer",
+    "batch_ramp",
+    "trust_ratio",
+    "grad_noise",
+]
 
 
 def tiny(remedies: dict, **train_kw) -> dict:
@@ -54,17 +65,31 @@ def test_unknown_key_is_one_line_error(name):
     assert f"remedies.{name}.no_such_param" in msg and "\n" not in msg
 
 
-@pytest.mark.parametrize(("name", "param", "bad"), [
-    ("augment", "rotation", 30), ("augment", "translation", 0.5), ("augment", "flip", 0.3),
-    ("conservative", "lam", 1.0), ("conservative", "inner_steps", 0),
-    ("adversarial", "eps", 0.5), ("adversarial", "weight", 1.5),
-    ("warm_start", "sb_batch", 8), ("warm_start", "fraction", 0.9),
-    ("lr_scaling", "rule", "cubic"), ("lr_scaling", "multiplier", 10),
-    ("lr_scaling", "warmup_epochs", 20), ("ghost_bn", "ghost_batch", 4),
-    ("train_longer", "factor", 20), ("sam", "eta", 1.0),
-    ("batch_ramp", "factor", 1), ("batch_ramp", "milestones", [0.8, 0.5]),
-    ("trust_ratio", "trust", 0.5), ("grad_noise", "scale", 1.5), ("grad_noise", "sb_batch", 0),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "param", "bad"),
+    [
+        ("augment", "rotation", 30),
+        ("augment", "translation", 0.5),
+        ("augment", "flip", 0.3),
+        ("conservative", "lam", 1.0),
+        ("conservative", "inner_steps", 0),
+        ("adversarial", "eps", 0.5),
+        ("adversarial", "weight", 1.5),
+        ("warm_start", "sb_batch", 8),
+        ("warm_start", "fraction", 0.9),
+        ("lr_scaling", "rule", "cubic"),
+        ("lr_scaling", "multiplier", 10),
+        ("lr_scaling", "warmup_epochs", 20),
+        ("ghost_bn", "ghost_batch", 4),
+        ("train_longer", "factor", 20),
+        ("sam", "eta", 1.0),
+        ("batch_ramp", "factor", 1),
+        ("batch_ramp", "milestones", [0.8, 0.5]),
+        ("trust_ratio", "trust", 0.5),
+        ("grad_noise", "scale", 1.5),
+        ("grad_noise", "sb_batch", 0),
+    ],
+)
 def test_out_of_range_names_the_field(name, param, bad):
     with pytest.raises(ConfigError, match=rf"remedies\.{name}\.{param}"):
         parse_config(tiny({name: {param: bad}}))
@@ -171,8 +196,12 @@ def trace_run(remedies: dict, splits: Splits) -> Trace:
             if done:
                 return
             done = not mod.training
-            events.append(("fwd" if mod.training else "eval",
-                           Forward(args[0].detach().clone(), _copy(mod.parameters()))))  # fmt: skip
+            events.append(
+                (
+                    "fwd" if mod.training else "eval",
+                    Forward(args[0].detach().clone(), _copy(mod.parameters())),
+                )
+            )
 
         model.register_forward_pre_hook(pre)
         return model
@@ -190,14 +219,23 @@ def trace_run(remedies: dict, splits: Splits) -> Trace:
         return opt
 
     real_build, real_make_opt = trainer_mod.build_model, api_mod.make_optimizer
-    cfg = parse_config({
-        "model": {"name": "F1", "width": 0.05},
-        "train": {"batch_size": LB, "epochs": EPOCHS, "lr": LR, "checkpoint": False,
-                  "device": "cpu"},
-        "remedies": remedies,
-    })  # fmt: skip
-    with (patch.object(trainer_mod, "build_model", build),
-          patch.object(api_mod, "make_optimizer", make_opt)):  # fmt: skip
+    cfg = parse_config(
+        {
+            "model": {"name": "F1", "width": 0.05},
+            "train": {
+                "batch_size": LB,
+                "epochs": EPOCHS,
+                "lr": LR,
+                "checkpoint": False,
+                "device": "cpu",
+            },
+            "remedies": remedies,
+        }
+    )
+    with (
+        patch.object(trainer_mod, "build_model", build),
+        patch.object(api_mod, "make_optimizer", make_opt),
+    ):
         result = train(cfg, splits=splits, measure=False, progress=False)
     steps: list[Step] = []
     pending: list[Forward] = []
@@ -411,9 +449,17 @@ def test_three_remedies_end_to_end(tmp_path):
     `running` BN, through the real trainer, then a checkpoint reload of the ghost-BN model."""
     from remedies.checkpoint import load_checkpoint
 
-    raw = tiny({"warm_start": {"epochs": 1, "sb_batch": 32}, "lr_scaling": {"rule": "linear"},
-                "ghost_bn": {"ghost_batch": 20}, "sam": {}},
-               model={"bn": "running"}, epochs=3, checkpoint=True)  # fmt: skip
+    raw = tiny(
+        {
+            "warm_start": {"epochs": 1, "sb_batch": 32},
+            "lr_scaling": {"rule": "linear"},
+            "ghost_bn": {"ghost_batch": 20},
+            "sam": {},
+        },
+        model={"bn": "running"},
+        epochs=3,
+        checkpoint=True,
+    )
     cfg = parse_config(raw)
     r = train(cfg, measure=False, progress=False, out_dir=tmp_path)
     assert [h["batch_size"] for h in r.history] == [32, 40, 40]

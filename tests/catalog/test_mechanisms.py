@@ -189,15 +189,21 @@ def test_warm_start_in_trainer_keeps_optimizer_state():
     from remedies.config import parse_config
     from remedies.trainer import train
 
-    raw = {"data": {"name": "mnist1d", "num_samples": 500},
-           "model": {"name": "F1", "width": 0.05},
-           "train": {"batch_size": 100, "epochs": 4, "checkpoint": False, "device": "cpu"},
-           "remedies": {"warm_start": {"epochs": 2, "sb_batch": 32}}}  # fmt: skip
+    raw = {
+        "data": {"name": "mnist1d", "num_samples": 500},
+        "model": {"name": "F1", "width": 0.05},
+        "train": {"batch_size": 100, "epochs": 4, "checkpoint": False, "device": "cpu"},
+        "remedies": {"warm_start": {"epochs": 2, "sb_batch": 32}},
+    }
     r = train(parse_config(raw), measure=False, progress=False)
     assert [h["batch_size"] for h in r.history] == [32, 32, 100, 100]
     n = 360  # 500 samples → 400 train → 360 after the 10% validation carve-out
-    assert [h["steps"] for h in r.history] == [n // 32, 2 * (n // 32), 2 * (n // 32) + 3,
-                                               2 * (n // 32) + 6]  # fmt: skip
+    assert [h["steps"] for h in r.history] == [
+        n // 32,
+        2 * (n // 32),
+        2 * (n // 32) + 3,
+        2 * (n // 32) + 6,
+    ]
 
 
 # --------------------------------------------------------------------------------- lr_scaling
@@ -381,13 +387,19 @@ def test_augment_images_through_trainer(tmp_path):
     from remedies.trainer import train
 
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "img.npz", x_train=rng.integers(0, 256, (200, 1, 8, 8), dtype=np.uint8),
-             y_train=rng.integers(0, 3, 200), x_test=rng.integers(0, 256, (40, 1, 8, 8),
-             dtype=np.uint8), y_test=rng.integers(0, 3, 40))  # fmt: skip
-    raw = {"data": {"name": "npz", "path": str(tmp_path / "img.npz")},
-           "model": {"name": "F1", "width": 0.05},
-           "train": {"batch_size": 30, "epochs": 2, "checkpoint": False, "device": "cpu"},
-           "remedies": {"augment": {}, "ghost_bn": {"ghost_batch": 16}}}  # fmt: skip
+    np.savez(
+        tmp_path / "img.npz",
+        x_train=rng.integers(0, 256, (200, 1, 8, 8), dtype=np.uint8),
+        y_train=rng.integers(0, 3, 200),
+        x_test=rng.integers(0, 256, (40, 1, 8, 8), dtype=np.uint8),
+        y_test=rng.integers(0, 3, 40),
+    )
+    raw = {
+        "data": {"name": "npz", "path": str(tmp_path / "img.npz")},
+        "model": {"name": "F1", "width": 0.05},
+        "train": {"batch_size": 30, "epochs": 2, "checkpoint": False, "device": "cpu"},
+        "remedies": {"augment": {}, "ghost_bn": {"ghost_batch": 16}},
+    }
     r = train(parse_config(raw), measure=False, progress=False)
     assert r.epochs_run == 2 and not r.diverged
 
@@ -401,8 +413,10 @@ def _trust_step(opt_name: str, trust: float, lr: float, lr_t: float | None = Non
 
     model = tiny_mlp(bn="running")
     twin = copy.deepcopy(model)
-    make = {"sgd": lambda ps: torch.optim.SGD(ps, lr=lr),
-            "adam": lambda ps: torch.optim.Adam(ps, lr=lr)}[opt_name]  # fmt: skip
+    make = {
+        "sgd": lambda ps: torch.optim.SGD(ps, lr=lr),
+        "adam": lambda ps: torch.optim.Adam(ps, lr=lr),
+    }[opt_name]
     ctx = make_ctx(model, opt=make(model.parameters()), lr=lr)
     r = build("trust_ratio", trust=trust)
     ctx.before_step = lambda: r.after_backward(ctx)

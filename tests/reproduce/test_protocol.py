@@ -17,8 +17,9 @@ TINY = ["data.num_samples=500", "model.width=0.1"]
 
 
 def test_plan_trains_each_run_once_and_covers_every_part() -> None:
-    opts = ReproduceOptions(seeds=2, epochs=3, sb=256, batch_sizes=[64, 256, "10%"],
-                            warm_k=[0, 2], overrides=TINY)  # fmt: skip
+    opts = ReproduceOptions(
+        seeds=2, epochs=3, sb=256, batch_sizes=[64, 256, "10%"], warm_k=[0, 2], overrides=TINY
+    )
     specs = plan(opts)
     names = [s.name for s in specs]
     assert len(names) == len(set(names))
@@ -31,20 +32,27 @@ def test_plan_trains_each_run_once_and_covers_every_part() -> None:
     assert warm.config["train"]["epochs"] == 3 + 2  # k SB epochs, then all LB epochs
     sides = [s for s in specs if s.config["measure"].get("lambda_max")]
     assert {(s.seed, s.batch) for s in sides} == {(0, 256), (0, "10%")}
-    assert all(s.config["measure"]["keskar"]["subspace_dims"] == [100]
-               for s in specs if "table" in s.parts)  # fmt: skip
+    assert all(
+        s.config["measure"]["keskar"]["subspace_dims"] == [100] for s in specs if "table" in s.parts
+    )
 
 
 def test_sb_and_lb_of_a_seed_start_from_the_same_weights_and_x0_is_the_training_start() -> None:
-    specs = plan(ReproduceOptions(seeds=2, epochs=1, sb=256, batch_sizes=[256, "10%"],
-                                  warm_k=[0], overrides=TINY))  # fmt: skip
+    specs = plan(
+        ReproduceOptions(
+            seeds=2, epochs=1, sb=256, batch_sizes=[256, "10%"], warm_k=[0], overrides=TINY
+        )
+    )
     splits = load_data(parse_config(specs[0].config).data)
     x0 = {(s.seed, str(s.batch)): initial_weights(s.config, splits) for s in specs}
     assert torch.equal(x0[(0, "256")], x0[(0, "10%")])
     assert not torch.equal(x0[(0, "256")], x0[(1, "256")])
     # x₀ is where training starts: with lr → 0 a trained model stays on it
-    raw = {**specs[0].config, "train": {**specs[0].config["train"], "lr": 1e-12},
-           "measure": {"keskar": {"enabled": False}}}  # fmt: skip
+    raw = {
+        **specs[0].config,
+        "train": {**specs[0].config["train"], "lr": 1e-12},
+        "measure": {"keskar": {"enabled": False}},
+    }
     rec = run_one(raw, keep_weights=True, splits=splits)
     cfg = parse_config(raw)
     from remedies.trainer import build_model
@@ -100,19 +108,23 @@ def test_kendall_tau() -> None:
     assert kendall_tau([1, 2, 3], [1, 1, 2]) == pytest.approx(2 / 6**0.5)
 
 
-@pytest.mark.parametrize(("args", "field"), [
-    (["--nets", "F9"], "--nets"),
-    (["--seeds", "0"], "--seeds"),
-    (["--warm-k", "1,x"], "--warm-k"),
-    (["--set", "train.lr=-1"], "train.lr"),
-    (["--batch-sizes", "64,0"], "train.batch_size"),
-    (["--batch-sizes", "64,5000"], "train.batch_size"),
-    (["--jobs", "0"], "--jobs"),
-    (["--gpu", "-1"], "--gpu"),
-    (["--gpu", "many"], "--gpu"),
-])  # fmt: skip
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, field, tmp_path, capsys,
-                                                         monkeypatch) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--nets", "F9"], "--nets"),
+        (["--seeds", "0"], "--seeds"),
+        (["--warm-k", "1,x"], "--warm-k"),
+        (["--set", "train.lr=-1"], "train.lr"),
+        (["--batch-sizes", "64,0"], "train.batch_size"),
+        (["--batch-sizes", "64,5000"], "train.batch_size"),
+        (["--jobs", "0"], "--jobs"),
+        (["--gpu", "-1"], "--gpu"),
+        (["--gpu", "many"], "--gpu"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    args, field, tmp_path, capsys, monkeypatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     code = main(["reproduce", *args, "--out", str(tmp_path / "out"), "--set", TINY[0]])
     err = capsys.readouterr().err.strip().splitlines()

@@ -17,16 +17,36 @@ pytestmark = pytest.mark.slow
 
 
 def test_reproduce_writes_the_report_and_logs_every_run(mlflow_server, tmp_path):
-    opts = ReproduceOptions(seeds=2, epochs=2, sb=256, batch_sizes=[32, 64, "10%"], warm_k=[0, 1],
-                            overrides=["data.num_samples=400", "model.width=0.1",
-                                       "measure.keskar.iters=3"])  # fmt: skip
+    opts = ReproduceOptions(
+        seeds=2,
+        epochs=2,
+        sb=256,
+        batch_sizes=[32, 64, "10%"],
+        warm_k=[0, 1],
+        overrides=["data.num_samples=400", "model.width=0.1", "measure.keskar.iters=3"],
+    )
     out = tmp_path / "rep"
-    s = reproduce(opts, out, jobs=2, tracking_uri=mlflow_server, experiment="rep-test",
-                  quiet=True, command="remedies reproduce (test)",
-                  markdown=tmp_path / "docs" / "reproduction.md")  # fmt: skip
+    s = reproduce(
+        opts,
+        out,
+        jobs=2,
+        tracking_uri=mlflow_server,
+        experiment="rep-test",
+        quiet=True,
+        command="remedies reproduce (test)",
+        markdown=tmp_path / "docs" / "reproduction.md",
+    )
     md = (tmp_path / "docs" / "reproduction.md").read_text()
-    for section in ("Table 2", "Tables 3 (A = I) and 4", "side by side", "Distance from",
-                    "Fig. 3", "Fig. 4", "Fig. 5", "What held and what did not"):  # fmt: skip
+    for section in (
+        "Table 2",
+        "Tables 3 (A = I) and 4",
+        "side by side",
+        "Distance from",
+        "Fig. 3",
+        "Fig. 4",
+        "Fig. 5",
+        "What held and what did not",
+    ):
         assert section in md, section
     for png in ("fig3_F1_linear.png", "fig3_F1_curved.png", "fig4_F1.png", "fig5_F1.png"):
         assert (out / png).stat().st_size > 1000
@@ -35,8 +55,11 @@ def test_reproduce_writes_the_report_and_logs_every_run(mlflow_server, tmp_path)
     assert len(recs) == len(plan(opts)) == 4 + 2 + 1
     assert "7 runs: 7 on cpu" in md  # this box has no GPU: a GPU box says cuda here
     # the table's numbers are the runs' own: LB/SB mean test accuracy, recomputed here
-    lb = [r["test_accuracy"] for r in recs if r["batch"] == "10%" and r["warm_k"] == 0
-          and "table" in r["parts"]]  # fmt: skip
+    lb = [
+        r["test_accuracy"]
+        for r in recs
+        if r["batch"] == "10%" and r["warm_k"] == 0 and "table" in r["parts"]
+    ]
     assert re.search(rf"\| measured \| .* \| {sum(lb) / len(lb):.2f} ± ", md)
     assert all("suspect" in d and "suspect_why" in d for r in recs for d in r["details"])
     assert any(claim.startswith("F1: LB/SB Keskar") for claim, _, _ in s["checks"])

@@ -40,8 +40,16 @@ def test_backup_then_restore_through_s3(s3_server, tmp_path, capsys):
     later.mkdir()
     run_id = make_stores(head)
     dest = s3_server.format("backups")
-    rc, out, err = run(capsys, "backup", "--storage", str(head / "studies.db"), "--tracking-db",
-                       str(head / "mlflow.db"), "--to", dest)  # fmt: skip
+    rc, out, err = run(
+        capsys,
+        "backup",
+        "--storage",
+        str(head / "studies.db"),
+        "--tracking-db",
+        str(head / "mlflow.db"),
+        "--to",
+        dest,
+    )
     assert rc == 0, err
     # a newer set that never finished uploading is not the one restored
     Results(dest).child("99990101T000000Z").write_bytes("studies.db", b"partial")
@@ -63,18 +71,29 @@ def test_backup_then_restore_through_s3(s3_server, tmp_path, capsys):
 
 
 def test_nothing_to_restore_is_not_an_error(s3_server, tmp_path, capsys):
-    rc, out, err = run(capsys, "restore", "--from", s3_server.format("empty"), "--to",
-                       str(tmp_path))  # fmt: skip
+    rc, out, err = run(
+        capsys, "restore", "--from", s3_server.format("empty"), "--to", str(tmp_path)
+    )
     assert rc == 0 and out.startswith("nothing to restore") and not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize(("argv", "field"), [
-    (["--storage", "postgresql://u@db/optuna"], "--storage"),
-    (["--storage", "absent.db"], "--storage"),
-    (["--storage", "studies.db", "--tracking-db", "nope.db"], "--tracking-db"),
-    (["--storage", "studies.db", "--to", "s3://no-such-bucket/b?endpoint_override={p}&scheme=http"],
-     "--to"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["--storage", "postgresql://u@db/optuna"], "--storage"),
+        (["--storage", "absent.db"], "--storage"),
+        (["--storage", "studies.db", "--tracking-db", "nope.db"], "--tracking-db"),
+        (
+            [
+                "--storage",
+                "studies.db",
+                "--to",
+                "s3://no-such-bucket/b?endpoint_override={p}&scheme=http",
+            ],
+            "--to",
+        ),
+    ],
+)
 def test_bad_backup_input_is_one_line(s3_server, tmp_path, capsys, monkeypatch, argv, field):
     monkeypatch.chdir(tmp_path)
     make_stores(tmp_path)

@@ -32,16 +32,30 @@ def env() -> dict[str, str]:
 
 
 def complete(base: dict, remedies: dict) -> dict:
-    raw = {**base, "train": {"batch_size": 40, "epochs": 3, "lr": 3e-3, "threads": 1,
-                             "device": "cpu", "checkpoint": False, "seed": 2},
-           "remedies": remedies, "measure": {"keskar": {"enabled": False}}}  # fmt: skip
+    raw = {
+        **base,
+        "train": {
+            "batch_size": 40,
+            "epochs": 3,
+            "lr": 3e-3,
+            "threads": 1,
+            "device": "cpu",
+            "checkpoint": False,
+            "seed": 2,
+        },
+        "remedies": remedies,
+        "measure": {"keskar": {"enabled": False}},
+    }
     return config_to_dict(parse_config(raw))  # what an export holds: every resolved value
 
 
-@pytest.mark.parametrize(("base", "remedies"), [
-    (FACTORY, {"augment": {}, "sam": {}, "warm_start": {"epochs": 1}}),
-    (BUILTIN, {"ghost_bn": {"ghost_batch": 16}, "grad_noise": {}, "lr_scaling": {}}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("base", "remedies"),
+    [
+        (FACTORY, {"augment": {}, "sam": {}, "warm_start": {"epochs": 1}}),
+        (BUILTIN, {"ghost_bn": {"ghost_batch": 16}, "grad_noise": {}, "lr_scaling": {}}),
+    ],
+)
 def test_script_runs_as_written_and_matches_remedies_train(tmp_path, base, remedies):
     cfg = complete(base, remedies)
     (tmp_path / "best.yaml").write_text(yaml.safe_dump(cfg))
@@ -52,13 +66,24 @@ def test_script_runs_as_written_and_matches_remedies_train(tmp_path, base, remed
         assert "from tests.factories import blobs" in text
         assert "tiny_net(hidden=20, input_shape=input_shape, num_classes=num_classes)" in text
     compile(script.read_text(), str(script), "exec")
-    ran = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env(),
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    ran = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ran.returncode == 0, ran.stderr[-2000:]
     got = float(ran.stdout.strip().splitlines()[-1].split()[-1])
-    ref = subprocess.run([sys.executable, "-m", "remedies", "train", "best.yaml", "--quiet",
-                          "--json", "s.json"], cwd=tmp_path, env=env(), capture_output=True,
-                         text=True, timeout=300)  # fmt: skip
+    ref = subprocess.run(
+        [sys.executable, "-m", "remedies", "train", "best.yaml", "--quiet", "--json", "s.json"],
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ref.returncode == 0, ref.stderr[-2000:]
     s = json.loads((tmp_path / "s.json").read_text())
     assert got == s["val_accuracy"]

@@ -14,8 +14,10 @@ DETAILS = [
 
 def test_flags_and_metrics_from_details() -> None:
     assert suspect_flags(DETAILS) == {"lambda_max": ["Lanczos stopped"]}
-    assert suspect_metrics(DETAILS) == {"suspect_keskar_full_eps1e-03": 0.0,
-                                        "suspect_lambda_max": 1.0}  # fmt: skip
+    assert suspect_metrics(DETAILS) == {
+        "suspect_keskar_full_eps1e-03": 0.0,
+        "suspect_lambda_max": 1.0,
+    }
 
 
 def test_section_marks_suspect_values_and_reports_measure_agreement() -> None:
@@ -23,8 +25,9 @@ def test_section_marks_suspect_values_and_reports_measure_agreement() -> None:
     # keskar rises with the trial number, lambda_max falls: the two disagree completely
     for i in range(4):
         t = study.ask()
-        t.set_user_attr("sharpness", {"keskar_full_eps1e-03": 10.0 * (i + 1),
-                                      "lambda_max": 4.0 - i})  # fmt: skip
+        t.set_user_attr(
+            "sharpness", {"keskar_full_eps1e-03": 10.0 * (i + 1), "lambda_max": 4.0 - i}
+        )
         t.set_user_attr("sharpness_suspect", {"lambda_max": ["why"]} if i == 2 else {})
         study.tell(t, [0.5, 1.0])
     text = measures_section(study)

@@ -29,8 +29,11 @@ def listening(pid: int) -> list[tuple[str, str]]:
     """(process name, local address) of every listening TCP socket of `pid` and its children."""
     pids = {pid} | {c.pid for c in psutil.Process(pid).children(recursive=True)}
     names = {p: psutil.Process(p).name() for p in pids if psutil.pid_exists(p)}
-    return [(names.get(c.pid, "?"), c.laddr.ip) for c in psutil.net_connections(kind="tcp")
-            if c.status == psutil.CONN_LISTEN and c.pid in names]  # fmt: skip
+    return [
+        (names.get(c.pid, "?"), c.laddr.ip)
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.pid in names
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +57,9 @@ def auth_server(tmp_path_factory):
 
 
 def run(cwd: Path, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([EXE, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=400)  # fmt: skip
+    return subprocess.run(
+        [EXE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=400
+    )
 
 
 @pytest.mark.parametrize("who", ["wrong", "missing"])
@@ -80,16 +84,44 @@ def test_credentials_work_and_appear_nowhere(auth_server, tmp_path):
     # 1. from the environment
     sp = space_file(tmp_path, "auth", n=1, epochs=2)
     env = CLEAN | {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": password}
-    p = run(tmp_path, ["search", sp.name, "--name", "env", "--tracking-uri", server.uri,
-                       "--storage", "studies.db", "--quiet"], env)  # fmt: skip
+    p = run(
+        tmp_path,
+        [
+            "search",
+            sp.name,
+            "--name",
+            "env",
+            "--tracking-uri",
+            server.uri,
+            "--storage",
+            "studies.db",
+            "--quiet",
+        ],
+        env,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
 
     # 2. in the URI, watched while it runs: every listening socket of the search is local
     uri = server.uri.replace("http://", f"http://admin:{password}@")
     sp2 = space_file(tmp_path, "auth2", n=2, epochs=60)
-    proc = subprocess.Popen([EXE, "search", sp2.name, "--name", "uri", "--tracking-uri", uri,
-                             "--storage", "studies.db"], cwd=tmp_path, env=CLEAN,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            EXE,
+            "search",
+            sp2.name,
+            "--name",
+            "uri",
+            "--tracking-uri",
+            uri,
+            "--storage",
+            "studies.db",
+        ],
+        cwd=tmp_path,
+        env=CLEAN,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while not any(t.user_attrs.get("mlflow_run_id") for t in trials(tmp_path, "uri")):
         assert proc.poll() is None and time.time() < deadline

@@ -71,8 +71,11 @@ def test_token_auth_ssh_cidr_and_no_secret_in_the_config():
     """Ray token auth on every node and the driver, SSH only from a configured CIDR, and the
     tracking password nowhere in the YAML or the files it ships — only read into environments."""
     raw = yaml.safe_load(PATH.read_text())
-    starts = [c for c in raw["head_start_ray_commands"] + raw["worker_start_ray_commands"]
-              if " start " in c and "/ray " in c]  # fmt: skip
+    starts = [
+        c
+        for c in raw["head_start_ray_commands"] + raw["worker_start_ray_commands"]
+        if " start " in c and "/ray " in c
+    ]
     assert len(starts) == 2 and all(c.startswith("RAY_AUTH_MODE=token ") for c in starts)
     assert raw["file_mounts"]["/home/ubuntu/.ray/auth_token"] == "~/.ray/auth_token"
     node_env = (PATH.parent / "cluster" / "node_env.sh").read_text()
@@ -109,24 +112,43 @@ def test_the_heads_mlflow_command_runs_as_written(s3_server, tmp_path):
     (tmp_path / "remedies").symlink_to(PATH.parent)
     password = "pw-" + secrets.token_hex(8)
     endpoint = "http://" + s3_server.split("endpoint_override=")[1].split("&")[0]
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
-           "HOME": str(tmp_path), "MLFLOW_TRACKING_PASSWORD": password,
-           "REMEDIES_BUCKET": "remedies-test", "MLFLOW_S3_ENDPOINT_URL": endpoint}  # fmt: skip
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+        "HOME": str(tmp_path),
+        "MLFLOW_TRACKING_PASSWORD": password,
+        "REMEDIES_BUCKET": "remedies-test",
+        "MLFLOW_S3_ENDPOINT_URL": endpoint,
+    }
     # its own process group: the server it leaves running in the background is ended with it
-    shell = subprocess.run(["bash", "-c", f"{cmd}\necho $$"], cwd=tmp_path, env=env, check=True,
-                           timeout=30, start_new_session=True, capture_output=True,
-                           text=True)  # fmt: skip
+    shell = subprocess.run(
+        ["bash", "-c", f"{cmd}\necho $$"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        timeout=30,
+        start_new_session=True,
+        capture_output=True,
+        text=True,
+    )
     group = int(shell.stdout.split()[-1])
     uri = f"http://127.0.0.1:{port}"
     try:
-        wait_up(f"{uri}/health", lambda: True, 120,
-                lambda: (tmp_path / "mlflow.log").read_text()[-2000:])  # fmt: skip
+        wait_up(
+            f"{uri}/health",
+            lambda: True,
+            120,
+            lambda: (tmp_path / "mlflow.log").read_text()[-2000:],
+        )
         search = f"{uri}/api/2.0/mlflow/experiments/search?max_results=1"
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(search, timeout=120)
         assert e.value.code == 401
-        req = urllib.request.Request(search, headers={"Authorization": "Basic " + base64.b64encode(
-            f"admin:{password}".encode()).decode()})  # fmt: skip
+        req = urllib.request.Request(
+            search,
+            headers={
+                "Authorization": "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()
+            },
+        )
         assert urllib.request.urlopen(req, timeout=120).status == 200
         os.environ.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=password)
         try:
@@ -137,8 +159,12 @@ def test_the_heads_mlflow_command_runs_as_written(s3_server, tmp_path):
         finally:
             for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
                 os.environ.pop(k, None)
-        keys = [o["Key"] for o in boto3.client("s3", endpoint_url=endpoint).list_objects_v2(
-            Bucket="remedies-test", Prefix="mlartifacts/")["Contents"]]  # fmt: skip
+        keys = [
+            o["Key"]
+            for o in boto3.client("s3", endpoint_url=endpoint).list_objects_v2(
+                Bucket="remedies-test", Prefix="mlartifacts/"
+            )["Contents"]
+        ]
         assert any(k.endswith(f"{run.info.run_id}/artifacts/note.txt") for k in keys), keys
         assert password not in (tmp_path / "mlflow.log").read_text()
     finally:

@@ -52,47 +52,83 @@ def proxied_auth_server(tmp_path_factory, s3_server):
     only where the user table lives; the admin password is read from the environment."""
     d = tmp_path_factory.mktemp("auth-s3")
     ini = d / "auth.ini"
-    ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{d}/users.db\n"
-                   "admin_username = admin\n")  # fmt: skip
+    ini.write_text(
+        f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{d}/users.db\n"
+        "admin_username = admin\n"
+    )
     password = "pw-" + secrets.token_hex(8)
     endpoint = "http://" + s3_server.split("endpoint_override=")[1].split("&")[0]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
-    env |= {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_AUTH_ADMIN_PASSWORD": password,
-            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
-            "MLFLOW_S3_ENDPOINT_URL": endpoint}  # fmt: skip
-    server = start_mlflow_server(d / "server", extra=["--app-name", "basic-auth"], env=env,
-                                 artifacts="s3://remedies-test/mlartifacts")  # fmt: skip
+    env |= {
+        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+        "MLFLOW_S3_ENDPOINT_URL": endpoint,
+    }
+    server = start_mlflow_server(
+        d / "server",
+        extra=["--app-name", "basic-auth"],
+        env=env,
+        artifacts="s3://remedies-test/mlartifacts",
+    )
     assert password not in ini.read_text()
     yield server.uri, password, endpoint
     server.stop()
 
 
-def test_search_on_a_cluster_with_s3_and_an_authenticated_server(proxied_auth_server, s3_server,
-                                                                 tmp_path):  # fmt: skip
+def test_search_on_a_cluster_with_s3_and_an_authenticated_server(
+    proxied_auth_server, s3_server, tmp_path
+):
     uri, password, endpoint = proxied_auth_server
     creds = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": password}
     node_env = {**os.environ, **creds}  # what the YAML gives every node: its own credentials
-    cluster = subprocess.Popen([sys.executable, "-c", THREE.replace("range(2)", "range(1)")],
-                               env=node_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               text=True)  # fmt: skip
+    cluster = subprocess.Popen(
+        [sys.executable, "-c", THREE.replace("range(2)", "range(1)")],
+        env=node_env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     hidden = None
     try:
         address = cluster.stdout.readline().strip()
         assert address, "the cluster did not start"
         # the second worker: a node that sees none of the driver's files
         hide = f'mount -t tmpfs tmpfs {tmp_path} && exec {sys.executable} -c "$JOIN" {address}'
-        hidden = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", hide],
-                                  env={**node_env, "JOIN": JOIN}, stdout=subprocess.PIPE,
-                                  text=True)  # fmt: skip
+        hidden = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", hide],
+            env={**node_env, "JOIN": JOIN},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         hidden_id = hidden.stdout.readline().strip()
         assert hidden_id, "the hidden worker did not start"
         _wait_for_workers(address, 2)
         sp = space_file(tmp_path, "full", n=2, epochs=3)
-        args = [EXE, "search", sp.name, "--name", "fc", "--address", address, "--storage",
-                "studies.db", "--tracking-uri", uri, "--results-dir", s3_server.format("full"),
-                "--quiet"]  # fmt: skip
-        p = subprocess.run(args, cwd=tmp_path, env={**os.environ, **creds}, capture_output=True,
-                           text=True, timeout=600)  # fmt: skip
+        args = [
+            EXE,
+            "search",
+            sp.name,
+            "--name",
+            "fc",
+            "--address",
+            address,
+            "--storage",
+            "studies.db",
+            "--tracking-uri",
+            uri,
+            "--results-dir",
+            s3_server.format("full"),
+            "--quiet",
+        ]
+        p = subprocess.run(
+            args,
+            cwd=tmp_path,
+            env={**os.environ, **creds},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert p.returncode == 0, p.stderr[-3000:]
         os.environ.update(creds)  # this test reads the server as the user would
         try:
@@ -106,8 +142,12 @@ def test_search_on_a_cluster_with_s3_and_an_authenticated_server(proxied_auth_se
             for k in creds:
                 os.environ.pop(k, None)
         assert "config.yaml" in read[next(iter(got["runs"]))] and "pareto.png" in read[parent]
-        keys = [o["Key"] for o in boto3.client("s3", endpoint_url=endpoint).list_objects_v2(
-            Bucket="remedies-test", Prefix="mlartifacts/")["Contents"]]  # fmt: skip
+        keys = [
+            o["Key"]
+            for o in boto3.client("s3", endpoint_url=endpoint).list_objects_v2(
+                Bucket="remedies-test", Prefix="mlartifacts/"
+            )["Contents"]
+        ]
         assert sum(k.endswith("config.yaml") for k in keys) == 2, keys  # in the bucket, not on disk
         assert password not in p.stdout + p.stderr
     finally:
@@ -119,10 +159,12 @@ def test_search_on_a_cluster_with_s3_and_an_authenticated_server(proxied_auth_se
 
 
 def _wait_for_workers(address: str, n: int) -> None:
-    code = ("import ray,time,sys\nray.init(address=sys.argv[1], log_to_driver=False)\n"
-            "t=time.time()\nwhile sum(1 for x in ray.nodes() if x['Alive'] and "
-            "x['Resources'].get('CPU',0)>0) < int(sys.argv[2]):\n"
-            "    assert time.time()-t < 90, ray.nodes()\n    time.sleep(0.5)\n")  # fmt: skip
+    code = (
+        "import ray,time,sys\nray.init(address=sys.argv[1], log_to_driver=False)\n"
+        "t=time.time()\nwhile sum(1 for x in ray.nodes() if x['Alive'] and "
+        "x['Resources'].get('CPU',0)>0) < int(sys.argv[2]):\n"
+        "    assert time.time()-t < 90, ray.nodes()\n    time.sleep(0.5)\n"
+    )
     subprocess.run([sys.executable, "-c", code, address, str(n)], check=True, timeout=180)
 
 

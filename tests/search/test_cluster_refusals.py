@@ -40,16 +40,24 @@ def two_nodes():
     proc.wait(timeout=60)
 
 
-@pytest.mark.parametrize(("flags", "field"), [
-    ([], "--results-dir"),
-    (["--results-dir", "s3://bucket/x"], "--tracking-uri"),
-])  # fmt: skip
-def test_machine_local_storage_is_refused_on_a_cluster(two_nodes, mlflow_server, s3_server,
-                                                      tmp_path, flags, field):  # fmt: skip
+@pytest.mark.parametrize(
+    ("flags", "field"),
+    [
+        ([], "--results-dir"),
+        (["--results-dir", "s3://bucket/x"], "--tracking-uri"),
+    ],
+)
+def test_machine_local_storage_is_refused_on_a_cluster(
+    two_nodes, mlflow_server, s3_server, tmp_path, flags, field
+):
     sp = space_file(tmp_path, "cluster", n=1, epochs=1)
     if field == "--tracking-uri":  # results in S3 are fine; a SQLite tracking file is not
-        flags = ["--results-dir", s3_server.format("c"), "--tracking-uri",
-                 f"sqlite:///{tmp_path / 'mlflow.db'}"]  # fmt: skip
+        flags = [
+            "--results-dir",
+            s3_server.format("c"),
+            "--tracking-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+        ]
     else:
         flags = ["--tracking-uri", mlflow_server]
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -81,17 +89,32 @@ c.shutdown()
 
 
 def test_node_removed_mid_trial_resumes_on_the_other(mlflow_server, s3_server, tmp_path):
-    cluster = subprocess.Popen([sys.executable, "-c", THREE], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+    cluster = subprocess.Popen(
+        [sys.executable, "-c", THREE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         address = cluster.stdout.readline().strip()
         assert address, "the cluster did not start"
         sp = space_file(tmp_path, "nodes", n=1, epochs=60)
-        args = [EXE, "search", sp.name, "--name", "nd", "--address", address, "--storage",
-                "studies.db", "--tracking-uri", mlflow_server, "--results-dir",
-                s3_server.format("nodes"), "--quiet"]  # fmt: skip
-        proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        args = [
+            EXE,
+            "search",
+            sp.name,
+            "--name",
+            "nd",
+            "--address",
+            address,
+            "--storage",
+            "studies.db",
+            "--tracking-uri",
+            mlflow_server,
+            "--results-dir",
+            s3_server.format("nodes"),
+            "--quiet",
+        ]
+        proc = subprocess.Popen(
+            args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         wait_for(proc, mid_training(tmp_path, "nd", mlflow_server))
         run_id = trials(tmp_path, "nd")[0].user_attrs["mlflow_run_id"]
         first = tracking.client(mlflow_server).get_run(run_id).data.tags["node_id"]
@@ -125,9 +148,13 @@ def hidden(tmp_path_factory):
     np.savez(d / "data.npz", x_train=x[:500], y_train=y[:500], x_test=x[500:], y_test=y[500:])
     hide = f'mount -t tmpfs tmpfs {d} && exec {sys.executable} -c "$CLUSTER"'
     env = {**os.environ, "CLUSTER": THREE.replace("range(2)", "range(1)")}
-    cluster = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", hide],
-                               env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               text=True)  # fmt: skip
+    cluster = subprocess.Popen(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", hide],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         address = cluster.stdout.readline().strip()
         assert address, "the cluster did not start"
@@ -146,14 +173,28 @@ def npz_space(d, name: str, **params) -> object:
     return sp
 
 
-def test_a_worker_without_the_drivers_files_trains_on_shipped_data(hidden, mlflow_server,
-                                                                   s3_server):  # fmt: skip
+def test_a_worker_without_the_drivers_files_trains_on_shipped_data(
+    hidden, mlflow_server, s3_server
+):
     """The trial still trains — on the data the driver shipped through Ray's object store."""
     address, d = hidden
     sp = npz_space(d, "hidden")
-    args = [EXE, "search", sp.name, "--name", "hid", "--address", address, "--storage",
-            "studies.db", "--tracking-uri", mlflow_server, "--results-dir",
-            s3_server.format("hidden"), "--quiet"]  # fmt: skip
+    args = [
+        EXE,
+        "search",
+        sp.name,
+        "--name",
+        "hid",
+        "--address",
+        address,
+        "--storage",
+        "studies.db",
+        "--tracking-uri",
+        mlflow_server,
+        "--results-dir",
+        s3_server.format("hidden"),
+        "--quiet",
+    ]
     p = subprocess.run(args, cwd=d, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     got = assert_consistent(str(d / "studies.db"), mlflow_server, "hidden", "hid", 1)
@@ -169,9 +210,22 @@ def test_data_a_worker_must_read_itself_but_lacks_is_refused(hidden, mlflow_serv
     (sub / "data.npz").write_bytes((d / "data.npz").read_bytes())
     sp = npz_space(sub, "needs", **{"data.max_train": {"type": "int", "low": 200, "high": 400}})
     before = sorted(p.name for p in sub.iterdir())
-    args = [EXE, "search", sp.name, "--name", "nf", "--address", address, "--storage",
-            "studies.db", "--tracking-uri", mlflow_server, "--results-dir",
-            s3_server.format("needs"), "--quiet"]  # fmt: skip
+    args = [
+        EXE,
+        "search",
+        sp.name,
+        "--name",
+        "nf",
+        "--address",
+        address,
+        "--storage",
+        "studies.db",
+        "--tracking-uri",
+        mlflow_server,
+        "--results-dir",
+        s3_server.format("needs"),
+        "--quiet",
+    ]
     p = subprocess.run(args, cwd=sub, capture_output=True, text=True, timeout=300)
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2, p.stderr[-2000:]

@@ -22,26 +22,39 @@ ROOT = Path(__file__).resolve().parents[2]
 N = 3
 SPACE = {
     "name": "byo",
-    "base": {"data": {"factory": "tests.factories:blobs", "kwargs": {"n_train": 300}},
-             "model": {"factory": "tests.factories:tiny_net"},
-             "train": {"epochs": 3, "batch_size": 60, "checkpoint": False},
-             "measure": {"keskar": {"eps": [1e-3], "iters": 2}}},
-    "params": {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
-               "model.kwargs.hidden": {"type": "int", "low": 8, "high": 32}},
+    "base": {
+        "data": {"factory": "tests.factories:blobs", "kwargs": {"n_train": 300}},
+        "model": {"factory": "tests.factories:tiny_net"},
+        "train": {"epochs": 3, "batch_size": 60, "checkpoint": False},
+        "measure": {"keskar": {"eps": [1e-3], "iters": 2}},
+    },
+    "params": {
+        "train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
+        "model.kwargs.hidden": {"type": "int", "low": 8, "high": 32},
+    },
     "remedies": {"sam": {"rho": {"type": "float", "low": 0.02, "high": 0.1}}},
     "sampler": {"name": "tpe", "seed": 1, "n_startup_trials": 3},
-    "asha": {"enabled": False}, "baselines": {"enabled": False},
-    "num_samples": N, "max_concurrent": 2, "resources": {"cpu": 1, "gpu": 0},
-}  # fmt: skip
+    "asha": {"enabled": False},
+    "baselines": {"enabled": False},
+    "num_samples": N,
+    "max_concurrent": 2,
+    "resources": {"cpu": 1, "gpu": 0},
+}
 
 
 @pytest.mark.slow
-def test_search_export_and_run_your_own_model_and_data(ray_local, mlflow_server, tmp_path,
-                                                       monkeypatch, capsys):  # fmt: skip
+def test_search_export_and_run_your_own_model_and_data(
+    ray_local, mlflow_server, tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     storage = str(tmp_path / "studies.db")
-    opts = SearchOptions(name="byo-1", tracking_uri=mlflow_server, storage=storage,
-                         results_dir=str(tmp_path / "ray"), quiet=True)  # fmt: skip
+    opts = SearchOptions(
+        name="byo-1",
+        tracking_uri=mlflow_server,
+        storage=storage,
+        results_dir=str(tmp_path / "ray"),
+        quiet=True,
+    )
     summary = run_search(parse_space(SPACE), opts)
     assert summary["trials"] == N and summary.exit_code == 0
     study = load_study("byo-1", storage)
@@ -54,8 +67,21 @@ def test_search_export_and_run_your_own_model_and_data(ray_local, mlflow_server,
 
     capsys.readouterr()
     assert main(["export", "byo-1", "--storage", storage, "--pick", "best-accuracy"]) == 0
-    assert main(["export", "byo-1", "--storage", storage, "--pick", "best-accuracy",
-                 "--format", "python"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "export",
+                "byo-1",
+                "--storage",
+                storage,
+                "--pick",
+                "best-accuracy",
+                "--format",
+                "python",
+            ]
+        )
+        == 0
+    )
     assert "wrote best.yaml" in capsys.readouterr().out
     cfg = yaml.safe_load((tmp_path / "best.yaml").read_text())
     assert cfg["model"]["factory"] == "tests.factories:tiny_net"
@@ -65,7 +91,13 @@ def test_search_export_and_run_your_own_model_and_data(ray_local, mlflow_server,
     expected = study.trials[trial_no].user_attrs["val_accuracy"]
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    ran = subprocess.run([sys.executable, "best.py"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    ran = subprocess.run(
+        [sys.executable, "best.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert float(ran.stdout.strip().splitlines()[-1].split()[-1]) == expected

@@ -33,26 +33,42 @@ EXE = str(Path(sys.executable).with_name("remedies"))
 def space_file(d: Path, name: str, n: int, epochs: int = 60, asha: bool = False) -> Path:
     space = {
         "name": name,
-        "base": {"data": {"num_samples": 3000}, "model": {"width": 0.3},
-                 "train": {"epochs": epochs, "batch_size": 32, "checkpoint": False},
-                 "measure": {"keskar": {"eps": [1e-3], "iters": 2}, "max_samples": 200}},
+        "base": {
+            "data": {"num_samples": 3000},
+            "model": {"width": 0.3},
+            "train": {"epochs": epochs, "batch_size": 32, "checkpoint": False},
+            "measure": {"keskar": {"eps": [1e-3], "iters": 2}, "max_samples": 200},
+        },
         "params": {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
         "sampler": {"name": "random", "seed": 0},
         "asha": {"enabled": asha, "grace_period": 2, "reduction_factor": 2},
-        "num_samples": n, "max_concurrent": 2, "max_failures": 1,
+        "num_samples": n,
+        "max_concurrent": 2,
+        "max_failures": 1,
         "resources": {"cpu": 1, "gpu": 0},
         "baselines": {"enabled": False},  # fault paths of the trials; references: test_baselines
-    }  # fmt: skip
+    }
     p = d / f"{name}.yaml"
     p.write_text(yaml.safe_dump(space))
     return p
 
 
 def search(cwd: Path, space: Path, name: str, uri: str, *extra: str) -> subprocess.Popen:
-    args = [EXE, "search", str(space), "--name", name, "--tracking-uri", uri,
-            "--storage", "studies.db", *extra]  # fmt: skip
-    return subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    args = [
+        EXE,
+        "search",
+        str(space),
+        "--name",
+        name,
+        "--tracking-uri",
+        uri,
+        "--storage",
+        "studies.db",
+        *extra,
+    ]
+    return subprocess.Popen(
+        args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def wait_for(proc: subprocess.Popen, cond: Callable[[], bool], timeout: float = 240) -> None:
@@ -72,8 +88,9 @@ def trials(cwd: Path, name: str) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
-def mid_training(cwd: Path, name: str, uri: str, finished: int = 0,
-                 every: bool = False) -> Callable[[], bool]:  # fmt: skip
+def mid_training(
+    cwd: Path, name: str, uri: str, finished: int = 0, every: bool = False
+) -> Callable[[], bool]:
     """A trial (`every`: each running trial) has logged epochs and is still running, and
     `finished` trials are decided."""
 
@@ -81,10 +98,11 @@ def mid_training(cwd: Path, name: str, uri: str, finished: int = 0,
         ts = trials(cwd, name)
         if sum(t.state.is_finished() for t in ts) < finished:
             return False
-        going = [len(tracking.metric_history(uri, t.user_attrs["mlflow_run_id"],
-                                             "epoch_time_s")) >= 2
-                 for t in ts if t.state == optuna.trial.TrialState.RUNNING
-                 and t.user_attrs.get("mlflow_run_id")]  # fmt: skip
+        going = [
+            len(tracking.metric_history(uri, t.user_attrs["mlflow_run_id"], "epoch_time_s")) >= 2
+            for t in ts
+            if t.state == optuna.trial.TrialState.RUNNING and t.user_attrs.get("mlflow_run_id")
+        ]
         return bool(going) and (all(going) if every else any(going))
 
     return cond
@@ -95,14 +113,33 @@ def ray_descendants(pid: int) -> list[psutil.Process]:
 
 
 def resume(cwd: Path, space: Path, name: str, uri: str) -> subprocess.CompletedProcess:
-    return subprocess.run([EXE, "search", str(space), "--name", name, "--tracking-uri", uri,
-                           "--storage", "studies.db", "--resume", "--quiet"],
-                          cwd=cwd, capture_output=True, text=True, timeout=400)  # fmt: skip
+    return subprocess.run(
+        [
+            EXE,
+            "search",
+            str(space),
+            "--name",
+            name,
+            "--tracking-uri",
+            uri,
+            "--storage",
+            "studies.db",
+            "--resume",
+            "--quiet",
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
 
 
 def resumed_mid_training(uri: str, runs: dict) -> list[int]:
-    return [int(r.data.tags.get("attempt_resumed_at_epoch", 0)) for r in runs.values()
-            if int(r.data.tags.get("attempt_resumed_at_epoch", 0)) > 0]  # fmt: skip
+    return [
+        int(r.data.tags.get("attempt_resumed_at_epoch", 0))
+        for r in runs.values()
+        if int(r.data.tags.get("attempt_resumed_at_epoch", 0)) > 0
+    ]
 
 
 def test_trial_process_killed_continues_from_its_checkpoint(mlflow_server, tmp_path):
@@ -110,8 +147,11 @@ def test_trial_process_killed_continues_from_its_checkpoint(mlflow_server, tmp_p
     proc = search(tmp_path, sp, "kt", mlflow_server, "--quiet")
     wait_for(proc, lambda: len(trials(tmp_path, "kt")) == 2)
     wait_for(proc, mid_training(tmp_path, "kt", mlflow_server, every=True))
-    workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
-               if p.name().startswith("ray::ImplicitFunc")]  # fmt: skip
+    workers = [
+        p
+        for p in psutil.Process(proc.pid).children(recursive=True)
+        if p.name().startswith("ray::ImplicitFunc")
+    ]
     assert len(workers) == 2, "trial processes not found"
     for w in workers:
         w.kill()
@@ -197,8 +237,16 @@ def test_tracking_server_away_for_30s(tmp_path):
 def test_two_searches_started_together_in_a_fresh_folder(tmp_path):
     sp = space_file(tmp_path, "together", n=2, epochs=3)
     args = [EXE, "search", str(sp), "--quiet"]
-    procs = [subprocess.Popen([*args, "--name", f"tg-{i}"], cwd=tmp_path, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [*args, "--name", f"tg-{i}"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     for p in procs:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-3000:]
@@ -219,8 +267,13 @@ def test_resume_completes_a_trial_the_driver_died_creating(ray_local, mlflow_ser
 
     sp = space_file(tmp_path, "windows", n=1, epochs=2)
     storage = str(tmp_path / "studies.db")
-    opts = SearchOptions(name="w", tracking_uri=mlflow_server, storage=storage,
-                         results_dir=str(tmp_path / "ray"), quiet=True)  # fmt: skip
+    opts = SearchOptions(
+        name="w",
+        tracking_uri=mlflow_server,
+        storage=storage,
+        results_dir=str(tmp_path / "ray"),
+        quiet=True,
+    )
     assert run_search(load_space(sp), opts).exit_code == 0
     # what a driver killed mid-suggest leaves behind, made with the same calls suggest makes
     st = Study(storage, "w", load_space(sp))
@@ -229,8 +282,13 @@ def test_resume_completes_a_trial_the_driver_died_creating(ray_local, mlflow_ser
     number, sample = st.ask()
     st.set_attrs(number, {"sample": sample, "state": "running"})
     parent, exp_id = st.attrs["mlflow_parent_run_id"], st.attrs["mlflow_experiment_id"]
-    orphan = tracking.start_run(mlflow_server, exp_id, f"trial-{number:04d}",
-                                {"search": "w", "trial_number": number}, parent=parent)  # fmt: skip
+    orphan = tracking.start_run(
+        mlflow_server,
+        exp_id,
+        f"trial-{number:04d}",
+        {"search": "w", "trial_number": number},
+        parent=parent,
+    )
     told = st.trials()[0].user_attrs["mlflow_run_id"]  # decided COMPLETE, run not yet closed
     tracking.client(mlflow_server).update_run(told, status="RUNNING")
 

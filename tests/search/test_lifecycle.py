@@ -129,10 +129,25 @@ def test_two_resumes_at_once_one_is_refused(mlflow_server, tmp_path):
     proc = search(tmp_path, sp, "tr", mlflow_server, "--quiet")
     wait_for(proc, mid_training(tmp_path, "tr", mlflow_server))
     kill_driver(proc)
-    args = [EXE, "search", str(sp), "--name", "tr", "--tracking-uri", mlflow_server,
-            "--storage", "studies.db", "--resume", "--quiet"]  # fmt: skip
-    procs = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]  # fmt: skip
+    args = [
+        EXE,
+        "search",
+        str(sp),
+        "--name",
+        "tr",
+        "--tracking-uri",
+        mlflow_server,
+        "--storage",
+        "studies.db",
+        "--resume",
+        "--quiet",
+    ]
+    procs = [
+        subprocess.Popen(
+            args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=400) for p in procs]
     codes = sorted(p.returncode for p in procs)
     assert codes == [0, 2], [(p.returncode, e[-800:]) for p, (_, e) in zip(procs, outs)]
@@ -186,8 +201,9 @@ def test_resume_keeps_the_space_it_started_with(mlflow_server, tmp_path):
     sp = space_file(tmp_path, "keepspace", n=1, epochs=2)
     common = ["--name", "ks", "--tracking-uri", mlflow_server, "--storage", "studies.db", "--quiet"]
     assert run_cli(tmp_path, "search", str(sp), *common).returncode == 0
-    parent = optuna.load_study(study_name="ks", storage=f"sqlite:///{tmp_path / 'studies.db'}"
-                               ).user_attrs["mlflow_parent_run_id"]  # fmt: skip
+    parent = optuna.load_study(
+        study_name="ks", storage=f"sqlite:///{tmp_path / 'studies.db'}"
+    ).user_attrs["mlflow_parent_run_id"]
     for change, says in [
         (["--set", "params.train.lr.high=0.1"], "params.train.lr.high: 0.01 → 0.1"),
         (["--set", "base.train.epochs=3"], "base.train.epochs: 2 → 3"),
@@ -224,8 +240,11 @@ def test_a_truncated_study_database_says_so(tmp_path):
     data = db.read_bytes()
     db.write_bytes(data[: len(data) // 2])
     sp = space_file(tmp_path, "trunc", n=1, epochs=2)
-    for args in (["search", str(sp), "--name", "a1", "--resume"], ["report", "a1"],
-                 ["export", "a1"]):  # fmt: skip
+    for args in (
+        ["search", str(sp), "--name", "a1", "--resume"],
+        ["report", "a1"],
+        ["export", "a1"],
+    ):
         r = run_cli(tmp_path, *args, "--storage", str(db), timeout=120)
         assert r.returncode == 2 and r.stderr.count("\n") == 1, (args, r.stderr)
         assert "is not a readable SQLite database" in r.stderr, (args, r.stderr)
@@ -253,8 +272,19 @@ def test_a_full_results_disk_is_one_line_per_failed_trial(mlflow_server, tmp_pat
     raw["base"]["model"]["width"] = 1.0  # its saved state is over 1 MiB
     sp.write_text(yaml.safe_dump(raw))
     t0 = time.time()
-    r = run_cli(tmp_path, "search", str(sp), "--name", "fd", "--tracking-uri", mlflow_server,
-                "--storage", "studies.db", "--results-dir", str(tiny_disk))  # fmt: skip
+    r = run_cli(
+        tmp_path,
+        "search",
+        str(sp),
+        "--name",
+        "fd",
+        "--tracking-uri",
+        mlflow_server,
+        "--storage",
+        "studies.db",
+        "--results-dir",
+        str(tiny_disk),
+    )
     assert r.returncode == 1, r.stderr[-3000:]
     text = r.stdout + r.stderr
     assert "Traceback" not in text, text[-3000:]

@@ -52,16 +52,16 @@ def test_a_dead_drivers_lock_is_taken_over(url):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     now = time.time()
-    put_row(url, "s3", host=socket.gethostname(), pid=dead.pid, proc_start=now - 5, since=now,
-            beat=now)  # fmt: skip
+    put_row(
+        url, "s3", host=socket.gethostname(), pid=dead.pid, proc_start=now - 5, since=now, beat=now
+    )
     lk = DriverLock(url, "s3")
     lk.acquire()
     lk.release()
     put_row(url, "s4", host="elsewhere", pid=1, proc_start=0.0, since=now, beat=now - 10)
     with pytest.raises(ConfigError, match=r"pid 1 on elsewhere"):
         DriverLock(url, "s4").acquire()
-    put_row(url, "s4", host="elsewhere", pid=1, proc_start=0.0, since=now,
-            beat=now - STALE_S - 1)  # fmt: skip
+    put_row(url, "s4", host="elsewhere", pid=1, proc_start=0.0, since=now, beat=now - STALE_S - 1)
     lk = DriverLock(url, "s4")
     lk.acquire()
     lk.release()
@@ -72,8 +72,15 @@ def test_a_reused_pid_does_not_keep_a_dead_drivers_lock(url):
     import os
 
     now = time.time()
-    put_row(url, "s5", host=socket.gethostname(), pid=os.getpid(), proc_start=now - 10**6,
-            since=now, beat=now)  # fmt: skip
+    put_row(
+        url,
+        "s5",
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        proc_start=now - 10**6,
+        since=now,
+        beat=now,
+    )
     lk = DriverLock(url, "s5")
     lk.acquire()
     lk.release()

@@ -24,28 +24,42 @@ from remedies.search.space import parse_space
 N = 4
 SPACE = {
     "name": "refs",
-    "base": {"data": {"num_samples": 1000}, "model": {"width": 0.1},
-             "train": {"epochs": 3, "batch_size": 128, "checkpoint": False, "lr": 3e-3},
-             "measure": {"keskar": {"eps": [1e-3], "iters": 2}, "max_samples": 100}},
+    "base": {
+        "data": {"num_samples": 1000},
+        "model": {"width": 0.1},
+        "train": {"epochs": 3, "batch_size": 128, "checkpoint": False, "lr": 3e-3},
+        "measure": {"keskar": {"eps": [1e-3], "iters": 2}, "max_samples": 100},
+    },
     "params": {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
-    "remedies": {"augment": {"noise": {"type": "float", "low": 0.0, "high": 0.2}},
-                 "sam": {"rho": {"type": "float", "low": 0.01, "high": 0.1, "log": True}}},
-    "objectives": [{"name": "val_accuracy", "mode": "max"},
-                   {"name": "speedup_vs_sb", "mode": "max"}],
+    "remedies": {
+        "augment": {"noise": {"type": "float", "low": 0.0, "high": 0.2}},
+        "sam": {"rho": {"type": "float", "low": 0.01, "high": 0.1, "log": True}},
+    },
+    "objectives": [
+        {"name": "val_accuracy", "mode": "max"},
+        {"name": "speedup_vs_sb", "mode": "max"},
+    ],
     "constraints": [{"name": "speedup_vs_sb", "op": ">=", "value": 1.0}],
     "baselines": {"sb_batch": 32, "lr_factors": [0.5, 1.0]},
     "sampler": {"name": "tpe", "seed": 1, "n_startup_trials": 2},
     "asha": {"enabled": False},
-    "num_samples": N, "max_concurrent": 2, "resources": {"cpu": 1, "gpu": 0},
-}  # fmt: skip
+    "num_samples": N,
+    "max_concurrent": 2,
+    "resources": {"cpu": 1, "gpu": 0},
+}
 
 
 @pytest.fixture(scope="module")
 def searched(ray_local, mlflow_server, tmp_path_factory):
     d = tmp_path_factory.mktemp("refs")
     storage = str(d / "studies.db")
-    opts = SearchOptions(name="refs-1", tracking_uri=mlflow_server, storage=storage,
-                         results_dir=str(d / "ray"), quiet=True)  # fmt: skip
+    opts = SearchOptions(
+        name="refs-1",
+        tracking_uri=mlflow_server,
+        storage=storage,
+        results_dir=str(d / "ray"),
+        quiet=True,
+    )
     summary = run_search(parse_space(SPACE), opts)
     return summary, load_study("refs-1", storage), storage, d
 
@@ -71,8 +85,9 @@ def test_references_are_logged_and_every_trial_is_scored_against_them(searched, 
     assert all(r.data.metrics["final_threads"] == 1 for r in runs)
     sb_m, lb_m = logged[refs["sb"]["run_id"]].data.metrics, lb.data.metrics
 
-    trials = {k.data.tags["trial_number"]: k for k in tracking.child_runs(mlflow_server, "refs",
-                                                                         parent)}  # fmt: skip
+    trials = {
+        k.data.tags["trial_number"]: k for k in tracking.child_runs(mlflow_server, "refs", parent)
+    }
     done = [r for r in trial_rows(study) if r["state"] == "COMPLETE"]
     assert len(done) == N
     for r in done:
@@ -109,14 +124,30 @@ def test_references_are_logged_and_every_trial_is_scored_against_them(searched, 
 def test_references_never_enter_the_front_or_an_export(searched, mlflow_server, tmp_path):
     summary, study, storage, _ = searched
     parent = study.user_attrs["mlflow_parent_run_id"]
-    ref_ids = {r.info.run_id for r in tracking.child_runs(mlflow_server, "refs", parent,
-                                                          role="reference")}  # fmt: skip
+    ref_ids = {
+        r.info.run_id for r in tracking.child_runs(mlflow_server, "refs", parent, role="reference")
+    }
     _, front = front_rows(study)
     assert front and not {r["mlflow_run"] for r in front} & ref_ids
     assert all(r["constraints"][0] <= 0 for r in front)  # the front holds feasible trials
     out = tmp_path / "all"
-    assert main(["export", "refs-1", "--storage", storage, "--pick", "pareto",
-                 "--out", str(tmp_path / "p.yaml"), "--all-pareto", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "export",
+                "refs-1",
+                "--storage",
+                storage,
+                "--pick",
+                "pareto",
+                "--out",
+                str(tmp_path / "p.yaml"),
+                "--all-pareto",
+                str(out),
+            ]
+        )
+        == 0
+    )
     for f in out.glob("*.yaml"):
         assert not any(i in f.read_text() for i in ref_ids)
     arts = {a.path for a in tracking.client(mlflow_server).list_artifacts(parent)}
@@ -147,8 +178,21 @@ def test_export_pick_honours_a_constraint(searched, tmp_path, capsys):
     never = "max val_accuracy where speedup_vs_sb >= 1e9"
     assert main(["export", "refs-1", "--storage", storage, "--pick", never, "--out", str(bad)]) == 2
     assert "no completed trial" in capsys.readouterr().err and not bad.exists()
-    assert main(["export", "refs-1", "--storage", storage, "--pick", "best val_accuracy",
-                 "--out", str(bad)]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "export",
+                "refs-1",
+                "--storage",
+                storage,
+                "--pick",
+                "best val_accuracy",
+                "--out",
+                str(bad),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--pick" in err and not bad.exists()
 
@@ -168,8 +212,7 @@ def test_report_answers_with_references_and_standard_error(searched):
 
 
 @pytest.mark.slow
-def test_confirm_seeds_re_trains_the_candidates_and_picks_on_mean_val(searched, tmp_path,
-                                                                      capsys):  # fmt: skip
+def test_confirm_seeds_re_trains_the_candidates_and_picks_on_mean_val(searched, tmp_path, capsys):
     import json
     import re
     import statistics
@@ -177,12 +220,27 @@ def test_confirm_seeds_re_trains_the_candidates_and_picks_on_mean_val(searched, 
     _, study, storage, _ = searched
     out = tmp_path / "c.yaml"
     capsys.readouterr()
-    assert main(["export", "refs-1", "--storage", storage, "--pick",
-                 "max val_accuracy where speedup_vs_sb >= 0", "--confirm-seeds", "1",
-                 "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "export",
+                "refs-1",
+                "--storage",
+                storage,
+                "--pick",
+                "max val_accuracy where speedup_vs_sb >= 0",
+                "--confirm-seeds",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
-    seen = {int(n): float(v) for n, v in re.findall(r"confirm trial (\d+), seed 1: val ([\d.]+)",
-                                                    err)}  # fmt: skip
+    seen = {
+        int(n): float(v) for n, v in re.findall(r"confirm trial (\d+), seed 1: val ([\d.]+)", err)
+    }
     assert len(seen) == 3  # the top three candidates, one extra seed each
     text = out.read_text()
     chosen = int(text.split("trial ", 1)[1].split(" ", 1)[0])
@@ -204,10 +262,13 @@ def test_references_of_a_base_without_an_lr_use_the_run_configs_default():
     from remedies.search.references import reference_configs
     from remedies.search.space import parse_space
 
-    space = parse_space({"name": "nolr", "base": {"data": {"num_samples": 200},
-                                                   "train": {"epochs": 1}}})  # fmt: skip
+    space = parse_space(
+        {"name": "nolr", "base": {"data": {"num_samples": 200}, "train": {"epochs": 1}}}
+    )
     default = parse_config({}).train.lr
-    got = [(key.split("-")[0], cfg["train"]["lr"], cfg["train"]["threads"])
-           for key, cfg in reference_configs(space, threads=3)]  # fmt: skip
+    got = [
+        (key.split("-")[0], cfg["train"]["lr"], cfg["train"]["threads"])
+        for key, cfg in reference_configs(space, threads=3)
+    ]
     factors = space.baselines.lr_factors
     assert got == [("sb", default * f, 3) for f in factors] + [("lb", default, 3)]

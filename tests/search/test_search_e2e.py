@@ -27,16 +27,21 @@ from tests.search.consistency import assert_consistent
 N = 4
 TINY = {
     "name": "e2e",
-    "base": {"data": {"num_samples": 1000}, "model": {"width": 0.1},
-             "train": {"epochs": 3, "batch_size": 128, "checkpoint": False},
-             "measure": {"keskar": {"eps": [1e-3], "iters": 3}, "max_samples": 200}},
+    "base": {
+        "data": {"num_samples": 1000},
+        "model": {"width": 0.1},
+        "train": {"epochs": 3, "batch_size": 128, "checkpoint": False},
+        "measure": {"keskar": {"eps": [1e-3], "iters": 3}, "max_samples": 200},
+    },
     "params": {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
     "remedies": {"lr_scaling": {"rule": {"type": "categorical", "choices": ["none", "sqrt"]}}},
     "sampler": {"name": "tpe", "seed": 0, "n_startup_trials": 2},
     "asha": {"enabled": True, "grace_period": 1, "reduction_factor": 2},
-    "num_samples": N, "max_concurrent": 2, "resources": {"cpu": 1, "gpu": 0},
+    "num_samples": N,
+    "max_concurrent": 2,
+    "resources": {"cpu": 1, "gpu": 0},
     "baselines": {"enabled": False},  # the references are tested in test_baselines
-}  # fmt: skip
+}
 
 
 def crash_once(tmp_path, space: dict, after_epoch: int) -> dict:
@@ -53,8 +58,13 @@ def crash_once(tmp_path, space: dict, after_epoch: int) -> dict:
 def test_tiny_search_end_to_end(ray_local, mlflow_server, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     storage = str(tmp_path / "studies.db")
-    opts = SearchOptions(name="e2e-1", tracking_uri=mlflow_server, storage=storage,
-                         results_dir=str(tmp_path / "ray"), quiet=True)  # fmt: skip
+    opts = SearchOptions(
+        name="e2e-1",
+        tracking_uri=mlflow_server,
+        storage=storage,
+        results_dir=str(tmp_path / "ray"),
+        quiet=True,
+    )
     summary = run_search(parse_space(TINY), opts)
     assert summary["trials"] == N
 
@@ -86,8 +96,11 @@ def test_tiny_search_end_to_end(ray_local, mlflow_server, tmp_path, monkeypatch,
     assert done and all("final_keskar_full_eps1e-03" in k.data.metrics for k in done)
     # each measure's own doubt travels with it: MLflow metric, study attribute, report
     assert all(k.data.metrics["final_suspect_keskar_full_eps1e-03"] in (0.0, 1.0) for k in done)
-    assert all(isinstance(t.user_attrs["sharpness_suspect"], dict) for t in study.trials
-               if t.state == optuna.trial.TrialState.COMPLETE)  # fmt: skip
+    assert all(
+        isinstance(t.user_attrs["sharpness_suspect"], dict)
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+    )
     assert "Every measure per completed trial" in text_report(study)
     arts = {a.path for a in tracking.client(mlflow_server).list_artifacts(parent)}
     assert {"pareto.png", "pareto.csv", "accuracy_vs_sharpness.png"} <= arts
@@ -95,8 +108,23 @@ def test_tiny_search_end_to_end(ray_local, mlflow_server, tmp_path, monkeypatch,
     # report, then export → `remedies train` reproduces the validation accuracy (same seed)
     assert "Kendall" in text_report(study)
     out = tmp_path / "best.yaml"
-    assert main(["export", "e2e-1", "--storage", storage, "--pick", "best-accuracy",
-                 "--out", str(out), "--all-pareto", str(tmp_path / "front")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "export",
+                "e2e-1",
+                "--storage",
+                storage,
+                "--pick",
+                "best-accuracy",
+                "--out",
+                str(out),
+                "--all-pareto",
+                str(tmp_path / "front"),
+            ]
+        )
+        == 0
+    )
     text = out.read_text()
     assert text.startswith("# exported from search 'e2e-1'")
     assert list((tmp_path / "front").glob("trial_*.yaml"))
@@ -112,8 +140,21 @@ def test_tiny_search_end_to_end(ray_local, mlflow_server, tmp_path, monkeypatch,
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(TINY))
     n_runs = len(tracking.child_runs(mlflow_server, "e2e", parent))
     capsys.readouterr()
-    assert main(["search", "space.yaml", "--name", "e2e-1", "--storage", storage,
-                 "--tracking-uri", mlflow_server]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "search",
+                "space.yaml",
+                "--name",
+                "e2e-1",
+                "--storage",
+                storage,
+                "--tracking-uri",
+                mlflow_server,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "--name: a search named 'e2e-1' already exists" in err and err.count("\n") == 1
     assert len(tracking.child_runs(mlflow_server, "e2e", parent)) == n_runs
@@ -126,19 +167,31 @@ def test_retried_trial_continues_its_run(ray_local, mlflow_server, tmp_path, mon
     the trial's saved state in the same MLflow run: one run per trial, COMPLETE, epoch 1
     logged once."""
     monkeypatch.chdir(tmp_path)
-    raw = {**TINY, "name": "retry", "num_samples": 2, "asha": {"enabled": False},
-           "max_failures": 1, "remedies": {}}  # fmt: skip
+    raw = {
+        **TINY,
+        "name": "retry",
+        "num_samples": 2,
+        "asha": {"enabled": False},
+        "max_failures": 1,
+        "remedies": {},
+    }
     raw["base"] = {**TINY["base"], "model": crash_once(tmp_path, TINY, after_epoch=1)}
     storage = str(tmp_path / "studies.db")
-    opts = SearchOptions(name="retry-1", tracking_uri=mlflow_server, storage=storage,
-                         results_dir=str(tmp_path / "ray"), quiet=True)  # fmt: skip
+    opts = SearchOptions(
+        name="retry-1",
+        tracking_uri=mlflow_server,
+        storage=storage,
+        results_dir=str(tmp_path / "ray"),
+        quiet=True,
+    )
     run_search(parse_space(raw), opts)
     got = assert_consistent(storage, mlflow_server, "retry", "retry-1", 2)
     assert [t.state for t in got["study"].trials] == [optuna.trial.TrialState.COMPLETE] * 2
     for r in got["runs"].values():
         assert r.data.tags["attempt_resumed_at_epoch"] == "1" and r.data.tags["attempt"] == "2"
-        steps = [s for s, _ in tracking.metric_history(mlflow_server, r.info.run_id,
-                                                       "val_accuracy")]  # fmt: skip
+        steps = [
+            s for s, _ in tracking.metric_history(mlflow_server, r.info.run_id, "val_accuracy")
+        ]
         assert steps == [1, 2, 3]
         assert "injected fault" in r.data.tags["error"]  # the crash is on record
 
@@ -170,10 +223,25 @@ def test_cli_search_joins_an_existing_cluster(ray_local, mlflow_server, tmp_path
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
     exe = Path(sys.executable).with_name("remedies")
     proc = subprocess.run(
-        [str(exe), "search", "space.yaml", "--name", "addr-1", "--address", address,
-         "--tracking-uri", mlflow_server, "--storage", "studies.db", "--quiet"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            str(exe),
+            "search",
+            "space.yaml",
+            "--name",
+            "addr-1",
+            "--address",
+            address,
+            "--tracking-uri",
+            mlflow_server,
+            "--storage",
+            "studies.db",
+            "--quiet",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     study = load_study("addr-1", str(tmp_path / "studies.db"))
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
@@ -190,11 +258,21 @@ def test_trials_get_gpus_when_the_cluster_has_them(ray_local, mlflow_server, tmp
     import torch
 
     assert ray_local.cluster_resources().get("GPU") == 1
-    space = {**TINY, "name": f"gpu-{share}", "num_samples": 2, "asha": {"enabled": False},
-             "resources": {"cpu": 1, "gpu": gpu}}  # fmt: skip
+    space = {
+        **TINY,
+        "name": f"gpu-{share}",
+        "num_samples": 2,
+        "asha": {"enabled": False},
+        "resources": {"cpu": 1, "gpu": gpu},
+    }
     storage = str(tmp_path / "studies.db")
-    opts = SearchOptions(name=f"gpu-{share}", tracking_uri=mlflow_server, storage=storage,
-                         results_dir=str(tmp_path / "ray"), quiet=True)  # fmt: skip
+    opts = SearchOptions(
+        name=f"gpu-{share}",
+        tracking_uri=mlflow_server,
+        storage=storage,
+        results_dir=str(tmp_path / "ray"),
+        quiet=True,
+    )
     assert run_search(parse_space(space), opts)["trials"] == 2
     study = load_study(f"gpu-{share}", storage)
     parent = study.user_attrs["mlflow_parent_run_id"]

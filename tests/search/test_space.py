@@ -18,11 +18,14 @@ SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))
 
 TINY = {
     "name": "tiny",
-    "base": {"data": {"num_samples": 1000}, "model": {"width": 0.1},
-             "train": {"epochs": 2, "batch_size": 128}},
+    "base": {
+        "data": {"num_samples": 1000},
+        "model": {"width": 0.1},
+        "train": {"epochs": 2, "batch_size": 128},
+    },
     "params": {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}},
     "remedies": {"sam": {"rho": {"type": "float", "low": 0.01, "high": 0.5, "log": True}}},
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
@@ -58,10 +61,12 @@ def test_bad_inputs_name_the_field():
     )
     assert "params.train.lr" in _bad({"params/train.lr": {"type": "float", "low": 1}})
     assert "params.train.lrr" in _bad({"params/train.lrr": {"type": "float", "low": 1, "high": 2}})
-    assert "log scale" in _bad({"params/train.lr": {"type": "float", "low": 0, "high": 1,
-                                                    "log": True}})  # fmt: skip
-    assert "params.train.lr" in _bad({"params/train.lr": {"type": "float", "low": 1e-3,
-                                                          "high": 50}})  # fmt: skip
+    assert "log scale" in _bad(
+        {"params/train.lr": {"type": "float", "low": 0, "high": 1, "log": True}}
+    )
+    assert "params.train.lr" in _bad(
+        {"params/train.lr": {"type": "float", "low": 1e-3, "high": 50}}
+    )
     assert "remedies.samm" in _bad({"remedies": {"samm": {}}})
     assert "remedies.sam" in _bad({"remedies": {"sam": {"rhoo": 0.1}}})
     assert "objectives" in _bad({"objectives": [{"name": "accuracy", "mode": "max"}]})
@@ -93,11 +98,16 @@ def test_step_owning_remedies_are_never_sampled_together():
 
     from remedies.config import parse_config
 
-    space = parse_space({**TINY, "remedies": {
-        "sam": {"rho": {"type": "float", "low": 0.01, "high": 0.5, "log": True}},
-        "conservative": {"lam": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
-        "lr_scaling": {},
-    }})  # fmt: skip
+    space = parse_space(
+        {
+            **TINY,
+            "remedies": {
+                "sam": {"rho": {"type": "float", "low": 0.01, "high": 0.5, "log": True}},
+                "conservative": {"lam": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
+                "lr_scaling": {},
+            },
+        }
+    )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = set()
     for _ in range(30):
@@ -162,9 +172,14 @@ def test_objective_must_be_produced_by_the_base_measure_section():
 
 
 def test_objectives_follow_every_measure_family():
-    base = {**TINY["base"], "measure": {"keskar": {"enabled": False},
-                                        "lambda_max": {"enabled": True, "k": 2},
-                                        "trace": {"enabled": True}}}  # fmt: skip
+    base = {
+        **TINY["base"],
+        "measure": {
+            "keskar": {"enabled": False},
+            "lambda_max": {"enabled": True, "k": 2},
+            "trace": {"enabled": True},
+        },
+    }
     ok = [{"name": n, "mode": "min"} for n in ("lambda_2", "hessian_trace_se", "gap")]
     assert parse_space({**TINY, "base": base, "objectives": ok}).metric_names[0] == "lambda_2"
     msg = _space_error({**TINY, "base": base, "objectives": [{"name": "lambda_3", "mode": "min"}]})
@@ -218,14 +233,22 @@ def test_measure_keys_are_the_keys_run_measures_reports():
     from remedies.measures import MeasureConfig, run_measures
     from remedies.measures.config import measure_keys
 
-    cfg = MeasureConfig.model_validate({
-        "keskar": {"eps": [1e-3, 5e-4], "subspace_dims": [3], "iters": 1},
-        "lambda_max": {"enabled": True, "k": 2, "max_iter": 8},
-        "trace": {"enabled": True, "probes": 2},
-        "adaptive": {"enabled": True, "l2_rho": [0.5], "linf_rho": [2e-3, 1e-2],
-                     "average_rho": [0.05], "average_samples": 2, "steps": 1},
-        "noise_scale": {"enabled": True},
-    })  # fmt: skip
+    cfg = MeasureConfig.model_validate(
+        {
+            "keskar": {"eps": [1e-3, 5e-4], "subspace_dims": [3], "iters": 1},
+            "lambda_max": {"enabled": True, "k": 2, "max_iter": 8},
+            "trace": {"enabled": True, "probes": 2},
+            "adaptive": {
+                "enabled": True,
+                "l2_rho": [0.5],
+                "linf_rho": [2e-3, 1e-2],
+                "average_rho": [0.05],
+                "average_samples": 2,
+                "steps": 1,
+            },
+            "noise_scale": {"enabled": True},
+        }
+    )
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
     x, y = torch.randn(24, 4), torch.arange(24) % 3

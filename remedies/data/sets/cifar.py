@@ -17,11 +17,17 @@ from remedies.data.registry import _CORRUPT, Arrays, _why, cache_dir, register_d
 from remedies.errors import ConfigError
 
 CIFAR = {  # name -> (folder, url, md5 of the archive)
-    "cifar10": ("cifar-10-batches-py", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-                "c58f30108f718f92721af3b95e74349a"),
-    "cifar100": ("cifar-100-python", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-                 "eb9058c3a382ffc7106e4002c42a8d85"),
-}  # fmt: skip
+    "cifar10": (
+        "cifar-10-batches-py",
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "c58f30108f718f92721af3b95e74349a",
+    ),
+    "cifar100": (
+        "cifar-100-python",
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "eb9058c3a382ffc7106e4002c42a8d85",
+    ),
+}
 
 
 def _unpickle(path: Path, label_key: bytes) -> dict:
@@ -29,12 +35,20 @@ def _unpickle(path: Path, label_key: bytes) -> dict:
     try:
         with open(path, "rb") as f:
             d = pickle.load(f, encoding="bytes")
-    except (*_CORRUPT, pickle.UnpicklingError, AttributeError, ImportError, IndexError,
-            TypeError) as e:  # fmt: skip
+    except (
+        *_CORRUPT,
+        pickle.UnpicklingError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        TypeError,
+    ) as e:
         raise ConfigError("data.path", f"cannot read {path} as a CIFAR batch ({_why(e)})") from None
     if not isinstance(d, dict) or b"data" not in d or label_key not in d:
-        raise ConfigError("data.path", f"{path} is not a CIFAR batch: expected a dict with "
-                          f"{b'data'!r} and {label_key!r}")  # fmt: skip
+        raise ConfigError(
+            "data.path",
+            f"{path} is not a CIFAR batch: expected a dict with {b'data'!r} and {label_key!r}",
+        )
     return d
 
 
@@ -68,8 +82,11 @@ def read_cifar(cfg: DataConfig) -> Arrays:
             except (ValueError, TypeError, OverflowError) as e:
                 raise ConfigError("data.path", f"{p} holds non-numeric data ({_why(e)})") from None
             if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or y.shape != (len(x),):
-                raise ConfigError("data.path", f"{p} is corrupt: data {x.shape}, labels "
-                                  f"{y.shape}; expected (N, 3072) and (N,)")  # fmt: skip
+                raise ConfigError(
+                    "data.path",
+                    f"{p} is corrupt: data {x.shape}, labels "
+                    f"{y.shape}; expected (N, 3072) and (N,)",
+                )
             xs.append(x)
             ys.append(y)
         return np.concatenate(xs).reshape(-1, 3, 32, 32), np.concatenate(ys)

@@ -22,8 +22,12 @@ from remedies.data.registry import _CORRUPT, Arrays, _why, cache_dir, register_d
 from remedies.errors import ConfigError
 
 MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")  # fmt: skip
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 MNIST_FILES = {  # name -> md5 of the .gz (the checksums torchvision uses)
     "train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
     "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
@@ -47,8 +51,11 @@ def _read_idx(path: Path) -> np.ndarray:
     shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(shape)):
-        raise ConfigError("data.path", f"{path} is truncated or corrupt: header says shape "
-                          f"{shape}, file holds {arr.size} bytes of data")  # fmt: skip
+        raise ConfigError(
+            "data.path",
+            f"{path} is truncated or corrupt: header says shape "
+            f"{shape}, file holds {arr.size} bytes of data",
+        )
     return arr.reshape(shape)
 
 
@@ -80,12 +87,17 @@ MNIST = IdxSet(
     install="point data.path at a folder holding MNIST/raw, or set data.download: true",
 )
 FASHION_MNIST = IdxSet(
-    "Fashion-MNIST", subdir="FashionMNIST/raw", system=Path("/usr/share/datasets/fashion-mnist"),
+    "Fashion-MNIST",
+    subdir="FashionMNIST/raw",
+    system=Path("/usr/share/datasets/fashion-mnist"),
     install="point data.path at a folder holding the four IDX files (or FashionMNIST/raw), or "
     "install Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist)",
-)  # fmt: skip
-IDX_FOLDER = IdxSet("IDX", install="point data.path at a folder holding the four IDX files "
-                    f"{', '.join(IDX_FILES)} (each may be .gz)")  # fmt: skip
+)
+IDX_FOLDER = IdxSet(
+    "IDX",
+    install="point data.path at a folder holding the four IDX files "
+    f"{', '.join(IDX_FILES)} (each may be .gz)",
+)
 
 
 def _idx_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
@@ -112,17 +124,21 @@ def read_idx_set(cfg: DataConfig, spec: IdxSet) -> Arrays:
         found, missing = _idx_files(folders[0])
         if not (cfg.download and spec.mirror):
             where = " or ".join(str(f) for f in folders)
-            raise ConfigError("data.path", f"no {spec.title} copy at {where} (missing "
-                              f"{missing[0]}[.gz]); {spec.install}")  # fmt: skip
+            raise ConfigError(
+                "data.path",
+                f"no {spec.title} copy at {where} (missing {missing[0]}[.gz]); {spec.install}",
+            )
         for name in missing:
-            found[name] = _download(f"{spec.mirror}{name}.gz", folders[0] / f"{name}.gz",
-                                    MNIST_FILES[name])  # fmt: skip
+            found[name] = _download(
+                f"{spec.mirror}{name}.gz", folders[0] / f"{name}.gz", MNIST_FILES[name]
+            )
     arrays = {name: _read_idx(p) for name, p in found.items()}
     for name, arr in arrays.items():
         want = 3 if "images" in name else 1  # (N, rows, cols) images, (N,) labels
         if arr.ndim != want:
-            raise ConfigError("data.path", f"{found[name]} holds a {arr.ndim}-D array; "
-                              f"{name} must be {want}-D")  # fmt: skip
+            raise ConfigError(
+                "data.path", f"{found[name]} holds a {arr.ndim}-D array; {name} must be {want}-D"
+            )
     xtr, ytr, xte, yte = (arrays[n] for n in IDX_FILES)
     return xtr[:, None], ytr, xte[:, None], yte  # (N, 1, rows, cols) uint8
 

@@ -29,8 +29,9 @@ def read_npz(path: Path, field: str = "data.path", hint: str = "") -> Arrays:
     except _CORRUPT as e:
         raise ConfigError(field, f"cannot read {path} as .npz ({_why(e)}){hint}") from None
     if not isinstance(f, np.lib.npyio.NpzFile):
-        raise ConfigError(field, f"{path} holds a single array, not an .npz archive with "
-                          f"{', '.join(NPZ_KEYS)}")  # fmt: skip
+        raise ConfigError(
+            field, f"{path} holds a single array, not an .npz archive with {', '.join(NPZ_KEYS)}"
+        )
     with f:
         missing = [k for k in NPZ_KEYS if k not in f]
         if missing:

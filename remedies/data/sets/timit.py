@@ -32,8 +32,10 @@ def read_timit(cfg: DataConfig) -> Arrays:
         arrays = tuple(_read_npy(root / f"{n}.npy") for n in names)
     for i in (0, 2):
         if arrays[i].ndim != 2 or arrays[i].shape[1] != 360:
-            raise ConfigError("data.path", f"TIMIT features must be (N, 360), got "
-                              f"{arrays[i].shape} in {NPZ_KEYS[i]}")  # fmt: skip
+            raise ConfigError(
+                "data.path",
+                f"TIMIT features must be (N, 360), got {arrays[i].shape} in {NPZ_KEYS[i]}",
+            )
     return arrays  # type: ignore[return-value]
 
 
