@@ -25,6 +25,8 @@ from remedies.search.optuna_space import finite, trial_rows
 from remedies.search.study import open_storage, storage_exists
 from remedies.stats import kendall_tau_p
 
+log = logging.getLogger(__name__)
+
 
 def load_study(name: str, storage: str) -> optuna.Study:
     """The study of search `name`. An absent database is refused before Optuna opens it, since
@@ -360,9 +362,7 @@ def learning_curves(uri: str, rows: list[dict[str, Any]]) -> dict[int, list[tupl
         try:
             hist = tracking.metric_history(uri, r["mlflow_run"], "val_accuracy")
         except Exception as e:  # noqa: BLE001 - one unreadable run must not cost the other figures
-            logging.getLogger("remedies.report").warning(
-                "no learning curve for trial %s: %s", r["number"], e
-            )
+            log.warning("no learning curve for trial %s: %s", r["number"], e)
             continue
         curves[r["number"]] = [(float(step), v) for step, v in hist]
     return curves
@@ -389,9 +389,7 @@ def finish_search(study: optuna.Study, uri: str, parent: str, wall: float) -> di
         if refs := study.user_attrs.get("references"):
             tracking.set_tags(uri, parent, {"answer": answer_line(rows, refs)[:4000]})
     except Exception as e:  # artifacts are a convenience; the study already holds the results
-        logging.getLogger("remedies.report").warning(
-            "could not log the search artifacts to MLflow: %s", e
-        )
+        log.warning("could not log the search artifacts to MLflow: %s", e)
 
     refs = study.user_attrs.get("references")
     return {

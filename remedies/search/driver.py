@@ -15,15 +15,11 @@
 from __future__ import annotations
 
 import logging
-import re
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow.fs as pafs
-import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -32,6 +28,14 @@ from remedies.data import Splits, StreamSplits, load_data
 from remedies.errors import ConfigError
 from remedies.results.report import finish_search
 from remedies.search import tracking
+from remedies.search.checks import (
+    SHIP_LIMIT_BYTES,
+    SearchOptions,
+    check_exists,
+    check_options,
+    join_cluster,
+    node_files,
+)
 from remedies.search.fair import check_batches
 from remedies.search.lock import DriverLock
 from remedies.search.node_types import gpus_per_trial
@@ -39,9 +43,8 @@ from remedies.search.progress import Progress
 from remedies.search.references import ReferenceFailed, References, reference_configs
 from remedies.search.runtime import (
     INTERRUPT,
-    alive_nodes,
     interruptible,
-    missing_on_nodes,
+    ray_log_to_file,
     start_ray,
     stop_ray,
 )
@@ -57,7 +60,7 @@ from remedies.search.searcher import (
 from remedies.search.space import SearchSpace, base_raw
 from remedies.search.space_edits import space_changes
 from remedies.search.store import Results
-from remedies.search.study import Study, storage_url, study_exists
+from remedies.search.study import Study, storage_url
 from remedies.search.trainable import TrialContext, trial_fn
 from remedies.search.trial import ASHA_METRIC, asha_rungs, objective_values
 from remedies.trainer import build_model
@@ -65,23 +68,6 @@ from remedies.trainer import build_model
 log = logging.getLogger(__name__)
 
 __all__ = ["ASHA_METRIC", "SearchOptions", "directions", "objective_values", "run_search"]
-
-SHIP_LIMIT_BYTES = 512 * 2**20  # larger data sets are read by each trial from data.path
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-
-
-@dataclass
-class SearchOptions:
-    name: str | None = None
-    num_samples: int | None = None
-    max_concurrent: int | None = None
-    tracking_uri: str | None = None
-    storage: str = "remedies_studies.db"
-    address: str | None = None
-    resume: bool = False
-    results_dir: str = "ray_results"
-    experiment: str | None = None  # MLflow experiment; default: the space's name
-    quiet: bool = False
 
 
 @dataclass
@@ -109,106 +95,16 @@ class Summary:
         return getattr(self, key)
 
 
-# ------------------------------------------------------------------------------ 1. the input
-
-
-def check_name(name: str) -> None:
-    """A search name becomes a folder under `--results-dir` and a key in two stores: a plain
-    identifier only (`../../evil` once wrote Tune's state outside the results folder)."""
-    if not NAME.match(name) or ".." in name:
-        raise ConfigError(
-            "--name",
-            f"{name!r} is not a plain name: use letters, digits, '_', '-' and '.' (not '..'), "
-            "starting with a letter or digit, at most 100 characters",
-        )
-
-
-def _check_options(space: SearchSpace, opts: SearchOptions) -> str:
-    """Every option, checked; the space takes the CLI's counts. Returns the search's name."""
-    if opts.num_samples is not None and opts.num_samples < 1:
-        raise ConfigError("--num-samples", f"must be ≥ 1, got {opts.num_samples}")
-    if opts.max_concurrent is not None and opts.max_concurrent < 1:
-        raise ConfigError("--max-concurrent", f"must be ≥ 1, got {opts.max_concurrent}")
-    if opts.num_samples is not None:
-        space.num_samples = opts.num_samples
-    if opts.max_concurrent is not None:
-        space.max_concurrent = opts.max_concurrent
-    name = opts.name if opts.name is not None else f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    check_name(name)
-    Results.parse(opts.results_dir).check()
-    return name
-
-
-def _check_exists(opts: SearchOptions, name: str) -> None:
-    exists = study_exists(opts.storage, name)
-    if opts.resume and not exists:
-        raise ConfigError("--resume", f"no search named {name!r} in {opts.storage}")
-    if exists and not opts.resume:
-        raise ConfigError(
-            "--name",
-            f"a search named {name!r} already exists in {opts.storage}; "
-            "use --resume to continue it or choose another name",
-        )
-
-
-def node_files(space: SearchSpace, base_path: Path | None, nbytes: int) -> list[str]:
-    """Files each trial reads on its own node: none while the driver ships the base's data; the
-    data path (every sampled choice of it) when the data is too large to ship or `data.*` is
-    sampled, since then a trial loads its own data where it runs."""
-    sampled = [k for k in space.params if k.startswith("data.")]
-    if nbytes <= SHIP_LIMIT_BYTES and not sampled:
-        return []
-    paths = {str(base_path)} if base_path is not None else set()
-    if "data.path" in space.params:
-        paths |= {str(c) for c in space.params["data.path"].ends() if c is not None}
-    return sorted(paths)
-
-
-def join_cluster(
-    address: str, results: Results, target: tracking.Target, files: list[str] | None = None
-) -> None:
-    """Connect to an existing cluster and refuse, in one line, storage that only this machine
-    sees once it has more than one node: trials on other nodes could not save or resume there;
-    and data files (`files`) that a node able to run trials does not have."""
-    start_ray(address)
-
-    nodes = alive_nodes()
-    if files and (gone := missing_on_nodes(files)):
-        ray.shutdown()
-        raise ConfigError(
-            "data.path",
-            f"{gone[1]} does not exist on node {gone[0]}; trials there "
-            "read it themselves (data over 512 MiB, or data.* searched): put it "
-            "on every node or on storage they share",
-        )
-    if len(nodes) > 1 and results.local:
-        ray.shutdown()
-        raise ConfigError(
-            "--results-dir",
-            f"{results.uri} is a local folder but the cluster has "
-            f"{len(nodes)} nodes; give storage every node reaches, e.g. "
-            "s3://BUCKET/PREFIX or an NFS mount",
-        )
-    if len(nodes) > 1 and target.uri.startswith("sqlite:"):
-        ray.shutdown()
-        raise ConfigError(
-            "--tracking-uri",
-            f"{target.uri} is a file on this machine but the "
-            f"cluster has {len(nodes)} nodes; use http://HOST:PORT of an MLflow "
-            "server every node reaches",
-        )
-
-
 # ----------------------------------------------------------------------------- 2-5. the search
 
 
 def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") -> Summary:
     """Run (or resume) one search; return a summary with the study name and the Pareto front."""
     # 1. the user's input, all of it, before anything is created
-    name = _check_options(space, opts)
+    name = check_options(space, opts)
     target = tracking.resolve(opts.tracking_uri)
     tracking.preflight(target)
-    _check_exists(opts, name)
+    check_exists(opts, name)
     base = parse_config(base_raw(space))
     splits = load_data(base.data)  # generated/cached once, before trials race; shipped to them
     check_batches(space, splits.n_train)  # degenerate batches: refused before anything exists
@@ -224,7 +120,7 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
     lock = DriverLock(storage_url(opts.storage), name)
     lock.acquire()
     try:
-        _check_exists(opts, name)  # again, under the lock: a new search may have lost a race
+        check_exists(opts, name)  # again, under the lock: a new search may have lost a race
         # 3. the stores
         target.apply()
         tracking.prepare_store(target.uri)
@@ -303,24 +199,6 @@ def _resume_stores(st: Study, space: SearchSpace, target: tracking.Target) -> st
     if n := close_decided_runs(st, target.uri):
         log.warning("closed %d MLflow runs of trials decided before the interruption", n)
     return parent
-
-
-def ray_log_to_file(name: str) -> Path:
-    """Ray's and Tune's own log records (a failed trial's traceback, repeated per retry) go to a
-    file, not the terminal: a search on a full disk printed 327 lines of them. Each failed trial
-    still gets one line with its error's last line, and the summary names this file."""
-    folder = Path(tempfile.gettempdir()) / "remedies-logs"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    handler = logging.FileHandler(path, delay=True)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
-    for n in ("ray", "ray.tune", "ray.train", "ray.air"):
-        lg = logging.getLogger(n)
-        for h in list(lg.handlers):
-            lg.removeHandler(h)
-        lg.addHandler(handler)
-        lg.propagate = False
-    return path
 
 
 def _run(

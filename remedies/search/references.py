@@ -40,7 +40,7 @@ from remedies.search.store import Results
 from remedies.search.study import Study
 from remedies.search.trial import TrialSpec, run_trial
 
-log = logging.getLogger("remedies.search")
+log = logging.getLogger(__name__)
 
 
 def reference_raws(space: SearchSpace) -> list[tuple[str, dict[str, Any]]]:

@@ -13,6 +13,8 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -237,3 +239,21 @@ def log_file(results_dir: str | Path) -> Path | None:
     """Where a search keeps what it would otherwise print of Ray's tracebacks (local folders)."""
     p = Path(str(results_dir))
     return None if "://" in str(results_dir) else p
+
+
+def ray_log_to_file(name: str) -> Path:
+    """Ray's and Tune's own log records (a failed trial's traceback, repeated per retry) go to a
+    file, not the terminal: a search on a full disk printed 327 lines of them. Each failed trial
+    still gets one line with its error's last line, and the summary names this file."""
+    folder = Path(tempfile.gettempdir()) / "remedies-logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    handler = logging.FileHandler(path, delay=True)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    for n in ("ray", "ray.tune", "ray.train", "ray.air"):
+        lg = logging.getLogger(n)
+        for h in list(lg.handlers):
+            lg.removeHandler(h)
+        lg.addHandler(handler)
+        lg.propagate = False
+    return path

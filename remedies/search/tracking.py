@@ -36,7 +36,7 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 OUTAGE_LIMIT_S = float(os.environ.get("REMEDIES_TRACKING_OUTAGE_LIMIT_S", "900"))
-log = logging.getLogger("remedies.tracking")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
