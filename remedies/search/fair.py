@@ -15,14 +15,11 @@ degenerate, stalling run: such ranges are refused before the search starts (`che
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 from remedies.catalog import build_remedies
-from remedies.config import RunConfig, apply_overrides, parse_config
+from remedies.config import RunConfig
 from remedies.errors import ConfigError
 from remedies.hooks import Remedy, TrainContext
-from remedies.search.space import MIN_BATCH, SearchSpace, _remedy_probes, _yaml, base_raw, resolve
+from remedies.search.space import MIN_BATCH, SearchSpace
 
 
 def _context(cfg: RunConfig, n_train: int) -> tuple[list[Remedy], TrainContext]:
@@ -66,33 +63,9 @@ def batch_schedule(cfg: RunConfig, n_train: int) -> list[int]:
     return out
 
 
-def _probe_configs(space: SearchSpace) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(what was set, raw config): the base, each parameter at each end, each remedy probe — each
-    remedy also with the smallest batch any parameter end gives (the degenerate corner)."""
-    yield "base", base_raw(space)
-    ends = []
-    for path, dist in space.params.items():
-        for v in dist.ends():
-            ends.append((f"params.{path}={v!r}", {path: v}))
-            yield ends[-1][0], apply_overrides(base_raw(space), [f"{path}={_yaml(v)}"])
-    for name in space.remedy_choices():
-        for params in _remedy_probes(space, name):
-            sample = {f"remedy.{name}": True, **{f"{name}.{k}": v for k, v in params.items()}}
-            yield f"remedies.{name} with {params}", resolve(space, sample)
-            for what, setting in ends:
-                yield (
-                    f"remedies.{name} with {params} and {what}",
-                    resolve(space, {**sample, **setting}),
-                )
-
-
 def check_batches(space: SearchSpace, n_train: int) -> None:
     """Refuse, in one line, a space some trial of which would train on batches below MIN_BATCH."""
-    for what, raw in _probe_configs(space):
-        try:
-            cfg = parse_config(raw)
-        except ConfigError:
-            continue  # a combination parse_space already probed piecewise; the trial says so
+    for what, cfg in space.probes:  # typed by parse_space: nothing is rebuilt here
         sched = batch_schedule(cfg, n_train)
         if sched and min(sched) < MIN_BATCH:
             field = what.split(" ", 1)[0].split("=", 1)[0]

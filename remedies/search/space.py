@@ -37,7 +37,7 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from remedies.catalog import REMEDIES
 from remedies.config import RunConfig, apply_overrides, parse_config, read_yaml
@@ -230,6 +230,14 @@ class SearchSpace(_Strict):
     resources: Resources = Resources()
     baselines: Baselines = Baselines()
     constraints: list[Constraint] = Field(default_factory=list, max_length=4)
+    # (what was set, its validated run config) for every corner `parse_space` probed: the base,
+    # each parameter end, each remedy probe alone and with each parameter end. Kept typed, so
+    # checks that need the data (`fair.check_batches`) read them instead of rebuilding them
+    _probes: list[tuple[str, RunConfig]] = PrivateAttr(default_factory=list)
+
+    @property
+    def probes(self) -> list[tuple[str, RunConfig]]:
+        return self._probes
 
     @property
     def metric_names(self) -> list[str]:
@@ -405,6 +413,8 @@ def _probe(space: SearchSpace) -> None:
         raise ConfigError("", f"base.{e}") from None
     base_keys = measure_keys(base.measure)
     _check_objectives(space, base, base_keys)
+    probes: list[tuple[str, RunConfig]] = [("base", base)]
+    ends: list[tuple[str, dict[str, Any]]] = []
     if space.constraints and space.sampler.name == "random":
         raise ConfigError(
             "constraints",
@@ -418,6 +428,8 @@ def _probe(space: SearchSpace) -> None:
             except ConfigError as e:
                 raise ConfigError(f"params.{path}", f"{v!r} is not accepted: {e}") from None
             _check_objectives(space, cfg, base_keys, f"params.{path} is {v!r}")
+            ends.append((f"params.{path}={v!r}", {path: v}))
+            probes.append((ends[-1][0], cfg))
 
     for name, choice in space.remedy_choices().items():
         if name not in REMEDIES:
@@ -431,9 +443,18 @@ def _probe(space: SearchSpace) -> None:
         for params in _remedy_probes(space, name):
             sample = {f"remedy.{name}": True, **{f"{name}.{k}": v for k, v in params.items()}}
             try:
-                parse_config(resolve(space, sample))
+                probes.append(
+                    (f"remedies.{name} with {params}", parse_config(resolve(space, sample)))
+                )
             except ConfigError as e:
                 raise ConfigError(f"remedies.{name}", f"not accepted with {params}: {e}") from None
+            for what, setting in ends:  # the degenerate corners: a remedy at a parameter's end
+                try:
+                    cfg = parse_config(resolve(space, {**sample, **setting}))
+                except ConfigError:
+                    continue  # accepted piecewise above; a trial of this corner says why
+                probes.append((f"remedies.{name} with {params} and {what}", cfg))
+    space._probes = probes
 
 
 def _remedy_probes(space: SearchSpace, name: str) -> list[dict[str, Any]]:
