@@ -72,18 +72,28 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             raise ConfigError("--gpu", f"'auto' or a number ≥ 0 (GPUs per run), got {args.gpu!r}")
     check_batches(plan(opts))  # every run is checked here, before Ray, MLflow or the folder
     command = "remedies reproduce " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    s = reproduce(
-        opts,
-        Path(args.out),
-        jobs=args.jobs,
-        address=args.address,
-        tracking_uri=args.tracking_uri,
-        experiment=args.experiment,
-        quiet=args.quiet,
-        command=command.strip(),
-        markdown=args.report,
-        gpu=gpu,
-    )
+    try:
+        s = reproduce(
+            opts,
+            Path(args.out),
+            jobs=args.jobs,
+            address=args.address,
+            tracking_uri=args.tracking_uri,
+            experiment=args.experiment,
+            quiet=args.quiet,
+            command=command.strip(),
+            markdown=args.report,
+            gpu=gpu,
+            resume=args.resume,
+        )
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the finished runs are on disk
+        hint = command.strip() + ("" if args.resume else " --resume")
+        print(
+            f"remedies: reproduce interrupted; its finished runs are kept in {args.out}/runs/ "
+            f"— continue with: {hint}",
+            file=sys.stderr,
+        )
+        return 130
     print(f"wrote {s['report']}")
     for claim, ok, figs in s["checks"]:
         print(f"  {'held' if ok else 'did not hold'}: {claim} — {figs}")
@@ -132,4 +142,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--tracking-uri", default=None)
     r.add_argument("--experiment", default="reproduce")
     r.add_argument("--quiet", action="store_true")
+    r.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs an interrupted invocation of the same command finished (OUT/runs/)",
+    )
     r.set_defaults(func=cmd_reproduce)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import json
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -20,7 +22,13 @@ from remedies.reproduce.report import write_report
 from remedies.reproduce.task import run_one
 from remedies.search import tracking
 from remedies.search.node_types import gpus_per_trial
-from remedies.search.runtime import TaskPool, cluster_resources, start_ray, stop_ray
+from remedies.search.runtime import (
+    TaskPool,
+    cluster_resources,
+    interruptible,
+    start_ray,
+    stop_ray,
+)
 
 
 @dataclass
@@ -66,23 +74,55 @@ def out_of_gpu_memory(err: BaseException) -> bool:
     return isinstance(cause, torch.OutOfMemoryError) or "CUDA out of memory" in str(err)
 
 
+RUNS = "runs"  # OUT/runs/NAME.pt: each finished run's record, written the moment it ends
+
+
+def saved_run(out: Path, spec: RunSpec) -> dict[str, Any] | None:
+    """The record an earlier invocation kept of this very run (same complete config), if any."""
+    p = out / RUNS / f"{spec.name}.pt"
+    if not p.is_file():
+        return None
+    rec = torch.load(p, weights_only=False)
+    return rec if rec.get("config") == spec.config else None
+
+
+def save_run(out: Path, spec: RunSpec, rec: dict[str, Any]) -> None:
+    """Whole or not at all: a kill mid-write leaves no half record to be reused."""
+    folder = out / RUNS
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{spec.name}.pt.tmp"
+    torch.save(rec, tmp)
+    os.replace(tmp, folder / f"{spec.name}.pt")
+
+
 def run_specs(
-    specs: list[RunSpec], *, jobs: int, quiet: bool = False, gpu: float = 0.0
+    specs: list[RunSpec],
+    *,
+    jobs: int,
+    quiet: bool = False,
+    gpu: float = 0.0,
+    out: Path | None = None,
 ) -> list[Outcome]:
-    """Every spec as one Ray task, at most `jobs` at a time; results in the specs' order."""
+    """Every spec as one Ray task, at most `jobs` at a time; results in the specs' order. With
+    `out`, each finished run is recorded there as it ends, and a run recorded by an earlier,
+    interrupted invocation is not run again (`remedies reproduce --resume`)."""
     # more runs at once than CPUs (a busy or small machine): each run asks for a share of one
     cpus = float(cluster_resources().get("CPU", 1.0))
     pool = TaskPool(
         run_task, width=jobs, num_cpus=min(1.0, cpus / jobs), num_gpus=gpu, max_retries=1
     )
     data: dict[str, Any] = {}  # one copy of each data set in the object store
+    results: dict[int, dict[str, Any]] = {}
     for i, spec in enumerate(specs):
+        if out is not None and (rec := saved_run(out, spec)) is not None:
+            results[i] = rec
+            continue
         dcfg = parse_config(spec.config).data
         key = json.dumps(dcfg.model_dump(mode="json"), sort_keys=True)
         if key not in data:
             data[key] = pool.put(load_data(dcfg))
         pool.submit(i, spec.config, spec.keep_weights, data[key])
-    results: dict[int, dict[str, Any]] = {}
+    reused = len(results)
     # a run that runs out of GPU memory beside others (the largest batches of Fig. 4) is run
     # again alone on a whole GPU, which Ray grants only once no other run holds a share of it;
     # it holds the queue until then, and nothing starts beside it
@@ -92,8 +132,8 @@ def run_specs(
         return bool(alone & set(pool.running)) or (i in alone and bool(pool.running))
 
     bar = Bar(len(specs), quiet)
-    bar.show(0, 0)
-    last = ""
+    last = f"{reused} runs kept from an earlier invocation (--resume)" if reused else ""
+    bar.show(len(results), 0, last)
     while len(pool):
         got = pool.next_done(timeout=30.0, hold=hold)
         if got is not None:
@@ -118,6 +158,8 @@ def run_specs(
                 last = f"{spec.name} ran out of GPU memory beside other runs: again, alone"
             else:
                 results[i] = r
+                if out is not None:
+                    save_run(out, specs[i], r)
                 last = (
                     f"{specs[i].name} train {r['train_accuracy']:.1f}% test "
                     f"{r['test_accuracy']:.1f}% ({r['wall_time_s']:.0f}s)"
@@ -151,8 +193,11 @@ def reproduce(
     command: str = "",
     markdown: Path | None = None,
     gpu: float | str = "auto",
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Plan, run, report. Returns {report, pngs, checks}. Bad options fail before any run."""
+    """Plan, run, report. Returns {report, pngs, checks}. Bad options fail before any run.
+    Each run's record is kept in OUT/runs/ as it ends; `resume` reuses those an interrupted
+    invocation of the same command left (the same complete config), else they are cleared."""
 
     specs = plan(opts)  # validates every run's config first
     target = tracking.resolve(tracking_uri)
@@ -160,6 +205,8 @@ def reproduce(
     target.apply()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        shutil.rmtree(out / RUNS, ignore_errors=True)
     reaper = start_ray(address)
     t0 = time.time()
     try:
@@ -169,7 +216,8 @@ def reproduce(
             float(cluster_resources().get("GPU", 0.0)),
             gpus_per_trial("auto") if gpu == "auto" else 0.0,
         )
-        outcomes = run_specs(specs, jobs=jobs, quiet=quiet, gpu=share)
+        with interruptible():  # SIGTERM as Ctrl-C: exit 130, finished runs kept for --resume
+            outcomes = run_specs(specs, jobs=jobs, quiet=quiet, gpu=share, out=out)
     finally:
         stop_ray(reaper)
     summary = write_report(

@@ -79,3 +79,25 @@ def test_reproduce_writes_the_report_and_logs_every_run(mlflow_server, tmp_path)
         for d in rec["details"]:
             assert ch.data.metrics[f"suspect_{d['key']}"] == float(d["suspect"])
             assert ch.data.metrics[d["key"]] == pytest.approx(d["value"])
+
+    # an invocation cut off after some runs: `--resume` trains only what is missing, and the
+    # runs it keeps are the earlier ones, record for record
+    kept = sorted((out / "runs").glob("*.pt"))
+    assert len(kept) == len(recs)
+    gone, others = kept[0], kept[1:]
+    gone.unlink()
+    stamps = {p: p.stat().st_mtime_ns for p in others}
+    again = reproduce(opts, out, jobs=2, tracking_uri=mlflow_server, experiment="rep-test",
+                      quiet=True, resume=True)  # fmt: skip
+    assert gone.is_file()
+    assert {p: p.stat().st_mtime_ns for p in others} == stamps  # not trained again
+    recs2 = json.loads((out / "results.json").read_text())
+    same = [r["name"] for r in recs2 if r["name"] != gone.stem]
+    by_name = {r["name"]: r for r in recs}
+    assert all(
+        by_name[n]["test_accuracy"] == r["test_accuracy"]
+        for r in recs2
+        for n in [r["name"]]
+        if n in same
+    )
+    assert again["report"]
