@@ -20,6 +20,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         args.all_pareto,
         args.confirm_seeds,
         args.format,
+        args.workers,
     )
     for p in paths:
         print(f"wrote {p}")
@@ -70,6 +71,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="yaml",
         help="yaml: a run config for `remedies train` (default); python: a runnable script that "
         "trains your model with the recipe in its own loop (library API); default --out best.py",
+    )
+    e.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="K",
+        help="with --format python: a script for `torchrun --nproc-per-node K` (runs alone too)",
     )
     e.add_argument("--storage", default=DEFAULT_STORAGE)
     e.add_argument(

@@ -101,6 +101,7 @@ def render_as(
     objs: list[tuple[str, str]],
     how: str,
     note: str = "",
+    workers: int = 1,
 ) -> str:
     """`render` in the chosen format: yaml (a run config) or python (a script with its own loop
     on the library API, see `remedies.results.export_python`)."""
@@ -113,7 +114,8 @@ def render_as(
         for ln in text.splitlines()
         if ln.startswith("# ") and not ln.startswith("# re-run")
     )
-    return render_python(header + "# run: python THIS_FILE\n", row["config"])
+    run = "python THIS_FILE" if workers == 1 else f"torchrun --nproc-per-node {workers} THIS_FILE"
+    return render_python(header + f"# run: {run}\n", row["config"], workers)
 
 
 def export(
@@ -124,9 +126,16 @@ def export(
     all_pareto: Path | None = None,
     confirm_seeds: int = 0,
     fmt: str = "yaml",
+    workers: int = 1,
 ) -> list[Path]:
-    """Write the picked trials as run configs (`fmt` yaml) or runnable scripts (python)."""
+    """Write the picked trials as run configs (`fmt` yaml) or runnable scripts (python; with
+    `workers` K, for `torchrun --nproc-per-node K` — it runs alone as well)."""
     _check_pick(how)
+    if workers < 1 or (workers > 1 and fmt != "python"):
+        raise ConfigError(
+            "--workers",
+            f"got {workers}; allowed: 1, or K ≥ 2 with --format python (a torchrun script)",
+        )
     if confirm_seeds < 0:
         raise ConfigError("--confirm-seeds", f"must be ≥ 0, got {confirm_seeds}")
     if confirm_seeds and how == "pareto":
@@ -151,7 +160,7 @@ def export(
     if all_pareto is not None:
         for r in pick(study, "pareto"):
             path = all_pareto / f"trial_{r['number']:04d}{suffix}"
-            texts.append((path, render_as(fmt, name, r, objs, "pareto")))
+            texts.append((path, render_as(fmt, name, r, objs, "pareto", workers=workers)))
     if out is not None:
         if how == "pareto" and len(chosen) > 1:
             stem, suf = out.stem, out.suffix or suffix
@@ -159,11 +168,11 @@ def export(
                 texts.append(
                     (
                         out.with_name(f"{stem}_trial{r['number']:04d}{suf}"),
-                        render_as(fmt, name, r, objs, how),
+                        render_as(fmt, name, r, objs, how, workers=workers),
                     )
                 )
         else:
-            texts.append((out, render_as(fmt, name, chosen[0], objs, how, note)))
+            texts.append((out, render_as(fmt, name, chosen[0], objs, how, note, workers)))
     for path, text in texts:
         atomic_write_text(path, text)
     return [p for p, _ in texts]

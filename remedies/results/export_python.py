@@ -16,19 +16,26 @@ from typing import Any
 
 import yaml
 
+from remedies.errors import ConfigError
 from remedies.factories import resolve
 
 TEMPLATE = '''\
 {header}
 """Train with this recipe's remedies in a loop of your own (the remedies library API).
 
-    python THIS_FILE          # prints the validation accuracy at the end
+    python THIS_FILE          # prints the validation accuracy at the end{run_workers}
+
+Under torchrun each process is one data-parallel worker of the same global batch: the recipe
+reads rank and world size from torch.distributed, every worker augments the global batch alike
+and trains on its share, and the gradients are averaged — K workers end where one does.
 """
 
+import os
 import random
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
@@ -70,7 +77,11 @@ def main() -> None:
     t = recipe.config.train
     if t.threads:
         torch.set_num_threads(t.threads)  # CPU results depend on it in the last bits
-    device = torch.device("cuda" if t.device != "cpu" and torch.cuda.is_available() else "cpu")
+    cuda = t.device != "cpu" and torch.cuda.is_available()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():  # torchrun
+        dist.init_process_group("nccl" if cuda else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    device = torch.device(f"cuda:{{os.environ.get('LOCAL_RANK', 0)}}" if cuda else "cpu")
 
     # your data and your model
 {data}
@@ -94,13 +105,18 @@ def main() -> None:
         for i, (x, y) in enumerate(batches(train_set, perm[: steps * b].view(steps, b).tolist(),
                                            device)):
             run.set_lr(epoch + i / steps)
-            x, y = run.transform(x, y)
-            loss = run.step(x, y)
+            x, y = run.transform(x, y)  # the global batch, augmented alike on every worker
+            x, y = run.shard(x, y)  # this worker's share (all of it on one)
+            loss = run.step(x, y)  # gradients averaged over the workers
         extra = run.end_epoch(epoch)
         val = accuracy(model, val_set, t.eval_batch_size, device)
-        print(f"epoch {{epoch + 1}}/{{run.epochs}}  loss {{loss.item():.4f}}  val {{val:.2f}}%"
-              + "".join(f"  {{k}} {{v:g}}" for k, v in extra.items()), flush=True)
-    print(f"val_accuracy {{accuracy(model, val_set, t.eval_batch_size, device)!r}}")
+        if rank == 0:
+            print(f"epoch {{epoch + 1}}/{{run.epochs}}  loss {{loss.item():.4f}}  val {{val:.2f}}%"
+                  + "".join(f"  {{k}} {{v:g}}" for k, v in extra.items()), flush=True)
+    if rank == 0:
+        print(f"val_accuracy {{accuracy(model, val_set, t.eval_batch_size, device)!r}}")
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
@@ -147,8 +163,25 @@ def _call(fn_name: str, kwargs: dict[str, Any], offered: list[str], path: str) -
     return f"{fn_name}({', '.join(args)})"
 
 
-def render_python(header: str, cfg: dict[str, Any]) -> str:
-    """The script for one exported run config (complete, as `remedies export` writes it)."""
+def check_split(cfg: dict[str, Any], workers: int) -> None:
+    """`--workers K` splits the recipe's batch evenly (K × train.accumulate); a batch given as a
+    share of the data (`10%`) is checked by the script itself, where the data is."""
+    b, n = cfg["train"]["batch_size"], workers * int(cfg["train"].get("accumulate") or 1)
+    if isinstance(b, int) and b % n:
+        divisors = [k for k in range(1, b + 1) if b % k == 0 and k <= 64]
+        raise ConfigError(
+            "--workers",
+            f"{workers} workers do not split the recipe's batch of {b} evenly; allowed: "
+            f"{', '.join(map(str, divisors))}",
+        )
+
+
+def render_python(header: str, cfg: dict[str, Any], workers: int = 1) -> str:
+    """The script for one exported run config (complete, as `remedies export` writes it). It
+    runs alone and under `torchrun --nproc-per-node K` alike; `workers` names K in its usage
+    and is checked against the recipe's batch sizes here, in one line, not in the user's job."""
+    if workers > 1:
+        check_split(cfg, workers)
     data, model = cfg["data"], cfg["model"]
     imports: list[str] = []
     helpers = ""
@@ -176,7 +209,13 @@ def render_python(header: str, cfg: dict[str, Any]) -> str:
         model_src = MODEL_BUILTIN.format(name=model["name"], bn=model["bn"], width=model["width"])
     shown = {k: v for k, v in cfg.items() if k != "measure"}
     recipe = yaml.safe_dump(shown, sort_keys=False, default_flow_style=None, width=96)
+    run_workers = (
+        f"\n    torchrun --nproc-per-node {workers} THIS_FILE   # {workers} data-parallel workers"
+        if workers > 1
+        else ""
+    )
     text = TEMPLATE.format(
+        run_workers=run_workers,
         header=header.rstrip("\n"),
         imports="\n".join(imports),
         recipe=recipe,
