@@ -16,7 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from remedies.errors import ConfigError, describe
-from remedies.measures.config import NOISE_SCALE_BN, MeasureConfig
+from remedies.measures.config import MeasureConfig
+from remedies.measures.registry import measures
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _FRACTION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
@@ -261,8 +262,10 @@ class RunConfig(Strict):
     @model_validator(mode="after")
     def _per_sample_measures(self) -> RunConfig:
         batch_bn = self.model.bn == "batch" or self.measure.bn == "train"
-        if self.measure.noise_scale.enabled and batch_bn:
-            raise ConfigError("measure.noise_scale.enabled", NOISE_SCALE_BN)
+        for m in measures():  # e.g. noise_scale: per-sample gradients
+            section = getattr(self.measure, m.name, None)
+            if m.batch_bn_refusal and batch_bn and section is not None and section.enabled:
+                raise ConfigError(f"measure.{m.name}.enabled", m.batch_bn_refusal)
         return self
 
     @model_validator(mode="after")

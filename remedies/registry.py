@@ -29,6 +29,10 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> T:
+        """Remove and return an entry (a test's own, or a plug-in being reloaded)."""
+        return self._items.pop(name)
+
     def get(self, name: str, field: str | None = None) -> T:
         if name not in self._items:
             close = difflib.get_close_matches(name, self._items, n=3)

@@ -204,6 +204,17 @@ def test_every_family_is_registered_and_has_settings_here() -> None:
 
 
 @pytest.mark.parametrize("family", MEASURES.names())
+def test_measure_family_is_a_section_with_its_keys(family: str) -> None:
+    m = MEASURES.get(family)
+    assert m.name == family and isinstance(MeasureConfig().model_dump()[family]["enabled"], bool)
+    assert isinstance(getattr(MeasureConfig(), family), m.Config)  # the section is its Config
+    keys = m.keys(m.Config())
+    assert keys and len(set(keys)) == len(keys) and all(isinstance(k, str) for k in keys)
+    if m.key_pattern is not None:  # --measure accepts every key it reports by default
+        assert all(re.fullmatch(m.key_pattern, k) for k in keys)
+
+
+@pytest.mark.parametrize("family", MEASURES.names())
 def test_measure_family_gives_finite_values_with_their_settings(family: str, trained) -> None:
     model, x, y = trained
     values, details = run_measures(model, x, y, TINY, names=[family])

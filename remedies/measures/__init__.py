@@ -2,7 +2,8 @@
 adaptive sharpness and 1-D interpolation, each value reported with the settings that produced it.
 """
 
-from remedies.measures.config import MeasureConfig
-from remedies.measures.runner import MEASURES, run_measures
+from remedies.measures.config import MeasureConfig  # imports (registers) every built-in family
+from remedies.measures.registry import MEASURES, Measure, Section, register_measure
+from remedies.measures.runner import run_measures
 
-__all__ = ["MEASURES", "MeasureConfig", "run_measures"]
+__all__ = ["MEASURES", "Measure", "MeasureConfig", "Section", "register_measure", "run_measures"]

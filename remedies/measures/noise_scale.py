@@ -23,8 +23,13 @@ from dataclasses import dataclass
 import torch
 from torch.func import functional_call, grad, vmap
 
-from remedies.measures.config import NOISE_SCALE_BN
 from remedies.measures.objective import ModelObjective
+
+# the one refusal text for noise_scale with batch-statistics BN (config, runner and function)
+NOISE_SCALE_BN = (
+    "the gradient noise scale needs per-sample gradients, which batch-statistics BN does not "
+    "have (it couples the samples); allowed with model.bn: running and measure.bn: eval"
+)
 
 
 @dataclass

@@ -1,168 +1,28 @@
 """`run_measures`: every configured measure on one model, each value with its settings.
 
-Measures are registered by family name (`keskar`, `lambda_max`, `trace`, `adaptive`); each family
-runner turns the config into flat keys (`keskar_full_eps1e-03`, `lambda_max`, …) and detail
-records. `names` (from `remedies measure --measure`) selects families or exact keys, running them
-even when the config leaves them disabled; an exact key carries its own settings
-(`keskar_sub50_eps2e-03` measures a 50-dim subspace at ε = 2e-3).
+Measure families are registered by name (`remedies/measures/registry.py`, one file each under
+`remedies/measures/families/`); each family's `run` turns its config section into flat keys
+(`keskar_full_eps1e-03`, `lambda_max`, …) and detail records. `names` (from `remedies measure
+--measure`) selects families or exact keys, running them even when the config leaves them
+disabled; an exact key carries its own settings (`keskar_sub50_eps2e-03` measures a 50-dim
+subspace at ε = 2e-3).
 """
 
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import torch
 from torch import nn
 
 from remedies.errors import ConfigError
-from remedies.measures.adaptive import average_sharpness, worst_case_sharpness
-from remedies.measures.config import (  # key spellings live with the config: one place
-    NOISE_SCALE_BN,
-    NOISE_SCALE_KEY,
-    TRACE_KEYS,
-    MeasureConfig,
-    adaptive_key,
-    enabled_families,
-    keskar_key,
-    lambda_key,
-)
-from remedies.measures.hutchinson import hutchinson_trace
-from remedies.measures.keskar import keskar_sharpness
-from remedies.measures.lanczos import lanczos_top
-from remedies.measures.noise_scale import gradient_noise_scale
+from remedies.measures.config import MeasureConfig, enabled_families
 from remedies.measures.objective import ModelObjective
-from remedies.registry import Registry
+from remedies.measures.registry import MEASURES, Record, Section, measures
 
-Record = dict[str, Any]
-Runner = Callable[[ModelObjective, MeasureConfig, "set[str] | None"], list[Record]]
-MEASURES: Registry[Runner] = Registry("measure")
-
-
-_KESKAR_KEY = re.compile(r"keskar_(?:full|sub(\d+))_eps([0-9.eE+-]+)")
-_ADAPTIVE_KEY = re.compile(r"(adaptive|sharp)_(l2|linf|avg)_rho([0-9.eE+-]+)")
-
-
-@MEASURES.register("keskar")
-def _keskar(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) -> list[Record]:
-    kc = cfg.keskar
-    todo: dict[str, tuple[float, int | None]] = {}
-    if keys is None or "keskar" in keys:
-        dims: list[int | None] = ([None] if kc.full_space else []) + list(kc.subspace_dims)
-        todo = {keskar_key(e, d): (e, d) for d in dims for e in kc.eps}
-    for key in keys or ():
-        if (m := _KESKAR_KEY.fullmatch(key)) is not None:
-            dim = int(m[1]) if m[1] else None
-            todo[keskar_key(float(m[2]), dim)] = (float(m[2]), dim)
-    out = []
-    for key, (eps, dim) in todo.items():
-        r = keskar_sharpness(
-            obj, eps, subspace_dim=dim, iters=kc.iters, seed=kc.seed, start=kc.start,
-            init=kc.init, restarts=kc.restarts, f0=obj.f0,
-        )  # fmt: skip
-        out.append({
-            "key": key, "value": r.value, "eps": eps, "space": "full" if dim is None else "random",
-            "subspace_dim": dim, "subspace_seed": None if dim is None else kc.seed,
-            "seed": kc.seed,
-            "init": kc.init, "restarts": kc.restarts, "start": kc.start, "solver": "L-BFGS-B",
-            "iters": kc.iters, "solver_iters": r.nit, "function_evals": r.nfev, "f0": r.f0,
-            "fmax": r.fmax, "start_value": r.start_value, "moved": r.moved,
-            "at_bound": r.at_bound, "kkt_residual": r.kkt_residual, "starts": r.starts,
-            "reach": r.reach, "first_order": r.first_order,
-            "wall_time_s": r.wall_time_s, "solver_time_s": r.solver_time_s,
-            "suspect_why": list(r.suspect),
-        })  # fmt: skip
-    return out
-
-
-@MEASURES.register("lambda_max")
-def _lambda_max(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) -> list[Record]:
-    lc = cfg.lambda_max
-    t0 = time.perf_counter()
-    hvp = obj.hvp_at(obj.w0)
-    r = lanczos_top(
-        hvp, obj.w0.numel(), k=lc.k, tol=lc.tol, max_iter=lc.max_iter, seed=lc.seed,
-        device=obj.w0.device,
-    )  # fmt: skip
-    wall = time.perf_counter() - t0
-    out = []
-    for i, (lam, bound) in enumerate(zip(r.eigenvalues, r.error_bounds, strict=True)):
-        out.append({
-            "key": lambda_key(i), "value": lam,
-            "error_bound": bound, "tol": lc.tol, "k": lc.k, "seed": lc.seed,
-            "solver": "lanczos", "hvp_products": r.n_products, "converged": r.converged,
-            "wall_time_s": wall,
-            "suspect_why": [] if r.converged else ["Lanczos stopped before its bound met tol"],
-        })  # fmt: skip
-    return out
-
-
-@MEASURES.register("trace")
-def _trace(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) -> list[Record]:
-    tc = cfg.trace
-    t0 = time.perf_counter()
-    r = hutchinson_trace(
-        obj.hvp_at(obj.w0), obj.w0.numel(), probes=tc.probes, seed=tc.seed,
-        dtype=obj.w0.dtype, device=obj.w0.device,
-    )  # fmt: skip
-    wall = time.perf_counter() - t0
-    common = {"probes": tc.probes, "seed": tc.seed, "estimator": "hutchinson-rademacher",
-              "hvp_products": tc.probes, "wall_time_s": wall}  # fmt: skip
-    return [
-        {"key": TRACE_KEYS[0], "value": r.trace, "std_error": r.std_error, **common},
-        {"key": TRACE_KEYS[1], "value": r.std_error, **common},
-    ]
-
-
-@MEASURES.register("adaptive")
-def _adaptive(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) -> list[Record]:
-    ac = cfg.adaptive
-    todo: dict[str, tuple[str, float]] = {}
-    if keys is None or "adaptive" in keys:
-        for kind, rhos in (("l2", ac.l2_rho), ("linf", ac.linf_rho), ("avg", ac.average_rho)):
-            todo.update({adaptive_key(kind, r): (kind, r) for r in rhos})
-    for key in keys or ():
-        if (m := _ADAPTIVE_KEY.fullmatch(key)) is not None and m[1] == "adaptive":
-            todo[adaptive_key(m[2], float(m[3]))] = (m[2], float(m[3]))
-    scale = obj.w0.abs() + ac.eta
-    out = []
-    for key, (kind, rho) in todo.items():
-        extra: dict[str, Any]
-        if kind == "avg":
-            r = average_sharpness(
-                obj, rho, ac.average_dist, scale=scale, samples=ac.average_samples, seed=ac.seed
-            )
-            extra = {"dist": ac.average_dist, "samples": ac.average_samples,
-                     "std_error": r.std_error}  # fmt: skip
-        else:
-            r = worst_case_sharpness(obj, rho, kind, scale=scale, steps=ac.steps, seed=ac.seed)  # type: ignore[arg-type]
-            extra = {"norm": kind, "steps": ac.steps}
-        out.append({
-            "key": key, "value": r.value, "rho": rho, "eta": ac.eta, "scaling": "|w|+eta",
-            "seed": ac.seed, "f0": r.f0, "function_evals": r.n_evals,
-            "wall_time_s": r.wall_time_s, **extra,
-            "suspect_why": ["no increase found"] if kind != "avg" and r.value <= 0 else [],
-        })  # fmt: skip
-    return out
-
-
-@MEASURES.register("noise_scale")
-def _noise_scale(obj: ModelObjective, cfg: MeasureConfig, keys: set[str] | None) -> list[Record]:
-    r = gradient_noise_scale(obj)
-    return [{"key": NOISE_SCALE_KEY, "value": r.b_simple, "trace_sigma": r.trace_sigma,
-             "grad_norm_sq": r.grad_norm_sq, "estimator": "per-sample gradients (exact)",
-             "vmap_chunk": r.chunk, "wall_time_s": r.wall_time_s}]  # fmt: skip
-
-
-_FAMILY_OF_KEY = (
-    (_KESKAR_KEY, "keskar"),
-    (re.compile(r"lambda_(max|\d+)"), "lambda_max"),
-    (re.compile(r"hessian_trace(_se)?"), "trace"),
-    (_ADAPTIVE_KEY, "adaptive"),
-)
+__all__ = ["MEASURES", "Record", "choose_precision", "precision_doubt", "preserved", "run_measures"]
 
 
 def _families(cfg: MeasureConfig, names: list[str] | None) -> dict[str, set[str] | None]:
@@ -173,15 +33,19 @@ def _families(cfg: MeasureConfig, names: list[str] | None) -> dict[str, set[str]
     out: dict[str, set[str] | None] = {}
     for name in names:
         family = name if name in MEASURES else None
-        if name == "hessian_trace":
-            family = "trace"
-        for pattern, fam in _FAMILY_OF_KEY:
-            if family is None and pattern.fullmatch(name):
-                family = fam
+        for m in measures():
+            if family is None and m.key_pattern and re.fullmatch(m.key_pattern, name):
+                family = m.name
         if family is None:
             MEASURES.get(name, "--measure")  # raises, listing the known families
         out.setdefault(family, set()).add(name if family != name else family)  # type: ignore[union-attr,arg-type]
     return out
+
+
+def _section(cfg: MeasureConfig, family: str) -> Section:
+    """The family's section of cfg; its defaults if cfg's model predates the family."""
+    section: Section | None = getattr(cfg, family, None)
+    return MEASURES.get(family).Config() if section is None else section
 
 
 def choose_precision(obj: ModelObjective, cfg: MeasureConfig) -> tuple[ModelObjective, Record]:
@@ -291,10 +155,12 @@ def run_measures(
             "device": str(obj.w0.device),
             **precision,
         }
-        if "noise_scale" in families and obj.bn_kind == "batch":  # refuse before any work
-            raise ConfigError("--measure noise_scale", NOISE_SCALE_BN)
+        for family in families:  # refuse before any work
+            refusal = MEASURES.get(family).batch_bn_refusal
+            if refusal is not None and obj.bn_kind == "batch":
+                raise ConfigError(f"--measure {family}", refusal)
         for family, keys in families.items():
-            for rec in MEASURES.get(family)(obj, cfg, keys):
+            for rec in MEASURES.get(family).run(obj, _section(cfg, family), keys):
                 asked = keys is None or family in keys or rec["key"].removesuffix("_se") in keys
                 if not asked:
                     continue  # e.g. lambda_2 when only lambda_max was named
