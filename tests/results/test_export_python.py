@@ -89,3 +89,39 @@ def test_script_runs_as_written_and_matches_remedies_train(tmp_path, base, remed
     assert got == s["val_accuracy"]
     assert ran.stdout.count("epoch ") == s["epochs_run"]
     assert s["history"][-1]["train_loss"] < s["history"][0]["train_loss"]  # it learnt
+
+
+def test_script_under_torchrun_on_two_workers_ends_where_one_process_does(tmp_path):
+    """`export --format python --workers 2`: `torchrun --nproc-per-node 2 python best.py` (two
+    data-parallel workers, gloo on CPU) ends at the validation accuracy the same script reaches
+    alone — a model without BN (with BN, K workers are ghost BN at B/K by design)."""
+    base = {
+        "data": {"factory": "tests.factories:blobs", "kwargs": {"n_train": 320, "dim": 12}},
+        "model": {"factory": "tests.factories:mlp", "kwargs": {"hidden": 20}},
+    }
+    cfg = complete(base, {"augment": {"noise": 0.1}, "sam": {}, "lr_scaling": {}})
+    script = tmp_path / "best.py"
+    script.write_text(render_python("# exported for a test\n", cfg, workers=2))
+    assert "torchrun --nproc-per-node 2 THIS_FILE" in script.read_text()
+    alone = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env(),
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         str(script)],
+        cwd=tmp_path, env={**env(), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    last = [ln for ln in two.stdout.splitlines() if ln.startswith("val_accuracy ")]
+    assert len(last) == 1, two.stdout[-2000:]  # rank 0 alone prints
+    one = float(alone.stdout.strip().splitlines()[-1].split()[-1])
+    assert abs(float(last[0].split()[-1]) - one) <= 100 / 120 + 1e-9  # ≤ one of 120 val samples
+
+
+def test_workers_that_do_not_split_the_batch_are_one_line():
+    from remedies.errors import ConfigError
+
+    cfg = complete(BUILTIN, {})
+    with pytest.raises(ConfigError, match=r"^--workers: 3 workers do not split"):
+        render_python("", cfg, workers=3)
