@@ -72,7 +72,7 @@ class DataConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str | None) -> str | None:
-        from remedies.data import DATASETS
+        from remedies.data import DATASETS  # here: remedies.data imports this module
 
         if v is not None and v not in DATASETS:
             raise ValueError(f"unknown data set {v!r}; allowed: {', '.join(DATASETS.names())}")
@@ -90,7 +90,7 @@ class DataConfig(Strict):
 
 
 def _needs_path(name: str) -> bool:
-    from remedies.data import DATASETS
+    from remedies.data import DATASETS  # here: remedies.data imports this module
 
     return DATASETS.get(name, "data.name").needs_path
 
@@ -120,7 +120,7 @@ class ModelConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str | None) -> str | None:
-        from remedies.models import MODELS
+        from remedies.models import MODELS  # here: remedies.models imports this module
 
         if v is not None and v not in MODELS:
             raise ValueError(f"unknown model {v!r}; allowed: {', '.join(MODELS.names())}")
@@ -141,7 +141,7 @@ class ModelConfig(Strict):
 
 
 def _resolve_factory(path: str, field: str) -> None:
-    from remedies.factories import resolve
+    from remedies.factories import resolve  # here: factories import this module
 
     resolve(path, field)  # import now: a typo is one line at validation, not a worker's crash
 
@@ -255,7 +255,7 @@ class RunConfig(Strict):
     @field_validator("remedies")
     @classmethod
     def _remedies(cls, v: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
-        from remedies.catalog import validate_remedies
+        from remedies.catalog import validate_remedies  # here: the catalog imports this module
 
         return validate_remedies(v)
 

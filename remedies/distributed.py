@@ -105,7 +105,7 @@ class CpuSyncBatchNorm(nn.SyncBatchNorm):
                 # exists, even of one)
                 return _BatchNorm.forward(self, input)
             return super().forward(input)
-        from torch.distributed.nn.functional import all_reduce
+        from torch.distributed.nn.functional import all_reduce  # here: only with sync BN
 
         self._check_input_dim(input)
         c = input.shape[1]

@@ -114,7 +114,7 @@ class TrainContext:
         """Average `p.grad` over the workers (once per step; a no-op on one worker or when DDP
         did it in backward). Before fp16 unscaling, so every worker sees the same overflow."""
         if self.world_size > 1 and not self.ddp and not self._synced:
-            from remedies.distributed import all_reduce_grads
+            from remedies.distributed import all_reduce_grads  # here: only K > 1
 
             all_reduce_grads(self.model, self.world_size)
         self._synced = True

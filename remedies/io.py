@@ -43,7 +43,7 @@ def folder_lock(folder: Path) -> Iterator[None]:
     Why: two searches started together in one folder would both create `mlflow.db` and the
     Optuna database; whoever arrives second waits here, then finds the store ready.
     """
-    import fcntl
+    import fcntl  # here: POSIX only
 
     fd = os.open(Path(folder), os.O_RDONLY)
     try:

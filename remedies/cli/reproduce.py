@@ -21,7 +21,7 @@ def _batch(s: str) -> int | str:
 
 
 def options(args: argparse.Namespace):
-    from remedies.reproduce.protocol import ReproduceOptions
+    from remedies.reproduce.protocol import ReproduceOptions  # here: start-up cost (torch, Ray)
 
     raw = {
         "nets": _list(args.nets),
@@ -56,8 +56,8 @@ def options(args: argparse.Namespace):
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from remedies.reproduce.driver import reproduce
-    from remedies.reproduce.protocol import check_batches, plan
+    from remedies.reproduce.driver import reproduce  # here: Ray takes seconds to import
+    from remedies.reproduce.protocol import check_batches, plan  # (as above)
 
     opts = options(args)
     if args.jobs < 1:

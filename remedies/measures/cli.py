@@ -10,17 +10,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from remedies.checkpoint import load_checkpoint, load_checkpoint_config
+from remedies.data import load_data
 from remedies.errors import ConfigError
 from remedies.io import write_json
 from remedies.measures.interpolation import interpolate, plot_interpolation, write_csv
 from remedies.measures.runner import run_measures
+from remedies.trainer import pick_device
 
 
 def _load(checkpoint: Path):
-    from remedies.checkpoint import load_checkpoint
-    from remedies.data import load_data
-    from remedies.trainer import pick_device
-
     # load once on CPU just to read the config, then on the configured device
     model, cfg, metrics = load_checkpoint(Path(checkpoint), "cpu")
     device = pick_device(cfg.train.device)
@@ -62,8 +61,6 @@ def interpolate_command(
     """Loss/accuracy along the path from checkpoint A (α = 0) to B (α = 1), α ∈ [−1, 2], on A's
     training and test data; writes interpolation_{path}.png and .csv into out_dir."""
     model_a, cfg, _, splits = _load(ckpt_a)
-    from remedies.checkpoint import load_checkpoint, load_checkpoint_config
-
     cfg_b = load_checkpoint_config(Path(ckpt_b))
     if (cfg_b.model, cfg_b.data) != (cfg.model, cfg.data):
         raise ConfigError(
@@ -73,14 +70,19 @@ def interpolate_command(
         )
     model_b, _, _ = load_checkpoint(Path(ckpt_b), splits.x_train.device, splits=splits)
     table = interpolate(
-        model_a, model_b, (splits.x_train, splits.y_train), (splits.x_test, splits.y_test),
+        model_a,
+        model_b,
+        (splits.x_train, splits.y_train),
+        (splits.x_test, splits.y_test),
         path=path,  # type: ignore[arg-type]
         chunk_size=cfg.measure.chunk_size,
-    )  # fmt: skip
+    )
     out_dir = Path(out_dir)
     csv_path = write_csv(table, out_dir / f"interpolation_{path}.csv")
     png_path = plot_interpolation(
-        table, out_dir / f"interpolation_{path}.png", labels=(_label(ckpt_a), _label(ckpt_b)),
+        table,
+        out_dir / f"interpolation_{path}.png",
+        labels=(_label(ckpt_a), _label(ckpt_b)),
         title=f"{path} path",
-    )  # fmt: skip
+    )
     return {"png": str(png_path), "csv": str(csv_path), "path": path, "table": table}

@@ -14,8 +14,16 @@ from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, create_m
 import remedies.measures.families  # noqa: F401  (registers every built-in family)
 from remedies.measures.registry import MEASURES, Section, fmt, measures
 
-__all__ = ["FAMILIES", "MeasureConfig", "SharedSettings", "enabled_families", "family_keys", "fmt",
-           "measure_config_model", "measure_keys"]  # fmt: skip
+__all__ = [
+    "FAMILIES",
+    "MeasureConfig",
+    "SharedSettings",
+    "enabled_families",
+    "family_keys",
+    "fmt",
+    "measure_config_model",
+    "measure_keys",
+]
 
 
 class SharedSettings(BaseModel):
@@ -58,9 +66,13 @@ def measure_config_model() -> type[SharedSettings]:
     sections: dict[str, Any] = {m.name: (m.Config, m.Config()) for m in measures()}
     shared: dict[str, Any] = {k: (f.annotation, f) for k, f in SharedSettings.model_fields.items()}
     model = create_model(
-        "MeasureConfig", __config__=ConfigDict(extra="forbid"), __doc__=_DOC,
-        __module__=__name__, **sections, **shared,
-    )  # fmt: skip
+        "MeasureConfig",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__=_DOC,
+        __module__=__name__,
+        **sections,
+        **shared,
+    )
     return cast(type[SharedSettings], model)  # the same fields, the sections added
 
 
@@ -86,9 +98,10 @@ def enabled_families(cfg: SharedSettings) -> list[str]:
     """The families a run computes with no `--measure` names: enabled, and with keys to report
     (keskar with neither the full space nor a subspace has none)."""
     return [
-        m.name for m in measures()
+        m.name
+        for m in measures()
         if (s := _section(cfg, m.name)) is not None and s.enabled and m.keys(s)
-    ]  # fmt: skip
+    ]
 
 
 def family_keys(cfg: SharedSettings, family: str) -> list[str]:

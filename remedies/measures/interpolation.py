@@ -75,11 +75,15 @@ def interpolate(
                 with torch.no_grad():
                     vector_to_parameters(w, params)
                 update_bn(train[0].split(chunk_size), model)
-            rows.append({
-                "alpha": float(a),
-                "train_loss": tr.loss(w), "train_acc": tr.accuracy(w),
-                "test_loss": te.loss(w), "test_acc": te.accuracy(w),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "alpha": float(a),
+                    "train_loss": tr.loss(w),
+                    "train_acc": tr.accuracy(w),
+                    "test_loss": te.loss(w),
+                    "test_acc": te.accuracy(w),
+                }
+            )
     return rows
 
 
@@ -101,10 +105,10 @@ def plot_interpolation(
     title: str | None = None,
 ) -> Path:
     """Like the paper's Fig. 3: cross-entropy (left axis, solid) and accuracy (right, dashed)."""
-    import matplotlib
+    import matplotlib  # here: start-up cost, paid only when plotting
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # (as above)
 
     a = [r["alpha"] for r in table]
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -37,9 +37,16 @@ class LbfgsbResult:
 
 
 def minimize_box(
-    fun: FunGrad, x0: np.ndarray, lb: np.ndarray, ub: np.ndarray, *, maxiter: int,
-    maxcor: int = 10, maxls: int = 20, fast: bool = True,
-) -> LbfgsbResult:  # fmt: skip
+    fun: FunGrad,
+    x0: np.ndarray,
+    lb: np.ndarray,
+    ub: np.ndarray,
+    *,
+    maxiter: int,
+    maxcor: int = 10,
+    maxls: int = 20,
+    fast: bool = True,
+) -> LbfgsbResult:
     """Minimise fun over lb ≤ x ≤ ub for exactly `maxiter` iterations (no tolerance stop)."""
     with _one_blas_thread_outside_torch():
         return _minimize_box(fun, x0, lb, ub, maxiter, maxcor, maxls, fast)
@@ -57,8 +64,11 @@ def _numpy_openblas() -> ThreadpoolController:
     """The OpenBLAS pools outside PyTorch, found once per process: listing the loaded libraries
     costs ≈ 2 ms, a share of a cheap Keskar reading (a few small solves)."""
     ctl = ThreadpoolController()
-    paths = [c.filepath for c in ctl.lib_controllers
-             if c.internal_api == "openblas" and "torch" not in c.filepath]  # fmt: skip
+    paths = [
+        c.filepath
+        for c in ctl.lib_controllers
+        if c.internal_api == "openblas" and "torch" not in c.filepath
+    ]
     return ctl.select(filepath=paths)
 
 
@@ -78,9 +88,13 @@ def _minimize_box(fun, x0, lb, ub, maxiter, maxcor, maxls, fast) -> LbfgsbResult
 
     t0 = time.perf_counter()
     res = minimize(
-        timed, x0, jac=True, method="L-BFGS-B", bounds=Bounds(lb, ub),
+        timed,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=Bounds(lb, ub),
         options={"maxiter": maxiter, "maxcor": maxcor, "maxls": maxls, "gtol": 0.0, "ftol": 0.0},
-    )  # fmt: skip
+    )
     solver = time.perf_counter() - t0 - fun_time[0]
     return LbfgsbResult(res.x, float(res.fun), int(res.nit), int(res.nfev), solver)
 
@@ -110,8 +124,9 @@ def _drive_setulb(fun, x0, lb, ub, maxiter, m, maxls) -> LbfgsbResult:
     while True:
         # factr = pgtol = 0: never stop on tolerance, only on the iteration count
         t = time.perf_counter()
-        _lbfgsb.setulb(m, x, low, up, nbd, f, g, 0.0, 0.0, wa, iwa, task, lsave, isave, dsave,
-                       maxls, ln_task)  # fmt: skip
+        _lbfgsb.setulb(
+            m, x, low, up, nbd, f, g, 0.0, 0.0, wa, iwa, task, lsave, isave, dsave, maxls, ln_task
+        )
         solver += time.perf_counter() - t
         if task[0] == 3:  # wants f and g at x
             fv, gv = fun(x)

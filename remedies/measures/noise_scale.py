@@ -67,6 +67,10 @@ def gradient_noise_scale(obj: ModelObjective, *, max_floats: int = 1 << 22) -> N
     g2 = float(mean @ mean)
     tr = float(sq_sum) / obj.n_samples - g2
     return NoiseScaleResult(
-        b_simple=tr / g2 if g2 > 0 else float("inf"), trace_sigma=tr, grad_norm_sq=g2,
-        n_samples=obj.n_samples, chunk=chunk, wall_time_s=time.perf_counter() - t0,
-    )  # fmt: skip
+        b_simple=tr / g2 if g2 > 0 else float("inf"),
+        trace_sigma=tr,
+        grad_norm_sq=g2,
+        n_samples=obj.n_samples,
+        chunk=chunk,
+        wall_time_s=time.perf_counter() - t0,
+    )

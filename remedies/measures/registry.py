@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from remedies.registry import Registry
 
 if TYPE_CHECKING:
-    from remedies.measures.objective import ModelObjective
+    from remedies.measures.objective import ModelObjective  # here: objective imports this
 
 Record = dict[str, Any]  # one value's detail record: key, value and the settings that produced it
 

@@ -66,8 +66,12 @@ def choose_precision(obj: ModelObjective, cfg: MeasureConfig) -> tuple[ModelObje
         use64 = False
     else:
         use64 = f64 < cfg.float64_below or rel_err > F32_REL_ERR
-    info = {"precision": cfg.precision, "f0_native": f_native, "f0_float64": f64,
-            "f0_native_rel_err": rel_err}  # fmt: skip
+    info = {
+        "precision": cfg.precision,
+        "f0_native": f_native,
+        "f0_float64": f64,
+        "f0_native_rel_err": rel_err,
+    }
     chosen = obj64 if use64 else obj
     chosen.f0 = f64 if use64 else f_native  # f at w0 in its arithmetic: measures reuse it
     return chosen, info
@@ -138,9 +142,14 @@ def run_measures(
     with preserved(model):
         _eval_mode(model, cfg.bn)
         obj = ModelObjective(
-            model, x, y, chunk_size=cfg.chunk_size, bn_batch_size=cfg.bn_batch_size, bn=cfg.bn,
+            model,
+            x,
+            y,
+            chunk_size=cfg.chunk_size,
+            bn_batch_size=cfg.bn_batch_size,
+            bn=cfg.bn,
             hvp_cache=cfg.hvp_cache,
-        )  # fmt: skip
+        )
         obj, precision = choose_precision(obj, cfg)
         common = {
             "n_samples": obj.n_samples,  # the measured (sub)set's size, drawn from the
@@ -166,6 +175,7 @@ def run_measures(
                     continue  # e.g. lambda_2 when only lambda_max was named
                 values[rec["key"]] = float(rec["value"])
                 why = list(rec.pop("suspect_why", [])) + precision_doubt(precision, obj)
-                details.append({"measure": family, **rec, **common, "suspect": bool(why),
-                                "suspect_why": why})  # fmt: skip
+                details.append(
+                    {"measure": family, **rec, **common, "suspect": bool(why), "suspect_why": why}
+                )
     return values, details

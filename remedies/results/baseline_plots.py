@@ -14,14 +14,14 @@ from remedies.results.answer import metric
 from remedies.search.optuna_space import finite
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # (as above)
 
 
 def plot_gap_vs_speedup(rows: list[dict[str, Any]], refs: dict[str, Any], title: str) -> Figure:
-    import matplotlib
+    import matplotlib  # here: start-up cost, paid only when plotting
 
     matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # (as above)
 
     sb, lb = refs["sb"], refs.get("lb")
     gap_defined = lb is not None and sb["test_accuracy"] > lb["test_accuracy"]

@@ -22,7 +22,7 @@ from remedies.search.optuna_space import finite
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # (as above)
 
 MAX_TICKS = 7  # labelled ticks per axis at most: far fewer than a 6 × 4.5 inch axis has room for
 FIGSIZE = (6.0, 4.5)  # inches; saved at 100 dpi
@@ -52,7 +52,7 @@ def readable_axis(
     (1.00–1.05 reads 1.00 … 1.05; 10000.0–10000.5 reads 0.0 … 0.5 and +1e4). Matplotlib widens an
     all-equal or single-value range around the value, so those get several ticks too.
     """
-    from matplotlib import ticker
+    from matplotlib import ticker  # here: start-up cost, paid only when plotting
 
     axis = ax.xaxis if which == "x" else ax.yaxis
     set_scale = ax.set_xscale if which == "x" else ax.set_yscale
@@ -70,8 +70,8 @@ def readable_axis(
 
 def _new_figure() -> tuple[Figure, Axes]:
     """A figure on its own Agg canvas: no pyplot state, no global backend switch, headless."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # here: start-up cost
+    from matplotlib.figure import Figure  # (as above)
 
     fig = Figure(figsize=FIGSIZE)
     FigureCanvasAgg(fig)
@@ -178,6 +178,6 @@ def plot_remedy_matrix(
 
 
 def _int_locator():
-    from matplotlib import ticker
+    from matplotlib import ticker  # here: start-up cost, paid only when plotting
 
     return ticker.MaxNLocator(nbins=MAX_TICKS - 1, integer=True)

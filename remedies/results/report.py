@@ -20,6 +20,12 @@ from remedies.errors import ConfigError
 from remedies.results.answer import answer_line, references_text
 from remedies.results.baseline_plots import plot_gap_vs_speedup
 from remedies.results.measures_report import measures_section
+from remedies.results.plots import (
+    plot_accuracy_vs_sharpness,
+    plot_learning_curves,
+    plot_pareto,
+    plot_remedy_matrix,
+)
 from remedies.search import tracking
 from remedies.search.optuna_space import finite, trial_rows
 from remedies.search.study import open_storage, storage_exists
@@ -272,13 +278,6 @@ def write_artifacts(
 ) -> list[Path]:
     """pareto.png, accuracy_vs_sharpness.png (all trials), remedies_on_front.png, pareto.csv and,
     given each trial's (epoch, val_accuracy) `curves`, learning_curves.png in folder `d`."""
-    from remedies.results.plots import (
-        plot_accuracy_vs_sharpness,
-        plot_learning_curves,
-        plot_pareto,
-        plot_remedy_matrix,
-    )
-
     rows, front = front_rows(study)
     objs = objectives_of(study)
     paths = []

@@ -92,8 +92,7 @@ def test_both_starts_reach_the_maximum_and_report_how_far_they_moved() -> None:
 
 def test_float32_forced_is_flagged_suspect() -> None:
     net, x, y = zero_loss_net()
-    _, details = run_measures(net, x, y, MeasureConfig(keskar={"eps": [EPS]},
-                                                       precision="float32"))  # fmt: skip
+    _, details = run_measures(net, x, y, MeasureConfig(keskar={"eps": [EPS]}, precision="float32"))
     (d,) = details
     assert d["dtype"] == "float32" and d["suspect"] is True
     assert any("below float32 resolution" in why for why in d["suspect_why"])

@@ -62,8 +62,13 @@ def test_softmax_hessian_closed_form() -> None:
     model = nn.Linear(5, 3, bias=False).double()
     obj = ModelObjective(model, x, y, chunk_size=9)
     p = torch.softmax(x @ model.weight.detach().T, dim=1)
-    h = sum(torch.kron(torch.diag(pi) - torch.outer(pi, pi), torch.outer(xi, xi))
-            for pi, xi in zip(p, x, strict=True)) / 64  # fmt: skip
+    h = (
+        sum(
+            torch.kron(torch.diag(pi) - torch.outer(pi, pi), torch.outer(xi, xi))
+            for pi, xi in zip(p, x, strict=True)
+        )
+        / 64
+    )
     torch.testing.assert_close(dense_hessian(obj), h)
     r = lanczos_top(obj.hvp_at(obj.w0), 15, k=2, tol=1e-12, max_iter=15)
     ev = torch.linalg.eigvalsh(h).flip(0)
@@ -140,11 +145,17 @@ def test_batch_bn_is_never_split_silently() -> None:
     assert obj.loss(obj.w0) == pytest.approx(float(F.cross_entropy(model(x), y).detach()))
     obj10 = ModelObjective(model, x, y, bn_batch_size=10)
     with torch.no_grad():
-        expected = sum(float(F.cross_entropy(model(x[i : i + 10]), y[i : i + 10]))
-                       for i in range(0, 50, 10)) / 5  # fmt: skip
+        expected = (
+            sum(
+                float(F.cross_entropy(model(x[i : i + 10]), y[i : i + 10]))
+                for i in range(0, 50, 10)
+            )
+            / 5
+        )
     assert obj10.chunk == 10 and obj10.loss(obj10.w0) == pytest.approx(expected, rel=1e-12)
-    _, details = run_measures(model, x, y, MeasureConfig(bn_batch_size=10, chunk_size=7),
-                              names=["keskar_full_eps1e-03"])  # fmt: skip
+    _, details = run_measures(
+        model, x, y, MeasureConfig(bn_batch_size=10, chunk_size=7), names=["keskar_full_eps1e-03"]
+    )
     assert details[0]["bn_mode"] == "batch" and details[0]["bn_batch"] == 10
 
 
@@ -159,11 +170,15 @@ def test_model_left_bit_for_bit(bn: str, bn_eval: str) -> None:
     model[3].eval()  # a mixed mode pattern must survive too
     before = {k: v.clone() for k, v in model.state_dict().items()}
     modes = [m.training for m in model.modules()]
-    cfg = MeasureConfig.model_validate({
-        "bn": bn_eval, "lambda_max": {"enabled": True}, "trace": {"enabled": True, "probes": 3},
-        "adaptive": {"enabled": True, "steps": 2, "average_samples": 2},
-        "keskar": {"subspace_dims": [4], "iters": 2},
-    })  # fmt: skip
+    cfg = MeasureConfig.model_validate(
+        {
+            "bn": bn_eval,
+            "lambda_max": {"enabled": True},
+            "trace": {"enabled": True, "probes": 3},
+            "adaptive": {"enabled": True, "steps": 2, "average_samples": 2},
+            "keskar": {"subspace_dims": [4], "iters": 2},
+        }
+    )
     values, _ = run_measures(model, x, y, cfg)
     assert len(values) == 10  # 4 keskar, lambda_max, trace + se, 3 adaptive
     after = model.state_dict()
@@ -191,10 +206,18 @@ def test_relu_rescaling_changes_lambda_max_but_not_adaptive() -> None:
         scaled[2].weight.copy_(net[2].weight / alpha)
         scaled[2].bias.copy_(net[2].bias)
     torch.testing.assert_close(scaled(x), net(x))
-    cfg = MeasureConfig.model_validate({
-        "keskar": {"enabled": False}, "lambda_max": {"enabled": True, "tol": 1e-8},
-        "adaptive": {"enabled": True, "l2_rho": [0.05], "linf_rho": [0.01], "average_rho": [0.05]},
-    })  # fmt: skip
+    cfg = MeasureConfig.model_validate(
+        {
+            "keskar": {"enabled": False},
+            "lambda_max": {"enabled": True, "tol": 1e-8},
+            "adaptive": {
+                "enabled": True,
+                "l2_rho": [0.05],
+                "linf_rho": [0.01],
+                "average_rho": [0.05],
+            },
+        }
+    )
     a, _ = run_measures(net, x, y, cfg)
     b, _ = run_measures(scaled, x, y, cfg)
     for key in ("adaptive_l2_rho5e-02", "adaptive_linf_rho1e-02", "adaptive_avg_rho5e-02"):
@@ -214,8 +237,19 @@ def test_default_keys_records_and_settings() -> None:
     assert set(values) == {"keskar_full_eps1e-03", "keskar_full_eps5e-04"}
     assert all(v > 0 for v in values.values())
     rec = details[0]
-    for field in ("measure", "key", "value", "eps", "subspace_dim", "subspace_seed", "n_samples",
-                  "bn_mode", "iters", "function_evals", "wall_time_s"):  # fmt: skip
+    for field in (
+        "measure",
+        "key",
+        "value",
+        "eps",
+        "subspace_dim",
+        "subspace_seed",
+        "n_samples",
+        "bn_mode",
+        "iters",
+        "function_evals",
+        "wall_time_s",
+    ):
         assert field in rec, field
     assert rec["n_samples"] == 40 and rec["bn_mode"] == "running" and rec["function_evals"] >= 2
 
@@ -227,8 +261,12 @@ def test_names_select_families_and_parse_keys() -> None:
     values, details = run_measures(
         model, x, y, cfg, names=["keskar_sub5_eps2e-03", "lambda_max", "hessian_trace"]
     )
-    assert set(values) == {"keskar_sub5_eps2e-03", "lambda_max", "hessian_trace",
-                           "hessian_trace_se"}  # fmt: skip
+    assert set(values) == {
+        "keskar_sub5_eps2e-03",
+        "lambda_max",
+        "hessian_trace",
+        "hessian_trace_se",
+    }
     assert all(d["n_samples"] == 30 for d in details)
     sub = next(d for d in details if d["key"] == "keskar_sub5_eps2e-03")
     assert sub["subspace_dim"] == 5 and sub["eps"] == 2e-3 and sub["subspace_seed"] == 0
@@ -240,8 +278,14 @@ def test_config_defaults_and_validation() -> None:
     cfg = MeasureConfig()
     assert cfg.keskar.eps == [1e-3, 5e-4] and cfg.keskar.iters == 10 and cfg.keskar.full_space
     assert not cfg.lambda_max.enabled
-    for bad in ({"keskar": {"eps": [-1e-3]}}, {"keskar": {"epsilon": [1e-3]}}, {"bn": "batch"},
-                {"trace": {"probes": 1}}, {"lambda_max": {"k": 0}}, {"kesker": {}}):  # fmt: skip
+    for bad in (
+        {"keskar": {"eps": [-1e-3]}},
+        {"keskar": {"epsilon": [1e-3]}},
+        {"bn": "batch"},
+        {"trace": {"probes": 1}},
+        {"lambda_max": {"k": 0}},
+        {"kesker": {}},
+    ):
         with pytest.raises(ValidationError):
             MeasureConfig.model_validate(bad)
 
@@ -293,10 +337,13 @@ def test_keskar_details_carry_their_settings() -> None:
     visibly different in its record."""
     x, y = data(60)
     model = mlp("running").eval()
-    cfg = MeasureConfig.model_validate({
-        "keskar": {"eps": [2e-3], "iters": 3, "init": "vertex", "seed": 7},
-        "max_samples": 25, "subset_seed": 4,
-    })  # fmt: skip
+    cfg = MeasureConfig.model_validate(
+        {
+            "keskar": {"eps": [2e-3], "iters": 3, "init": "vertex", "seed": 7},
+            "max_samples": 25,
+            "subset_seed": 4,
+        }
+    )
     values, details = run_measures(model, x, y, cfg)
     (rec,) = details
     assert set(values) == {"keskar_full_eps2e-03"} and rec["key"] == "keskar_full_eps2e-03"

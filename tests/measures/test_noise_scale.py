@@ -58,8 +58,9 @@ def test_noise_scale_through_run_measures_with_running_bn():
 
 
 def test_noise_scale_refuses_batch_statistics_bn():
-    model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8, track_running_stats=False),
-                          nn.ReLU(), nn.Linear(8, 3))  # fmt: skip
+    model = nn.Sequential(
+        nn.Linear(5, 8), nn.BatchNorm1d(8, track_running_stats=False), nn.ReLU(), nn.Linear(8, 3)
+    )
     _, x, y = softmax_regression()
     with pytest.raises(ConfigError, match="noise_scale"):
         run_measures(model, x, y, MeasureConfig(), names=["noise_scale", "keskar"])

@@ -65,8 +65,13 @@ def _problem() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
 
 
 def test_a_one_file_measure_runs_with_its_section(registered: type) -> None:
-    cfg = registered.model_validate({"keskar": {"enabled": False}, "max_samples": 16,
-                                     "grad_norm": {"enabled": True, "scale": 2.0}})  # fmt: skip
+    cfg = registered.model_validate(
+        {
+            "keskar": {"enabled": False},
+            "max_samples": 16,
+            "grad_norm": {"enabled": True, "scale": 2.0},
+        }
+    )
     assert measure_keys(cfg) == ["grad_norm"]
     model, x, y = _problem()
     values, details = run_measures(model, x, y, cfg)

@@ -87,8 +87,15 @@ def test_reproduce_writes_the_report_and_logs_every_run(mlflow_server, tmp_path)
     gone, others = kept[0], kept[1:]
     gone.unlink()
     stamps = {p: p.stat().st_mtime_ns for p in others}
-    again = reproduce(opts, out, jobs=2, tracking_uri=mlflow_server, experiment="rep-test",
-                      quiet=True, resume=True)  # fmt: skip
+    again = reproduce(
+        opts,
+        out,
+        jobs=2,
+        tracking_uri=mlflow_server,
+        experiment="rep-test",
+        quiet=True,
+        resume=True,
+    )
     assert gone.is_file()
     assert {p: p.stat().st_mtime_ns for p in others} == stamps  # not trained again
     recs2 = json.loads((out / "results.json").read_text())

@@ -103,15 +103,31 @@ def test_script_under_torchrun_on_two_workers_ends_where_one_process_does(tmp_pa
     script = tmp_path / "best.py"
     script.write_text(render_python("# exported for a test\n", cfg, workers=2))
     assert "torchrun --nproc-per-node 2 THIS_FILE" in script.read_text()
-    alone = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env(),
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    alone = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert alone.returncode == 0, alone.stderr[-2000:]
     two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         str(script)],
-        cwd=tmp_path, env={**env(), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(script),
+        ],
+        cwd=tmp_path,
+        env={**env(), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
         timeout=300,
-    )  # fmt: skip
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     last = [ln for ln in two.stdout.splitlines() if ln.startswith("val_accuracy ")]
     assert len(last) == 1, two.stdout[-2000:]  # rank 0 alone prints

@@ -59,17 +59,29 @@ def run(obj: ModelObjective, ac: AdaptiveConfig, names: set[str] | None) -> list
             r = average_sharpness(
                 obj, rho, ac.average_dist, scale=scale, samples=ac.average_samples, seed=ac.seed
             )
-            extra = {"dist": ac.average_dist, "samples": ac.average_samples,
-                     "std_error": r.std_error}  # fmt: skip
+            extra = {
+                "dist": ac.average_dist,
+                "samples": ac.average_samples,
+                "std_error": r.std_error,
+            }
         else:
             r = worst_case_sharpness(obj, rho, kind, scale=scale, steps=ac.steps, seed=ac.seed)  # type: ignore[arg-type]
             extra = {"norm": kind, "steps": ac.steps}
-        out.append({
-            "key": key, "value": r.value, "rho": rho, "eta": ac.eta, "scaling": "|w|+eta",
-            "seed": ac.seed, "f0": r.f0, "function_evals": r.n_evals,
-            "wall_time_s": r.wall_time_s, **extra,
-            "suspect_why": ["no increase found"] if kind != "avg" and r.value <= 0 else [],
-        })  # fmt: skip
+        out.append(
+            {
+                "key": key,
+                "value": r.value,
+                "rho": rho,
+                "eta": ac.eta,
+                "scaling": "|w|+eta",
+                "seed": ac.seed,
+                "f0": r.f0,
+                "function_evals": r.n_evals,
+                "wall_time_s": r.wall_time_s,
+                **extra,
+                "suspect_why": ["no increase found"] if kind != "avg" and r.value <= 0 else [],
+            }
+        )
     return out
 
 

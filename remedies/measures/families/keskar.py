@@ -64,21 +64,46 @@ def run(obj: ModelObjective, kc: KeskarConfig, names: set[str] | None) -> list[R
     out = []
     for key, (eps, dim) in todo.items():
         r = keskar_sharpness(
-            obj, eps, subspace_dim=dim, iters=kc.iters, seed=kc.seed, start=kc.start,
-            init=kc.init, restarts=kc.restarts, f0=obj.f0,
-        )  # fmt: skip
-        out.append({
-            "key": key, "value": r.value, "eps": eps, "space": "full" if dim is None else "random",
-            "subspace_dim": dim, "subspace_seed": None if dim is None else kc.seed,
-            "seed": kc.seed,
-            "init": kc.init, "restarts": kc.restarts, "start": kc.start, "solver": "L-BFGS-B",
-            "iters": kc.iters, "solver_iters": r.nit, "function_evals": r.nfev, "f0": r.f0,
-            "fmax": r.fmax, "start_value": r.start_value, "moved": r.moved,
-            "at_bound": r.at_bound, "kkt_residual": r.kkt_residual, "starts": r.starts,
-            "reach": r.reach, "first_order": r.first_order,
-            "wall_time_s": r.wall_time_s, "solver_time_s": r.solver_time_s,
-            "suspect_why": list(r.suspect),
-        })  # fmt: skip
+            obj,
+            eps,
+            subspace_dim=dim,
+            iters=kc.iters,
+            seed=kc.seed,
+            start=kc.start,
+            init=kc.init,
+            restarts=kc.restarts,
+            f0=obj.f0,
+        )
+        out.append(
+            {
+                "key": key,
+                "value": r.value,
+                "eps": eps,
+                "space": "full" if dim is None else "random",
+                "subspace_dim": dim,
+                "subspace_seed": None if dim is None else kc.seed,
+                "seed": kc.seed,
+                "init": kc.init,
+                "restarts": kc.restarts,
+                "start": kc.start,
+                "solver": "L-BFGS-B",
+                "iters": kc.iters,
+                "solver_iters": r.nit,
+                "function_evals": r.nfev,
+                "f0": r.f0,
+                "fmax": r.fmax,
+                "start_value": r.start_value,
+                "moved": r.moved,
+                "at_bound": r.at_bound,
+                "kkt_residual": r.kkt_residual,
+                "starts": r.starts,
+                "reach": r.reach,
+                "first_order": r.first_order,
+                "wall_time_s": r.wall_time_s,
+                "solver_time_s": r.solver_time_s,
+                "suspect_why": list(r.suspect),
+            }
+        )
     return out
 
 

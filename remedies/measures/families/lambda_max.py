@@ -35,19 +35,32 @@ def run(obj: ModelObjective, lc: LambdaMaxConfig, names: set[str] | None) -> lis
     t0 = time.perf_counter()
     hvp = obj.hvp_at(obj.w0)
     r = lanczos_top(
-        hvp, obj.w0.numel(), k=lc.k, tol=lc.tol, max_iter=lc.max_iter, seed=lc.seed,
+        hvp,
+        obj.w0.numel(),
+        k=lc.k,
+        tol=lc.tol,
+        max_iter=lc.max_iter,
+        seed=lc.seed,
         device=obj.w0.device,
-    )  # fmt: skip
+    )
     wall = time.perf_counter() - t0
     out = []
     for i, (lam, bound) in enumerate(zip(r.eigenvalues, r.error_bounds, strict=True)):
-        out.append({
-            "key": lambda_key(i), "value": lam,
-            "error_bound": bound, "tol": lc.tol, "k": lc.k, "seed": lc.seed,
-            "solver": "lanczos", "hvp_products": r.n_products, "converged": r.converged,
-            "wall_time_s": wall,
-            "suspect_why": [] if r.converged else ["Lanczos stopped before its bound met tol"],
-        })  # fmt: skip
+        out.append(
+            {
+                "key": lambda_key(i),
+                "value": lam,
+                "error_bound": bound,
+                "tol": lc.tol,
+                "k": lc.k,
+                "seed": lc.seed,
+                "solver": "lanczos",
+                "hvp_products": r.n_products,
+                "converged": r.converged,
+                "wall_time_s": wall,
+                "suspect_why": [] if r.converged else ["Lanczos stopped before its bound met tol"],
+            }
+        )
     return out
 
 

@@ -23,9 +23,17 @@ def keys(nc: NoiseScaleConfig) -> list[str]:
 
 def run(obj: ModelObjective, nc: NoiseScaleConfig, names: set[str] | None) -> list[Record]:
     r = gradient_noise_scale(obj)
-    return [{"key": NOISE_SCALE_KEY, "value": r.b_simple, "trace_sigma": r.trace_sigma,
-             "grad_norm_sq": r.grad_norm_sq, "estimator": "per-sample gradients (exact)",
-             "vmap_chunk": r.chunk, "wall_time_s": r.wall_time_s}]  # fmt: skip
+    return [
+        {
+            "key": NOISE_SCALE_KEY,
+            "value": r.b_simple,
+            "trace_sigma": r.trace_sigma,
+            "grad_norm_sq": r.grad_norm_sq,
+            "estimator": "per-sample gradients (exact)",
+            "vmap_chunk": r.chunk,
+            "wall_time_s": r.wall_time_s,
+        }
+    ]
 
 
 NOISE_SCALE = register_measure(

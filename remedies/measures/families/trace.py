@@ -28,12 +28,21 @@ def keys(tc: TraceConfig) -> list[str]:
 def run(obj: ModelObjective, tc: TraceConfig, names: set[str] | None) -> list[Record]:
     t0 = time.perf_counter()
     r = hutchinson_trace(
-        obj.hvp_at(obj.w0), obj.w0.numel(), probes=tc.probes, seed=tc.seed,
-        dtype=obj.w0.dtype, device=obj.w0.device,
-    )  # fmt: skip
+        obj.hvp_at(obj.w0),
+        obj.w0.numel(),
+        probes=tc.probes,
+        seed=tc.seed,
+        dtype=obj.w0.dtype,
+        device=obj.w0.device,
+    )
     wall = time.perf_counter() - t0
-    common = {"probes": tc.probes, "seed": tc.seed, "estimator": "hutchinson-rademacher",
-              "hvp_products": tc.probes, "wall_time_s": wall}  # fmt: skip
+    common = {
+        "probes": tc.probes,
+        "seed": tc.seed,
+        "estimator": "hutchinson-rademacher",
+        "hvp_products": tc.probes,
+        "wall_time_s": wall,
+    }
     return [
         {"key": TRACE_KEYS[0], "value": r.trace, "std_error": r.std_error, **common},
         {"key": TRACE_KEYS[1], "value": r.std_error, **common},
