@@ -62,6 +62,29 @@ def test_unplaceable_workers_refused(tmp_path, capsys, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dp-refused.yaml"]
 
 
+def test_workers_in_the_space():
+    """`resources.workers` is the base's train.workers (a clash is one line); a searched
+    train.workers counts at its largest value; the driver of a K-worker trial takes a slot."""
+    from remedies.errors import ConfigError
+    from remedies.search.placement import SLOT, check_workers, max_workers, trial_resources
+    from remedies.search.space import parse_space
+
+    raw = {"name": "x", "base": BASE, "resources": {"workers": 2, "cpu": 1, "gpu": 0}}
+    space = parse_space(raw)
+    assert space.base["train"]["workers"] == 2 and max_workers(space) == 2
+    with pytest.raises(ConfigError, match="resources.workers: 2 but base.train.workers is 4"):
+        parse_space({**raw, "base": {**BASE, "train": {**BASE["train"], "workers": 4}}})
+    searched = {"type": "categorical", "choices": [1, 4]}
+    space = parse_space({"name": "x", "base": BASE, "params": {"train.workers": searched}})
+    assert max_workers(space) == 4
+    check_workers(space, {"CPU": 4, SLOT: 1}, 0.0)  # the driver takes no CPU
+    with pytest.raises(ConfigError, match=r"need 4.01 CPUs, but Ray can place 4 CPUs; allowed"):
+        check_workers(space, {"CPU": 4}, 0.0)  # no slot: the driver's sliver does not fit
+    pgf = trial_resources(space, 0.0, {"CPU": 4, SLOT: 1})
+    assert pgf({"config": {"train": {"workers": 4}}}).bundles == [{SLOT: 1.0}]
+    assert pgf({"config": {"train": {"workers": 1}}}).bundles[0]["CPU"] == 1.0
+
+
 @pytest.mark.slow
 def test_two_worker_search(mlflow_server, tmp_path, monkeypatch):
     """2 trials × 2 workers, one at a time, with references (SB on 1 worker, plain LB on 2):
