@@ -26,7 +26,6 @@ from remedies.api import Recipe, check_batch_schedule
 from remedies.config import RunConfig, config_to_dict
 from remedies.data import Splits, StreamSplits, load_data
 from remedies.distributed import sum_over_workers, world
-from remedies.errors import ConfigError
 from remedies.models import create_model
 from remedies.precision import fp32_region, resolve_precision
 
@@ -249,6 +248,7 @@ def train(
     progress: bool = True,
     resume: dict[str, Any] | None = None,
     expose_state: Callable[[Callable[[], dict[str, Any]]], None] | None = None,
+    per_worker: dict[str, float] | None = None,
 ) -> TrainResult:
     """Train one config; per-epoch metrics go to `report`; the model is returned trained.
 
@@ -256,23 +256,28 @@ def train(
     last finished epoch (weights, optimiser, every RNG, step, history); `resume` takes such a
     snapshot and continues from the epoch after it, so an interrupted run ends where an
     uninterrupted one would (bit for bit on CPU with the same thread count).
+    `per_worker`: with train.workers > 1, each worker's Ray resources (a search's trial; the
+    caller has checked they can be placed); default one CPU (or GPU) each, checked here.
     """
     t0 = time.perf_counter()
     rank, world_size = world()  # a Ray Train worker (train.workers > 1) or a torchrun job
     if cfg.train.workers > 1 and world_size == 1:  # the driver: start the workers
-        if resume is not None or expose_state is not None:
-            raise ConfigError(
-                "train.workers", "data-parallel runs cannot be resumed yet; allowed here: 1"
-            )
         from remedies.workers import train_on_workers  # imports ray
 
         splits = splits or load_data(cfg.data)
         check_batch_schedule(cfg, splits.n_train)  # one line before any worker starts
-        result = train_on_workers(cfg, splits=splits, progress=progress)
+        # every epoch's row reaches `report` while the workers train; a snapshot (rank 0's
+        # state, every rank's RNGs) is taken when the caller asks; `resume` continues one
+        result = train_on_workers(
+            cfg,
+            splits=splits,
+            progress=progress,
+            report=report,
+            resume=resume,
+            expose_state=expose_state,
+            per_worker=per_worker,
+        )
         result.model.to(pick_device(cfg.train.device))  # measures run here, on the driver
-        if report is not None:
-            for epoch_row in result.history:  # after the run (Tune integration: streamed)
-                report(epoch_row)
         return finish(result, splits, measure=measure, out_dir=out_dir, t0=t0)
     if cfg.train.threads is not None:
         torch.set_num_threads(cfg.train.threads)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,10 +61,17 @@ def check_placeable(cfg: RunConfig) -> None:
 
 
 def run_on_workers(
-    fn: Callable[[Any], Any], payload: Any, workers: int, *, use_gpu: bool = False, log: bool = True
+    fn: Callable[[Any], Any],
+    payload: Any,
+    workers: int,
+    *,
+    use_gpu: bool = False,
+    log: bool = True,
+    per_worker: dict[str, float] | None = None,
 ) -> Any:
     """`fn(payload)` on each of `workers` Ray Train workers (process group initialised); returns
-    rank 0's return value. Starts a local Ray when none is running (and stops it after)."""
+    rank 0's return value. `per_worker`: each worker's Ray resources (default 1 CPU, or 1 GPU).
+    Starts a local Ray when none is running (and stops it after)."""
     import ray
     from ray.train import Checkpoint, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -73,7 +82,7 @@ def run_on_workers(
     try:
         ref = ray.put(payload)  # the object store, not the trainer's pickled config
 
-        def per_worker(config: dict[str, Any]) -> None:
+        def on_worker(config: dict[str, Any]) -> None:
             import ray.train
             import ray.train.torch
 
@@ -91,9 +100,11 @@ def run_on_workers(
 
         with tempfile.TemporaryDirectory(prefix="remedies-workers-") as storage:
             result = TorchTrainer(
-                per_worker,
+                on_worker,
                 train_loop_config={"payload": ref},
-                scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
+                scaling_config=ScalingConfig(
+                    num_workers=workers, use_gpu=use_gpu, resources_per_worker=per_worker
+                ),
                 run_config=RunConfig(name="remedies-train", storage_path=storage),
             ).fit()
             assert result.checkpoint is not None
@@ -105,22 +116,163 @@ def run_on_workers(
 
 
 def train_on_workers(
-    cfg: RunConfig, *, splits: Splits | StreamSplits, progress: bool = True
+    cfg: RunConfig,
+    *,
+    splits: Splits | StreamSplits,
+    progress: bool = True,
+    report: Callable[[dict[str, Any]], None] | None = None,
+    resume: dict[str, Any] | None = None,
+    expose_state: Callable[[Callable[[], dict[str, Any]]], None] | None = None,
+    per_worker: dict[str, float] | None = None,
 ) -> TrainResult:
     """Train `cfg` on `cfg.train.workers` data-parallel workers; the result has the trained
-    model (on the CPU) and every epoch's metrics, without measures or checkpoint."""
-    check_placeable(cfg)
-    payload = {"config": config_to_dict(cfg), "splits": splits, "progress": progress}
-    return run_on_workers(
-        _train_worker, payload, cfg.train.workers, use_gpu=uses_gpu(cfg), log=progress
+    model (on the CPU) and every epoch's metrics, without measures or checkpoint.
+
+    With `report` / `expose_state` / `resume` (a search's trial): each epoch's row comes back from
+    rank 0 while the workers train, and `report` runs here, in the caller's thread, before any
+    worker starts the next epoch. The state function given to `expose_state`, when `report`
+    calls it, asks the workers for a snapshot: rank 0's training state plus every rank's RNGs
+    (`rank_rngs`), saved once by the caller; `resume` takes such a snapshot back, each rank
+    its own RNGs. If `report` raises (the trial is stopped), the workers stop at once, so their
+    resources are given back."""
+    if per_worker is None:
+        check_placeable(cfg)
+    payload = {
+        "config": config_to_dict(cfg),
+        "splits": splits,
+        "progress": progress,
+        "resume": resume,
+        "stream": None,
+    }
+    go = partial(
+        run_on_workers,
+        _train_worker,
+        workers=cfg.train.workers,
+        use_gpu=uses_gpu(cfg) if per_worker is None else per_worker.get("GPU", 0) > 0,
+        log=progress,
+        per_worker=per_worker,
     )
+    if report is None and expose_state is None:
+        return go(payload)
+    return _streamed(go, payload, report, expose_state)
+
+
+def _streamed(
+    go: Callable[[Any], Any],
+    payload: dict[str, Any],
+    report: Callable[[dict[str, Any]], None] | None,
+    expose_state: Callable[[Callable[[], dict[str, Any]]], None] | None,
+) -> TrainResult:
+    from ray.util.queue import Empty, Queue
+
+    rows, replies = Queue(actor_options={"num_cpus": 0}), Queue(actor_options={"num_cpus": 0})
+    payload["stream"] = (rows, replies)
+    box: dict[str, Any] = {}
+
+    def fit() -> None:
+        try:
+            box["result"] = go(payload)
+        except BaseException as e:  # re-raised in the caller's thread
+            box["error"] = e
+
+    def snapshot() -> dict[str, Any]:
+        replies.put("save")
+        kind, state = rows.get()
+        assert kind == "state", kind
+        return state
+
+    if expose_state is not None:
+        expose_state(snapshot)
+    thread = threading.Thread(target=fit, name="remedies-workers", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive() or not rows.empty():
+            try:
+                kind, row = rows.get(timeout=0.5)
+            except Empty:
+                continue
+            if report is not None:
+                report(row)
+            replies.put("go")
+    except BaseException:
+        replies.put("abort")  # every rank raises at its next epoch: Ray Train ends the run
+        thread.join(timeout=120)
+        raise
+    finally:
+        if not thread.is_alive():
+            for q in (rows, replies):
+                q.shutdown(force=True)
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+class StopWorkers(RuntimeError):
+    """The trial driving the workers stopped (ASHA, an interrupt, a lost tracking server)."""
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def _worker_report(
+    stream: tuple[Any, Any], capture: list[Callable[[], dict[str, Any]]]
+) -> Callable[[dict[str, Any]], None]:
+    """Every rank's per-epoch hook: rank 0 sends the row and waits for the caller's answer,
+    which every rank then follows (a snapshot: all ranks' RNGs gathered on rank 0)."""
+    import torch.distributed as dist
+
+    from remedies.distributed import world
+    from remedies.trainer import _get_rngs
+
+    rows, replies = stream
+    rank, size = world()
+
+    def report(row: dict[str, Any]) -> None:
+        if rank == 0:
+            rows.put(("row", row))
+        while True:
+            msg = [replies.get() if rank == 0 else None]
+            dist.broadcast_object_list(msg, src=0)
+            if msg[0] == "abort":
+                raise StopWorkers("the trial stopped its workers")
+            if msg[0] != "save":
+                return
+            rngs: list[Any] | None = [None] * size if rank == 0 else None
+            dist.gather_object(_to_cpu(_get_rngs()), rngs, dst=0)
+            if rank == 0:
+                rows.put(("state", {**_to_cpu(capture[0]()), "rank_rngs": rngs}))
+
+    return report
 
 
 def _train_worker(payload: dict[str, Any]) -> TrainResult:
     from remedies.config import parse_config
+    from remedies.distributed import world
     from remedies.trainer import train
 
     cfg = parse_config(payload["config"])
-    result = train(cfg, splits=payload["splits"], measure=False, progress=payload["progress"])
+    rank, size = world()
+    resume = payload["resume"]
+    if resume is not None and len(resume.get("rank_rngs") or []) == size:
+        resume = {**resume, "rngs": resume["rank_rngs"][rank]}  # each rank its own RNGs
+    capture: list[Callable[[], dict[str, Any]]] = []
+    stream = payload["stream"]
+    result = train(
+        cfg,
+        splits=payload["splits"],
+        measure=False,
+        progress=payload["progress"],
+        resume=resume,
+        report=_worker_report(stream, capture) if stream is not None else None,
+        expose_state=capture.append if stream is not None else None,
+    )
     result.model = result.model.cpu()
     return result

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pyarrow.fs as pafs
+import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -39,6 +40,12 @@ from remedies.search.checks import (
 from remedies.search.fair import check_batches
 from remedies.search.lock import DriverLock
 from remedies.search.node_types import gpus_per_trial
+from remedies.search.placement import (
+    check_workers,
+    local_resources,
+    per_worker,
+    trial_resources,
+)
 from remedies.search.progress import Progress
 from remedies.search.references import ReferenceFailed, References, reference_configs
 from remedies.search.runtime import (
@@ -102,6 +109,8 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
     """Run (or resume) one search; return a summary with the study name and the Pareto front."""
     # 1. the user's input, all of it, before anything is created
     name = check_options(space, opts)
+    if opts.address is None:  # K workers this machine cannot place: refused (cluster: below)
+        check_workers(space, *_placeable(space))
     target = tracking.resolve(opts.tracking_uri)
     tracking.preflight(target)
     check_exists(opts, name)
@@ -115,6 +124,7 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
     if opts.address is not None:  # a cluster: its shape decides what storage can work
         files = node_files(space, base.data.path, int(splits.nbytes))
         join_cluster(opts.address, Results.parse(opts.results_dir), target, files)
+        check_workers(space, *_placeable(space))  # K workers the cluster cannot place
 
     # 2. one driver per search
     lock = DriverLock(storage_url(opts.storage), name)
@@ -138,6 +148,17 @@ def run_search(space: SearchSpace, opts: SearchOptions, space_path: str = "") ->
         return _run(space, opts, stores, results, data, refs, space_path)
     finally:
         lock.release()
+
+
+def _placeable(space: SearchSpace) -> tuple[dict[str, float], float]:
+    """(Ray's resources, GPUs per worker): the running Ray's, else what a local one will have."""
+    import ray
+
+    if ray.is_initialized():
+        return dict(ray.cluster_resources()), gpus_per_trial(space.resources.gpu)
+    have = local_resources()
+    g = space.resources.gpu
+    return have, float(g) if g != "auto" else float(have["GPU"] > 0)
 
 
 def _create_stores(
@@ -304,8 +325,11 @@ def _fit(
         references=refs,
         n_train=data[1].n_train,
     )
+    # a K-worker trial's driver holds none of its workers' CPUs (placement.py)
+    have = dict(ray.cluster_resources())
+    ctx.per_worker = per_worker(space, gpu)
     trainable = tune.with_resources(
-        tune.with_parameters(trial_fn, ctx=ctx), {"cpu": space.resources.cpu, "gpu": gpu}
+        tune.with_parameters(trial_fn, ctx=ctx), trial_resources(space, gpu, have)
     )
     scheduler = (
         ASHAScheduler(

@@ -33,6 +33,7 @@ from remedies.config import config_to_dict, parse_config
 from remedies.search import tracking
 from remedies.search.node_types import gpus_per_trial
 from remedies.search.outcome import Decision, Outcome, decide
+from remedies.search.placement import driver_bundle, per_worker
 from remedies.search.runtime import INTERRUPT, TaskPool, first_line
 from remedies.search.scores import KEEP
 from remedies.search.space import SearchSpace, base_raw
@@ -52,8 +53,8 @@ def reference_raws(space: SearchSpace) -> list[tuple[str, dict[str, Any]]]:
     lr0 = parse_config(raw).train.lr  # the base's lr, or the run config's default
     train["lr"] = lr0
     out = []
-    for f in b.lr_factors:
-        sb = {**raw, "train": {**train, "batch_size": b.sb_batch, "lr": lr0 * f}}
+    for f in b.lr_factors:  # SB on one worker: batch 64 does not scale over workers
+        sb = {**raw, "train": {**train, "batch_size": b.sb_batch, "lr": lr0 * f, "workers": 1}}
         out.append(("sb", sb))
     if b.lb:
         out.append(("lb", {**raw, "train": dict(train)}))
@@ -194,7 +195,13 @@ class References:
                 measure=False,
                 state_dir=self.state_root.child(key).uri,
             )
-            pool.submit((key, spec), spec, shipped, gpu > 0)
+            opts = None
+            if parse_config(cfg).train.workers > 1:  # plain LB on the trials' K workers
+                spec.per_worker = per_worker(self.space, gpu)
+                d = driver_bundle(dict(ray.cluster_resources()))
+                res = {k: v for k, v in d.items() if k != "CPU"}
+                opts = {"num_cpus": d["CPU"], "num_gpus": 0, "resources": res}
+            pool.submit((key, spec), spec, shipped, gpu > 0, options=opts)
         failed: list[str] = []
         try:
             while len(pool):

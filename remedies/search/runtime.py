@@ -83,11 +83,15 @@ def start_ray(address: str | None) -> subprocess.Popen | None:
     try:
         # "local": always a new instance — with None, Ray joins whatever cluster another
         # process on this machine started (its /tmp/ray/ray_current_cluster)
+        from remedies.search.placement import SLOT, SLOTS
+
         ray.init(
             address=address or "local",
             include_dashboard=False,
             log_to_driver=False,
             configure_logging=False,
+            # data-parallel trials' drivers take one of these, not a CPU (placement.py)
+            resources=None if address else {SLOT: float(SLOTS)},
         )
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = address or "a local instance"

@@ -117,8 +117,29 @@ def parse_space(raw: dict[str, Any], origin: Path | None = None) -> SearchSpace:
             f = (origin.parent / f).resolve()
         space.base = _merge(read_yaml(f), space.base)
         space.base_config = None
+    _set_workers(space)
     _probe(space)
     return space
+
+
+def _set_workers(space: SearchSpace) -> None:
+    """`resources.workers` is the base's `train.workers` (one value, said in one place)."""
+    if "workers" not in space.resources.model_fields_set:
+        return
+    k = space.resources.workers
+    train = space.base.get("train")
+    train = dict(train) if isinstance(train, dict) else {}
+    if "train.workers" in space.params and k > 1:
+        raise ConfigError(
+            "resources.workers", "train.workers is searched (params); set one of the two"
+        )
+    if train.get("workers", k) != k:
+        raise ConfigError(
+            "resources.workers",
+            f"{k} but base.train.workers is {train['workers']}; set one of the two",
+        )
+    if k > 1:
+        space.base = {**space.base, "train": {**train, "workers": k}}
 
 
 def _allowed(loc: tuple) -> str:

@@ -160,6 +160,11 @@ class Constraint(_Strict):
 
 
 class Resources(_Strict):
+    """Per trial, or with `workers` > 1 per worker: a trial then trains on `workers`
+    data-parallel workers (Ray Train), each with `cpu` CPUs and `gpu` GPUs; its driver holds
+    none of them. Sets the base's `train.workers` (which may be searched instead)."""
+
+    workers: int = Field(1, ge=1, le=4096)
     cpu: float = Field(1.0, gt=0)
     gpu: float | Literal["auto"] = "auto"  # 'auto': 1 GPU per trial when the cluster has GPUs
 

@@ -27,6 +27,7 @@ class TrialContext:
     data: tuple[dict[str, Any], Any] | None = None  # (base data config, its Splits), shipped
     references: dict[str, Any] | None = None  # the search's SB / plain-LB results
     n_train: int = 0  # the base data's training samples (ASHA's per-trial compare_from)
+    per_worker: dict[str, float] | None = None  # a K-worker trial's Ray resources per worker
 
 
 def trial_fn(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -41,6 +42,7 @@ def trial_fn(config: dict[str, Any], ctx: TrialContext) -> None:
         rungs=ctx.rungs,
         references=ctx.references,
         n_train=ctx.n_train,
+        per_worker=ctx.per_worker,
     )
     rt = ray.get_runtime_context()
     assigned = rt.get_assigned_resources()

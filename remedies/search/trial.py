@@ -66,6 +66,7 @@ class TrialSpec:
     references: dict[str, Any] | None = None  # the search's SB / plain-LB results
     n_train: int = 0  # the base data's training samples (for compare_from)
     measure: bool = True  # references train only: accuracy and time, no sharpness
+    per_worker: dict[str, float] | None = None  # train.workers > 1: each worker's Ray resources
 
 
 def asha_rungs(space: SearchSpace, epochs: int) -> tuple[int, ...]:
@@ -122,7 +123,8 @@ def run_trial(
     space = spec.space
     full = spec.config  # what is logged and exported: `auto` stays `auto`
     cfg = parse_config(full)  # typed again from the dict the driver validated
-    if placement.get("gpu_ids", "none") == "none" and cfg.train.device == "auto":
+    single = cfg.train.workers == 1  # else the workers get their GPUs from Ray Train
+    if single and placement.get("gpu_ids", "none") == "none" and cfg.train.device == "auto":
         # Ray gave this trial no GPU: it must not use one behind Ray's back (another trial's)
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": "cpu"})})
@@ -139,6 +141,7 @@ def run_trial(
             {
                 **placement,
                 "device": str(pick_device(cfg.train.device)),
+                "workers": cfg.train.workers,
                 "attempt": int(before) + 1,
                 "attempt_resumed_at_epoch": resume["epoch"] if resume else 0,
             },
@@ -214,6 +217,7 @@ def run_trial(
         resume=resume,
         expose_state=capture.append,
         measure=spec.measure,
+        per_worker=spec.per_worker,
     )
     if pending:  # epochs the budget grew by (train_longer) or a divergence left unsent
         rows = list(pending)
