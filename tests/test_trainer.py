@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from remedies.batches import evaluate
 from remedies.checkpoint import load_checkpoint
 from remedies.cli import main
 from remedies.config import parse_config
 from remedies.data import load_data
-from remedies.trainer import evaluate, train
+from remedies.trainer import train
 from tests.helpers import write_npz
 
 
