@@ -3,6 +3,7 @@
 speedup_vs_sb = train_cpu_SB / train_cpu_trial            (training only, same threads; on a
                 GPU, or where CPU time was not recorded: train_time, the wall clock)
 speedup_vs_sb_wall = train_time_SB / train_time_trial     (wall clock, always reported)
+steps_ratio_vs_sb = steps_SB / steps_trial                (optimiser steps: hardware-free)
 gap_closed    = (acc − acc_LB) / (acc_SB − acc_LB)         validation (selection)
 test_gap_closed                                            the same on test (report only)
 """
@@ -48,6 +49,9 @@ def scores(refs: dict[str, Any] | None, metrics: dict[str, Any]) -> dict[str, fl
     c, sb_c = metrics.get("train_cpu_s"), sb.get("train_cpu_s")
     on_cpu = str(metrics.get("device", "cpu")) == "cpu" and str(sb.get("device")) == "cpu"
     out["speedup_vs_sb"] = sb_c / c if on_cpu and c and sb_c else out["speedup_vs_sb_wall"]
+    # hardware-free (Shallue et al. 2018 count steps): SB's optimiser steps / the trial's
+    steps, sb_steps = metrics.get("steps"), sb.get("steps")
+    out["steps_ratio_vs_sb"] = sb_steps / steps if steps and sb_steps else None
     if lb:
         out["gap_closed"] = gap_closed(
             metrics.get("val_accuracy"), sb["val_accuracy"], lb["val_accuracy"]

@@ -245,7 +245,8 @@ def reference_metrics(b: Baselines) -> tuple[str, ...]:
     """The reference-relative metrics a search with these baselines reports."""
     if not b.enabled:
         return ()
-    return REFERENCE_METRICS if b.lb else ("speedup_vs_sb", "speedup_vs_sb_wall")
+    speed = ("speedup_vs_sb", "speedup_vs_sb_wall", "steps_ratio_vs_sb")
+    return REFERENCE_METRICS if b.lb else speed
 
 
 def _probe(space: SearchSpace) -> None:

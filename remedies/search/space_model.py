@@ -27,7 +27,13 @@ RESULT_METRICS = (
     "steps",
 )
 # what a trial reports only when the search ran its baselines (remedies.search.references)
-REFERENCE_METRICS = ("speedup_vs_sb", "speedup_vs_sb_wall", "gap_closed", "test_gap_closed")
+REFERENCE_METRICS = (
+    "speedup_vs_sb",
+    "speedup_vs_sb_wall",
+    "steps_ratio_vs_sb",
+    "gap_closed",
+    "test_gap_closed",
+)
 MIN_BATCH = 16  # a smaller batch is a degenerate run: noisy BN statistics, stalled trials
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 

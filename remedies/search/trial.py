@@ -46,6 +46,7 @@ TRIAL_METRICS = (
     "threads",
     "speedup_vs_sb",
     "speedup_vs_sb_wall",
+    "steps_ratio_vs_sb",
     "gap_closed",
     "test_gap_closed",
 )

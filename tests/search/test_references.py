@@ -104,6 +104,8 @@ def test_references_are_logged_and_every_trial_is_scored_against_them(searched, 
         assert r["metrics"]["speedup_vs_sb"] == pytest.approx(speed, rel=1e-9)
         wall = sb_m["final_train_time_s"] / m["final_train_time_s"]
         assert m["final_speedup_vs_sb_wall"] == pytest.approx(wall, rel=1e-9)
+        steps = sb_m["final_steps"] / m["final_steps"]  # hardware-free, from MLflow's record
+        assert m["final_steps_ratio_vs_sb"] == pytest.approx(steps, rel=1e-12)
         assert 0 < m["final_train_cpu_s"]
         sb_v, lb_v = sb_m["final_val_accuracy"], lb_m["final_val_accuracy"]
         if sb_v > lb_v:
