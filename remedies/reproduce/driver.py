@@ -58,10 +58,10 @@ class Bar:
             print(self.line(done, running, last), file=sys.stderr, flush=True)
 
 
-def run_task(raw: dict[str, Any], keep: bool, splits) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """One run, in a Ray task (`TaskPool`)."""
+def run_task(raw: dict[str, Any], keep: bool, splits, state: Path | None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """One run, in a Ray task (`TaskPool`); `state`: where it keeps its training state."""
     try:
-        return run_one(raw, keep, splits)
+        return run_one(raw, keep, splits, state)
     finally:  # a worker process is reused: hand what PyTorch cached back to the other runs
         gc.collect()
         if torch.cuda.is_available():
@@ -86,6 +86,14 @@ def saved_run(out: Path, spec: RunSpec) -> dict[str, Any] | None:
     return rec if rec.get("config") == spec.config else None
 
 
+def state_of(out: Path | None, spec: RunSpec) -> Path | None:
+    """Where a run keeps its training state while it trains (OUT/runs/.NAME.state.pt)."""
+    if out is None:
+        return None
+    (out / RUNS).mkdir(parents=True, exist_ok=True)
+    return out / RUNS / f".{spec.name}.state.pt"
+
+
 def save_run(out: Path, spec: RunSpec, rec: dict[str, Any]) -> None:
     """Whole or not at all: a kill mid-write leaves no half record to be reused."""
     folder = out / RUNS
@@ -93,6 +101,7 @@ def save_run(out: Path, spec: RunSpec, rec: dict[str, Any]) -> None:
     tmp = folder / f".{spec.name}.pt.tmp"
     torch.save(rec, tmp)
     os.replace(tmp, folder / f"{spec.name}.pt")
+    (folder / f".{spec.name}.state.pt").unlink(missing_ok=True)  # decided: no resume aid left
 
 
 def run_specs(
@@ -121,7 +130,7 @@ def run_specs(
         key = json.dumps(dcfg.model_dump(mode="json"), sort_keys=True)
         if key not in data:
             data[key] = pool.put(load_data(dcfg))
-        pool.submit(i, spec.config, spec.keep_weights, data[key])
+        pool.submit(i, spec.config, spec.keep_weights, data[key], state_of(out, spec))
     reused = len(results)
     # a run that runs out of GPU memory beside others (the largest batches of Fig. 4) is run
     # again alone on a whole GPU, which Ray grants only once no other run holds a share of it;
@@ -152,6 +161,7 @@ def run_specs(
                             parse_config(spec.config).data.model_dump(mode="json"), sort_keys=True
                         )
                     ],
+                    state_of(out, spec),
                     options={"num_gpus": 1.0},
                     first=True,
                 )

@@ -3,7 +3,11 @@ the driver runs this as a Ray task, the tests call it directly."""
 
 from __future__ import annotations
 
+import math
+import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,18 +30,42 @@ def flat(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1).cpu() for p in model.parameters() if p.requires_grad])
 
 
+SAVE_EVERY_S = 5.0  # a run cut off loses at most this much training (plus its last epoch)
+
+
 def run_one(
-    raw: dict[str, Any], keep_weights: bool = False, splits: Splits | StreamSplits | None = None
+    raw: dict[str, Any],
+    keep_weights: bool = False,
+    splits: Splits | StreamSplits | None = None,
+    state: Path | None = None,
 ) -> dict[str, Any]:
     """Train `raw` (a complete run config), measure it, and return a JSON-safe record (plus the
-    trained weights when asked, for the interpolation of Fig. 3)."""
+    trained weights when asked, for the interpolation of Fig. 3). With `state`, the training
+    state (weights, optimiser, every RNG, epoch) is saved there as it trains, and a run cut off
+    continues from it — bit for bit on CPU — instead of starting again."""
     t0 = time.perf_counter()
     cfg = parse_config(raw)
     splits = splits if splits is not None else load_data(cfg.data)
-    res = train(cfg, splits=splits, progress=False)
+    resume = (
+        torch.load(state, weights_only=False) if state is not None and state.is_file() else None
+    )
+    capture: list[Callable[[], dict[str, Any]]] = []
+    last = [-math.inf]  # the first epoch always saves
+
+    def save(row: dict[str, Any]) -> None:
+        if state is None or time.monotonic() - last[0] < SAVE_EVERY_S:
+            return
+        tmp = state.with_name(state.name + ".tmp")
+        torch.save(capture[0](), tmp)
+        os.replace(tmp, state)  # whole or not at all
+        last[0] = time.monotonic()
+
+    res = train(cfg, splits=splits, progress=False, resume=resume, report=save,
+                expose_state=capture.append)  # fmt: skip
     x0 = initial_weights(raw, splits)
     out: dict[str, Any] = {
         "config": raw,
+        "resumed_at_epoch": int(resume["epoch"]) if resume else 0,
         "batch_size": res.batch_size,
         "n_train": res.n_train,
         "epochs_run": res.epochs_run,
