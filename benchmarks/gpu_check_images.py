@@ -31,6 +31,20 @@ then run with carry [".fm", ".whl"], timeout_s 540, and the command
     FASHION_MNIST_DIR=.fm bash benchmarks/gpu_check_images.sh
 
 (the .sh tees everything to $OUT/log, so the lines printed before a timeout come back).
+
+The full-size `remedies reproduce` of C1 on Fashion-MNIST (all 60 000 images → 54 000 train,
+SB 256 vs LB 10 % = 5400, the paper's 5 seeds and its code's 20 epochs, C1 at full width, Fig. 4
+at 256, 512, 10, 20, 35, 50 %, Fig. 5 at k ∈ {0, 2, 5}; the report labels its rows "C1 /
+Fashion-MNIST (this run)" beside "C1 / CIFAR-10 (paper)") — not run here; on the lent machine
+with the same carry and pip line as above, ending instead with
+
+    remedies reproduce --nets C1 --data fashion_mnist --set data.path=.fm --seeds 5 \
+        --epochs 20 --sb 256 --lb 10% --batch-sizes 256,512,10%,20%,35%,50% --warm-k 0,2,5 \
+        --jobs 4 --gpu auto --out $OUT/reproduction_fmnist \
+        --report $OUT/reproduction_fmnist/report.md
+
+(`python3 -m remedies` where the console script is not installed; it needs Ray and MLflow
+beside torch and pydantic.)
 Estimated H100 time at full size: about 3 minutes — C1 is ≈ 0.14 GFLOP per training sample,
 ≈ 8 TFLOP per 54 000-image epoch, so each of the ~12 timed or warm-up epochs takes a few seconds
 at most (launch-bound at SB 256); the Keskar measure on the LB model is the longest part

@@ -103,7 +103,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("reproduce", help="re-run Keskar et al. 2017's experiments, write a report")
     r.add_argument("--nets", default="F1", help="comma list of nets (F1,C1,…); default F1")
-    r.add_argument("--data", default=None, help="data set for every net (default: F1 → mnist1d)")
+    r.add_argument(
+        "--data",
+        default=None,
+        help="data set for every net, e.g. fashion_mnist (real images, offline; the report labels "
+        "its rows with it, beside the paper's own data set); default: F1 → mnist1d, C1 → cifar10",
+    )
     r.add_argument("--seeds", type=int, default=5, help="SB/LB pairs for Tables 2–4 (5)")
     r.add_argument("--epochs", type=int, default=40, help="epochs per run (40)")
     r.add_argument("--sb", default=None, help="small batch (256, the paper's)")

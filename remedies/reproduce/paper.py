@@ -3,6 +3,25 @@ runs), printed beside the measured ones. Literature constants, not results of th
 
 from __future__ import annotations
 
+# net → the data set the paper trained it on, its per-sample input shape and its classes (Table 1)
+DATA = {
+    "F1": "MNIST",
+    "F2": "TIMIT",
+    "C1": "CIFAR-10",
+    "C2": "CIFAR-10",
+    "C3": "CIFAR-100",
+    "C4": "CIFAR-100",
+}
+INPUT_SHAPE: dict[str, tuple[int, ...]] = {
+    "F1": (1, 28, 28),
+    "F2": (360,),
+    "C1": (3, 32, 32),
+    "C2": (3, 32, 32),
+    "C3": (3, 32, 32),
+    "C4": (3, 32, 32),
+}
+CLASSES = {"F1": 10, "F2": 1973, "C1": 10, "C2": 10, "C3": 100, "C4": 100}
+
 # net → (train SB, train LB, test SB, test LB), each (mean, std), accuracy %
 TABLE2: dict[str, tuple[tuple[float, float], ...]] = {
     "F1": ((99.66, 0.05), (99.92, 0.01), (98.03, 0.07), (97.81, 0.07)),

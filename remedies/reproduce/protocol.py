@@ -33,6 +33,15 @@ DEFAULT_DATA = {
     "C3": "cifar100",
     "C4": "cifar100",
 }
+# how a report names each built-in data set (another name is printed as it is)
+DATA_TITLES = {
+    "mnist1d": "MNIST-1D",
+    "mnist": "MNIST",
+    "fashion_mnist": "Fashion-MNIST",
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "timit": "TIMIT",
+}
 MNIST1D_SAMPLES = 5000  # → 3600 train / 400 validation / 1000 test
 MNIST1D_SB = 64
 TABLE_KEYS = (
@@ -113,6 +122,11 @@ class RunSpec:
 
 def data_of(opts: ReproduceOptions, net: str) -> str:
     return opts.data or DEFAULT_DATA.get(net, "mnist1d")
+
+
+def data_title(name: str) -> str:
+    """`fashion_mnist` → `Fashion-MNIST`: the name a report prints beside the paper's data set."""
+    return DATA_TITLES.get(name, name)
 
 
 def base_config(opts: ReproduceOptions, net: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import torch
 
 from remedies.config import parse_config
 from remedies.data import Splits, StreamSplits, load_data
+from remedies.models import count_parameters
 from remedies.trainer import build_model, pick_device, seed_everything, train
 
 
@@ -68,6 +69,9 @@ def run_one(
         "resumed_at_epoch": int(resume["epoch"]) if resume else 0,
         "batch_size": res.batch_size,
         "n_train": res.n_train,
+        "input_shape": list(splits.input_shape),  # per sample, as the net was built for it
+        "num_classes": splits.num_classes,
+        "n_parameters": count_parameters(res.model),
         "epochs_run": res.epochs_run,
         "diverged": res.diverged,
         "train_accuracy": res.train_accuracy,

@@ -130,3 +130,43 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and field in err[0], err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("net", ["C1", "C3"])
+def test_plan_for_a_convnet_on_fashion_mnist_builds_it_for_28x28x1_images(net) -> None:
+    """`--nets C1 --data fashion_mnist` (and C3, the same net): every run's config names the
+    data set and validates, the paper's SB of 256 and LB of 10 % fit, and the net is built for
+    Fashion-MNIST's 1 × 28 × 28 samples — one input channel, 7 × 7 maps after the two 'same'
+    poolings — not CIFAR's 3 × 32 × 32, and no sample is resized."""
+    from remedies.models import output_shape
+    from remedies.reproduce.protocol import check_batches, data_title
+    from remedies.trainer import build_model
+
+    opts = ReproduceOptions(
+        nets=[net],
+        data="fashion_mnist",
+        seeds=2,
+        epochs=1,
+        batch_sizes=["10%", 256],
+        warm_k=[0],
+        overrides=["data.subset=3000", "model.width=0.25"],
+    )
+    assert (opts.sb, opts.lb) == (256, "10%")
+    specs = plan(opts)
+    assert len(specs) == 4 and {s.net for s in specs} == {net}
+    for s in specs:
+        assert s.config["data"] == {"name": "fashion_mnist", "subset": 3000}
+        assert s.config["model"] == {"name": net, "width": 0.25}
+        parse_config(s.config)
+    check_batches(specs)  # LB = 10 % of 2700 = 270 > SB 256
+    cfg = parse_config(specs[0].config)
+    splits = load_data(cfg.data)
+    assert splits.input_shape == (1, 28, 28) and splits.num_classes == 10
+    assert splits.x_train.shape[1:] == (1, 28, 28)  # as read: not resized, not padded
+    model = build_model(cfg, splits, "cpu")
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert convs[0].in_channels == 1 and convs[0].out_channels == 16
+    assert linears[0].in_features == 16 * 7 * 7  # CIFAR's 32 × 32 would give 16 · 8 · 8
+    assert output_shape(model, (1, 28, 28)) == (2, 10)
+    assert data_title("fashion_mnist") == "Fashion-MNIST"

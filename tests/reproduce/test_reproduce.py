@@ -60,9 +60,9 @@ def test_reproduce_writes_the_report_and_logs_every_run(mlflow_server, tmp_path)
         for r in recs
         if r["batch"] == "10%" and r["warm_k"] == 0 and "table" in r["parts"]
     ]
-    assert re.search(rf"\| measured \| .* \| {sum(lb) / len(lb):.2f} ± ", md)
+    assert re.search(rf"\| F1 / MNIST-1D \(this run\) \| .* \| {sum(lb) / len(lb):.2f} ± ", md)
     assert all("suspect" in d and "suspect_why" in d for r in recs for d in r["details"])
-    assert any(claim.startswith("F1: LB/SB Keskar") for claim, _, _ in s["checks"])
+    assert any(claim.startswith("F1 / MNIST-1D: LB/SB Keskar") for claim, _, _ in s["checks"])
 
     from mlflow import MlflowClient
 
@@ -108,3 +108,48 @@ def test_reproduce_writes_the_report_and_logs_every_run(mlflow_server, tmp_path)
         if n in same
     )
     assert again["report"]
+
+
+def test_reproduce_c1_on_fashion_mnist_labels_every_row_with_its_data_set(mlflow_server, tmp_path):
+    """C1 on real images (Debian's Fashion-MNIST): the net is built for 1 × 28 × 28 samples, and
+    the report prints its rows as Fashion-MNIST's beside the paper's CIFAR-10 values, labelled
+    as such — never as a reproduction on CIFAR-10."""
+    opts = ReproduceOptions(
+        nets=["C1"],
+        data="fashion_mnist",
+        seeds=1,
+        epochs=1,
+        sb=64,
+        batch_sizes=[64, "10%"],
+        warm_k=[0],
+        side_by_side=False,
+        overrides=["data.subset=1500", "model.width=0.1", "measure.keskar.iters=3"],
+    )
+    out = tmp_path / "fm"
+    s = reproduce(opts, out, jobs=2, tracking_uri=mlflow_server, experiment="rep-fm", quiet=True)
+    md = (out / "report.md").read_text()
+    recs = json.loads((out / "results.json").read_text())
+    assert len(recs) == 2 and {r["config"]["data"]["name"] for r in recs} == {"fashion_mnist"}
+    assert {tuple(r["input_shape"]) for r in recs} == {(1, 28, 28)}
+    assert recs[0]["n_train"] == 1350  # 1500 − the 10 % validation carve-out
+    assert "Reproduction of" not in md.splitlines()[0]
+    assert "C1 / Fashion-MNIST instead of CIFAR-10" in md.splitlines()[0]
+    assert "## C1 / Fashion-MNIST (1350 training samples; the paper: C1 / CIFAR-10)" in md
+    assert "**Not the paper's setting.**" in md and "nothing here reproduces" in md
+    # the net was built for the data's shape, and the report says what that changed
+    assert "input channels of the first convolution: 1 here, 3 on CIFAR-10" in md
+    assert "inputs of the first linear layer: 294 here, 384 on CIFAR-10" in md  # 6 ch × 7² vs 8²
+    # Table 2: this run's row and the paper's CIFAR-10 row, each labelled
+    lb = next(r for r in recs if r["batch"] == "10%")["test_accuracy"]
+    assert re.search(rf"\| C1 / Fashion-MNIST \(this run\) \| .* \| {lb:.2f} ± 0.00 \|", md)
+    assert (
+        "| C1 / CIFAR-10 (paper) | 99.89 ± 0.02 | 99.66 ± 0.2 | 80.04 ± 0.12 | 77.26 ± 0.42 |" in md
+    )
+    # Tables 3–4: the measured columns and the paper's are headed with their data sets
+    assert "| measure | C1 / Fashion-MNIST (this run): SB | LB |" in md
+    assert "| C1 / CIFAR-10 (paper): SB | LB | LB/SB |" in md
+    row = next(ln for ln in md.splitlines() if ln.startswith("| `keskar_full_eps1e-03`"))
+    assert row.endswith("| 28.58 ± 3.13 | 707.23 ± 43.04 | 25× |")
+    assert "| measured |" not in md and "paper (C1" not in md
+    assert s["checks"] and all(c.startswith("C1 / Fashion-MNIST: ") for c, _, _ in s["checks"])
+    assert (out / "fig3_C1_linear.png").stat().st_size > 1000
