@@ -39,10 +39,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from remedies.catalog import build_remedies
-from remedies.config import RunConfig, apply_overrides, check_split, parse_config, read_yaml
+from remedies.config import RunConfig, apply_overrides, parse_config, read_yaml
 from remedies.distributed import average_bn_buffers, broadcast_state, convert_sync_bn, world
 from remedies.hooks import LossFn, Remedy, TrainContext
 from remedies.precision import autocast_for, grad_scaler, resolve_precision
+from remedies.schedule import check_schedule, epoch_batch
 
 __all__ = ["Applied", "Recipe", "make_optimizer"]
 
@@ -173,7 +174,7 @@ class Applied:
             r.setup(ctx)  # before the optimiser exists, so it may swap modules
         for r in self.remedies:
             ctx.epochs = r.epochs(ctx.epochs, ctx)
-        _check_schedule(self.remedies, ctx, world_size, self.accumulate)
+        check_schedule(self.remedies, ctx, world_size, self.accumulate)
         if world_size > 1 and not ddp:
             broadcast_state(ctx.model)  # every worker starts from rank 0's weights
         self._stepper = next((r for r in self.remedies if r.replaces_step), None)
@@ -398,7 +399,7 @@ class Applied:
         return self.ctx.optimizer
 
     def _batch(self, epoch: int) -> int:
-        return _epoch_batch(self.remedies, self.ctx, epoch)
+        return epoch_batch(self.remedies, self.ctx, epoch)
 
     def _before_step(self) -> None:
         for r in self._after_backward:
@@ -410,46 +411,6 @@ class Applied:
     def _after_step_hooks(self) -> None:
         for r in self._after_step:
             r.after_step(self.ctx)
-
-
-def _epoch_batch(remedies: list[Remedy[Any]], ctx: TrainContext, epoch: int) -> int:
-    """The global batch of `epoch`: the remedies' schedule over the configured batch."""
-    b = ctx.batch_size
-    for r in remedies:
-        b = r.batch_size(epoch, b, ctx)
-    return max(1, min(int(b), ctx.n_train))
-
-
-def _check_schedule(
-    remedies: list[Remedy[Any]], ctx: TrainContext, workers: int, accumulate: int
-) -> None:
-    """Every epoch's global batch (warm start, batch ramp) splits evenly over the workers and
-    micro-batches: the configured batch alone is checked when it is resolved."""
-    for epoch in range(ctx.epochs):
-        b = _epoch_batch(remedies, ctx, epoch)
-        check_split(b, workers, accumulate, f"epoch {epoch + 1}'s batch (remedies' schedule)")
-
-
-def check_batch_schedule(config: RunConfig, n_train: int) -> None:
-    """`config`'s every epoch's batch splits over train.workers × train.accumulate: one line
-    (ConfigError) before any worker starts. Reads only the remedies' epochs and batch_size
-    hooks, which need no model."""
-    t = config.train
-    ctx = TrainContext(
-        model=nn.Identity(),
-        optimizer=None,  # type: ignore[arg-type]  # schedule hooks need none
-        loss_fn=F.cross_entropy,
-        device=torch.device("cpu"),
-        n_train=n_train,
-        batch_size=t.resolve_batch_size(n_train),
-        base_lr=t.lr,
-        epochs=t.epochs,
-        input_shape=(),
-    )
-    remedies = build_remedies(config.remedies)
-    for r in remedies:
-        ctx.epochs = r.epochs(ctx.epochs, ctx)
-    _check_schedule(remedies, ctx, t.workers, t.accumulate)
 
 
 def _overrides(r: Remedy, hook: str) -> bool:

@@ -21,13 +21,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from remedies.api import Recipe, check_batch_schedule
+from remedies.api import Recipe
 from remedies.batches import evaluate_split, measure_data, training_batches
 from remedies.config import RunConfig, config_to_dict
 from remedies.data import Splits, StreamSplits, load_data
 from remedies.distributed import sum_over_workers, world
 from remedies.models import create_model
 from remedies.precision import fp32_region, resolve_precision
+from remedies.schedule import check_batch_schedule
 
 Report = Callable[[dict[str, Any]], None]
 

@@ -15,52 +15,17 @@ degenerate, stalling run: such ranges are refused before the search starts (`che
 
 from __future__ import annotations
 
-from remedies.catalog import build_remedies
 from remedies.config import RunConfig
 from remedies.errors import ConfigError
-from remedies.hooks import Remedy, TrainContext
+from remedies.schedule import batch_schedule, schedule_context
 from remedies.search.space import MIN_BATCH, SearchSpace
-
-
-def _context(cfg: RunConfig, n_train: int) -> tuple[list[Remedy], TrainContext]:
-    """The remedies and a context holding what their schedule hooks read (sizes, epoch budget):
-    no model and no data are built, so this costs nothing."""
-    remedies = build_remedies(cfg.remedies)
-    B = cfg.train.resolve_batch_size(n_train)
-    ctx = TrainContext(
-        # schedule hooks read sizes only: no model, optimiser or device exists here
-        model=None,  # type: ignore[arg-type]
-        optimizer=None,  # type: ignore[arg-type]
-        loss_fn=None,  # type: ignore[arg-type]
-        device=None,  # type: ignore[arg-type]
-        n_train=n_train,
-        batch_size=B,
-        base_lr=cfg.train.lr,
-        epochs=cfg.train.epochs,
-        input_shape=(),
-    )
-    for r in remedies:
-        ctx.epochs = r.epochs(ctx.epochs, ctx)
-    return remedies, ctx
 
 
 def compare_from(cfg: RunConfig, n_train: int) -> int:
     """The first epoch at which ASHA may compare this trial with the others (1 = from the start)."""
-    remedies, ctx = _context(cfg, n_train)
+    remedies, ctx = schedule_context(cfg, n_train)
     end = max((r.comparable_from(ctx) for r in remedies), default=0)
     return max(1, min(end, ctx.epochs))
-
-
-def batch_schedule(cfg: RunConfig, n_train: int) -> list[int]:
-    """The batch size of every epoch, as the trainer folds it through the remedies."""
-    remedies, ctx = _context(cfg, n_train)
-    out = []
-    for epoch in range(ctx.epochs):
-        b = ctx.batch_size
-        for r in remedies:
-            b = r.batch_size(epoch, b, ctx)
-        out.append(max(1, min(int(b), n_train)))
-    return out
 
 
 def check_batches(space: SearchSpace, n_train: int) -> None:

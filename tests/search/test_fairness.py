@@ -14,9 +14,10 @@ import yaml
 from remedies.cli import main
 from remedies.config import parse_config
 from remedies.results.report import load_study
+from remedies.schedule import batch_schedule
 from remedies.search import tracking
 from remedies.search.driver import SearchOptions, run_search
-from remedies.search.fair import batch_schedule, compare_from
+from remedies.search.fair import compare_from
 from remedies.search.space import parse_space
 
 
