@@ -12,10 +12,11 @@ import ray
 
 from remedies.errors import ConfigError
 from remedies.search import tracking
+from remedies.search.lock import being_run, live_holder
 from remedies.search.runtime import alive_nodes, missing_on_nodes, start_ray
 from remedies.search.space import SearchSpace
 from remedies.search.store import Results
-from remedies.search.study import study_exists
+from remedies.search.study import storage_url, study_exists
 
 SHIP_LIMIT_BYTES = 512 * 2**20  # larger data sets are read by each trial from data.path
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -67,6 +68,8 @@ def check_exists(opts: SearchOptions, name: str) -> None:
     if opts.resume and not exists:
         raise ConfigError("--resume", f"no search named {name!r} in {opts.storage}")
     if exists and not opts.resume:
+        if (held := live_holder(storage_url(opts.storage), name)) is not None:
+            raise being_run(name, held)  # a taken name whose search runs now: name the driver
         raise ConfigError(
             "--name",
             f"a search named {name!r} already exists in {opts.storage}; "

@@ -66,6 +66,31 @@ def holder_alive(row: Any, now: float) -> bool:
     return now - row.beat < STALE_S
 
 
+def being_run(search: str, held: Any) -> ConfigError:
+    """The one line a second driver of a running search gets (exit 2)."""
+    since = time.strftime("%H:%M:%S", time.localtime(held.since))
+    return ConfigError(
+        "--name",
+        f"search {search!r} is being run by another driver (pid {held.pid} on {held.host}, "
+        f"since {since}); wait for it to end or stop it first",
+    )
+
+
+def live_holder(url: str, search: str) -> Any | None:
+    """The lock row of a driver that runs `search` now, else None. Reads only: nothing is
+    created (a search refused before it starts leaves no table behind)."""
+    kw: dict[str, Any] = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+    engine = sa.create_engine(url, **kw)
+    try:
+        if not sa.inspect(engine).has_table(LOCKS.name):
+            return None
+        with engine.connect() as c:
+            row = c.execute(LOCKS.select().where(LOCKS.c.search == search)).first()
+        return row if row is not None and holder_alive(row, time.time()) else None
+    finally:
+        engine.dispose()
+
+
 class DriverLock:
     """`acquire()` or ConfigError (exit 2); `release()` when the driver ends (also on errors)."""
 
@@ -101,12 +126,7 @@ class DriverLock:
             if held is None:
                 continue  # released in between: insert again
             if holder_alive(held, now):
-                raise ConfigError(
-                    "--name",
-                    f"search {self.search!r} is being run by another driver (pid {held.pid} on "
-                    f"{held.host}, since {time.strftime('%H:%M:%S', time.localtime(held.since))}"
-                    "); wait for it to end or stop it first",
-                )
+                raise being_run(self.search, held)
             with self.engine.begin() as c:  # compare-and-swap: only one taker wins
                 n = c.execute(
                     LOCKS.update()

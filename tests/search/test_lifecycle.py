@@ -121,74 +121,42 @@ def test_driver_killed_then_resumed_with_references(mlflow_server, tmp_path, mom
         assert int(attempts["lb"]["attempt_resumed_at_epoch"]) > 0
 
 
-def test_two_resumes_at_once_one_is_refused(mlflow_server, tmp_path):
-    """Two `--resume` of one search started together: one continues it, the other is refused
-    in one line naming the driver that holds the search (exit 2); the study ends with exactly
-    `num_samples` trials and no metric step twice."""
-    sp = space_file(tmp_path, "tworesumes", n=3, epochs=40)
-    proc = search(tmp_path, sp, "tr", mlflow_server, "--quiet")
-    wait_for(proc, mid_training(tmp_path, "tr", mlflow_server))
-    kill_driver(proc)
-    args = [
-        EXE,
-        "search",
-        str(sp),
-        "--name",
-        "tr",
-        "--tracking-uri",
-        mlflow_server,
-        "--storage",
-        "studies.db",
-        "--resume",
-        "--quiet",
-    ]
-    procs = [
-        subprocess.Popen(
-            args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for _ in range(2)
-    ]
+def test_one_driver_per_search_and_sigterm_then_resume(mlflow_server, tmp_path):
+    """While a search runs, a new search with its name is refused naming it (pid); SIGTERM
+    (what kill, systemd, Kubernetes and Slurm send) is Ctrl-C: exit 130 with the resume command
+    and no stack trace (Ray's own handler used to abort with exit 134); then two `--resume`
+    started together: one continues the search, the other is refused in one line naming the
+    driver that holds it (exit 2), and the study ends with exactly `num_samples` trials."""
+    sp = space_file(tmp_path, "onedriver", n=3, epochs=40)
+    proc = search(tmp_path, sp, "od", mlflow_server, "--quiet")
+    wait_for(proc, mid_training(tmp_path, "od", mlflow_server))
+
+    second = search(tmp_path, sp, "od", mlflow_server, "--quiet")
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 2 and err.count("\n") == 1, err
+    assert f"being run by another driver (pid {proc.pid} on" in err, err
+
+    ray_procs = ray_descendants(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "--name od --resume" in err
+    assert "Traceback" not in err and "PC: @" not in err and "SIGTERM received" not in err, err
+    _, alive = psutil.wait_procs(ray_procs, timeout=20)
+    assert not alive, [p.name() for p in alive]
+    left = [t for t in trials(tmp_path, "od") if not t.state.is_finished()]
+    assert left and all(t.user_attrs["state"] == "interrupted" for t in left)
+
+    args = [EXE, "search", str(sp), "--name", "od", "--tracking-uri", mlflow_server,
+            "--storage", "studies.db", "--resume", "--quiet"]  # fmt: skip
+    procs = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]  # fmt: skip
     outs = [p.communicate(timeout=400) for p in procs]
     codes = sorted(p.returncode for p in procs)
     assert codes == [0, 2], [(p.returncode, e[-800:]) for p, (_, e) in zip(procs, outs)]
     refused = next(e for p, (_, e) in zip(procs, outs) if p.returncode == 2)
     assert refused.count("\n") == 1 and "being run by another driver (pid" in refused, refused
-    assert_consistent(str(tmp_path / "studies.db"), mlflow_server, "tworesumes", "tr", 3)
-
-
-def test_a_new_search_with_a_name_being_run_is_refused(mlflow_server, tmp_path):
-    sp = space_file(tmp_path, "taken", n=1, epochs=40)
-    proc = search(tmp_path, sp, "tk", mlflow_server, "--quiet")
-    wait_for(proc, mid_training(tmp_path, "tk", mlflow_server))
-    second = search(tmp_path, sp, "tk", mlflow_server, "--quiet")
-    _, err = second.communicate(timeout=120)
-    assert second.returncode == 2 and err.count("\n") == 1, err
-    assert f"pid {proc.pid}" in err, err
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-2000:]
-    assert_consistent(str(tmp_path / "studies.db"), mlflow_server, "taken", "tk", 1)
-
-
-def test_sigterm_exits_130_without_a_trace_and_resumes(mlflow_server, tmp_path):
-    """SIGTERM (what kill, systemd, Kubernetes and Slurm send) is Ctrl-C: exit 130 with the
-    resume command and no stack trace (Ray's own handler used to abort with exit 134)."""
-    sp = space_file(tmp_path, "sigterm", n=2)
-    proc = search(tmp_path, sp, "st", mlflow_server, "--quiet")
-    wait_for(proc, mid_training(tmp_path, "st", mlflow_server))
-    ray_procs = ray_descendants(proc.pid)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
-    assert "--name st --resume" in err
-    assert "Traceback" not in err and "PC: @" not in err and "SIGTERM received" not in err, err
-    _, alive = psutil.wait_procs(ray_procs, timeout=20)
-    assert not alive, [p.name() for p in alive]
-    left = [t for t in trials(tmp_path, "st") if not t.state.is_finished()]
-    assert left and all(t.user_attrs["state"] == "interrupted" for t in left)
-
-    done = resume(tmp_path, sp, "st", mlflow_server)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert_consistent(str(tmp_path / "studies.db"), mlflow_server, "sigterm", "st", 2)
+    assert_consistent(str(tmp_path / "studies.db"), mlflow_server, "onedriver", "od", 3)
 
 
 def run_cli(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
