@@ -5,10 +5,13 @@ Prints, each as one line (and a JSON summary at the end):
      channels-last loop on C1, full Fashion-MNIST, at SB 256 and LB 10 %, and engine ÷ bare;
   2. bf16 vs fp32 samples/s of the engine on C1 (SB 256);
   3. LB 10 % vs SB 256 time per epoch (engine, bf16);
-  4. the measures' cost (`measure:` defaults, Keskar sharpness) per LB epoch.
+  4. the measures' cost (`measure:` defaults, Keskar sharpness) per LB epoch;
+  5. F1 trials per hour with 1, 4 and 8 trials at once on the device (`--packing`), each trial
+     its own process as Ray runs them, and the ratio to one at a time.
 Every speed is taken from the epoch after a warm-up epoch (cuDNN autotuning, allocator).
 
     python benchmarks/gpu_check_images.py [--tiny] [--data DIR] [--epochs N] [--json FILE]
+                                          [--packing 1,4,8]
 
 --tiny: 6 000 images, C1 at width 0.25, CPU allowed (a quick check of the script itself);
 DIR: a folder with the four Fashion-MNIST IDX files (default Debian's
@@ -55,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import sys
 import time
@@ -92,6 +96,23 @@ def base_config(args: argparse.Namespace, batch: int | str, precision: str, epoc
         },
         "measure": {"keskar": {"enabled": False}},
     }
+
+
+def f1_trial(job: tuple[str | None, bool, int]) -> float:
+    """One F1 trial on Fashion-MNIST at LB 10 %, bf16 where the device has it (in its own
+    process: the packing check); returns its wall time."""
+    path, tiny, epochs = job
+    t = time.perf_counter()
+    data: dict = {"name": "fashion_mnist", **({"path": path} if path else {})}
+    if tiny:
+        data["subset"] = 3000
+    cfg = parse_config({
+        "data": data, "model": {"name": "F1", "width": 0.25 if tiny else 1.0},
+        "train": {"epochs": epochs, "batch_size": "10%", "checkpoint": False},
+        "measure": {"keskar": {"enabled": False}},
+    })  # fmt: skip
+    train(cfg, progress=False, measure=False)
+    return time.perf_counter() - t
 
 
 def sync(device: torch.device) -> None:
@@ -163,6 +184,9 @@ def main() -> int:
     )
     ap.add_argument("--epochs", type=int, default=2, help="warm-up epochs + 1 timed (default 2)")
     ap.add_argument("--json", type=Path, help="write the numbers here too")
+    ap.add_argument(
+        "--packing", default="1,4,8", help="F1 trials at once on the device (default 1,4,8)"
+    )
     args = ap.parse_args()
     device = pick_device("auto")
     if device.type != "cuda" and not args.tiny:
@@ -217,6 +241,19 @@ def main() -> int:
         f"({m['epoch_s']:.2f} s each)"
     )
     out["measure_s"], out["measure_per_lb_epoch"] = m["measure_s"], per
+
+    # 5. packing: K F1 trials at once on the one device, each its own process (as Ray runs
+    # trials), against one at a time: trials per hour, and the ratio to K = 1
+    ks = [int(k) for k in args.packing.split(",") if k.strip()]
+    per_hour: dict[int, float] = {}
+    for k in ks:
+        t1 = time.perf_counter()
+        with mp.get_context("spawn").Pool(k) as pool:
+            pool.map(f1_trial, [(args.data, args.tiny, args.epochs)] * k)
+        per_hour[k] = 3600 * k / (time.perf_counter() - t1)
+        log(f"[5] {k} F1 trial(s) at once: {per_hour[k]:.0f} trials/h "
+            f"({per_hour[k] / per_hour[ks[0]]:.2f}× {ks[0]} at once)")  # fmt: skip
+    out["f1_trials_per_hour"] = per_hour
     out["wall_s"] = time.perf_counter() - t0
     log(f"total {out['wall_s']:.0f} s")
     log(json.dumps(out))
