@@ -158,7 +158,7 @@ def run_trial(
 
     pending: list[dict[str, Any]] = []
     capture: list[Callable[[], dict[str, Any]]] = []
-    last = [time.monotonic()]
+    last = [-math.inf]  # the first epoch always saves: a retry never starts from nothing
     saved = [resume["epoch"] if resume else 0, time.monotonic()]  # last state: epoch, time
     every = space.checkpoint_every
 
