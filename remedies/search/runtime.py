@@ -239,12 +239,6 @@ def first_line(e: BaseException) -> str:
     return f"{type(cause).__name__}: {text[-1] if text else ''}"[:300]
 
 
-def log_file(results_dir: str | Path) -> Path | None:
-    """Where a search keeps what it would otherwise print of Ray's tracebacks (local folders)."""
-    p = Path(str(results_dir))
-    return None if "://" in str(results_dir) else p
-
-
 def ray_log_to_file(name: str) -> Path:
     """Ray's and Tune's own log records (a failed trial's traceback, repeated per retry) go to a
     file, not the terminal: a search on a full disk printed 327 lines of them. Each failed trial
