@@ -174,9 +174,9 @@ def train(
             resume=resume,
             expose_state=expose_state,
             per_worker=per_worker,
+            measure=measure,  # on rank 0, on its device, before the workers give it back
         )
-        result.model.to(pick_device(cfg.train.device))  # measures run here, on the driver
-        return finish(result, splits, measure=measure, out_dir=out_dir, t0=t0)
+        return finish(result, splits, measure=False, out_dir=out_dir, t0=t0)
     if cfg.train.threads is not None:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
@@ -330,23 +330,33 @@ def finish(
     out_dir: Path | None,
     t0: float,
 ) -> TrainResult:
-    """The trained model's measures and checkpoint (data parallel: on the driver, once)."""
-    cfg, model = result.config, result.model
-    if measure and not result.diverged:
-        from remedies.measures import run_measures
-
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        tm = time.perf_counter()
-        X, Y = measure_data(splits.to(device), cfg, device)
-        with fp32_region(device):  # measures: fp32 from the fp32 weights, whatever the precision
-            result.sharpness, result.sharpness_details = run_measures(model, X, Y, cfg.measure)
-        result.measure_time_s = time.perf_counter() - tm
+    """The trained model's measures and checkpoint (data parallel: measured on rank 0 before
+    the workers end, `measure_result`; checkpointed here, on the caller, once)."""
+    cfg = result.config
+    if measure:
+        measure_result(result, splits)
     result.wall_time_s = time.perf_counter() - t0
     if out_dir is not None and cfg.train.checkpoint:
         from remedies.checkpoint import save_checkpoint
 
         result.checkpoint = str(save_checkpoint(Path(out_dir) / "checkpoint.pt", result))
     return result
+
+
+def measure_result(result: TrainResult, splits: Splits | StreamSplits) -> None:
+    """The measures of a trained (not diverged) model, on the device its weights are on: fp32
+    from the fp32 weights, whatever the training precision; their time kept apart."""
+    if result.diverged:
+        return
+    from remedies.measures import run_measures
+
+    model, cfg = result.model, result.config
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    tm = time.perf_counter()
+    X, Y = measure_data(splits.to(device), cfg, device)
+    with fp32_region(device):
+        result.sharpness, result.sharpness_details = run_measures(model, X, Y, cfg.measure)
+    result.measure_time_s = time.perf_counter() - tm
 
 
 def _memory_format(model: nn.Module, fmt: torch.memory_format) -> None:

@@ -2,9 +2,12 @@
 
 Ray Train starts the K worker processes and their torch.distributed group (gloo on CPU, NCCL on
 GPU); each worker runs the ordinary trainer (`remedies.trainer.train`), which finds the group
-and trains its share of every global batch (`remedies.distributed`). Rank 0 hands the trained
-result back through a Ray Train checkpoint; the caller (the driver) runs the measures and writes
-the run's checkpoint once. Besides the search service, the only module that imports Ray.
+and trains its share of every global batch (`remedies.distributed`). After training, rank 0
+runs the measures on its own device (the one Ray gave it: a search's trial driver holds no GPU
+and only a sliver of CPU, so measuring there would use what Ray did not give it) while the
+other ranks wait at the report; rank 0 then hands the measured result back through a Ray
+Train checkpoint, and the caller writes the run's checkpoint once. Besides the search service,
+the only module that imports Ray.
 """
 
 from __future__ import annotations
@@ -124,9 +127,11 @@ def train_on_workers(
     resume: dict[str, Any] | None = None,
     expose_state: Callable[[Callable[[], dict[str, Any]]], None] | None = None,
     per_worker: dict[str, float] | None = None,
+    measure: bool = False,
 ) -> TrainResult:
     """Train `cfg` on `cfg.train.workers` data-parallel workers; the result has the trained
-    model (on the CPU) and every epoch's metrics, without measures or checkpoint.
+    model (on the CPU), every epoch's metrics and, with `measure`, the measures rank 0 took
+    after training; never a checkpoint.
 
     With `report` / `expose_state` / `resume` (a search's trial): each epoch's row comes back from
     rank 0 while the workers train, and `report` runs here, in the caller's thread, before any
@@ -143,6 +148,7 @@ def train_on_workers(
         "progress": progress,
         "resume": resume,
         "stream": None,
+        "measure": measure,
     }
     go = partial(
         run_on_workers,
@@ -256,7 +262,7 @@ def _worker_report(
 def _train_worker(payload: dict[str, Any]) -> TrainResult:
     from remedies.config import parse_config
     from remedies.distributed import world
-    from remedies.trainer import train
+    from remedies.trainer import measure_result, train
 
     cfg = parse_config(payload["config"])
     rank, size = world()
@@ -274,5 +280,7 @@ def _train_worker(payload: dict[str, Any]) -> TrainResult:
         report=_worker_report(stream, capture) if stream is not None else None,
         expose_state=capture.append if stream is not None else None,
     )
+    if rank == 0 and payload.get("measure"):
+        measure_result(result, payload["splits"])
     result.model = result.model.cpu()
     return result

@@ -11,6 +11,7 @@ batch the same way.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -243,9 +244,15 @@ def test_cli_more_workers_than_cpus(tmp_path, capsys, ray_workers):
 
 
 def test_cli_trains_on_two_workers(tmp_path, ray_workers, splits, capsys):
-    """The whole path: CLI → Ray Train (2 workers) → the driver's checkpoint, equal to K = 1."""
-    out = tmp_path / "out"
-    raw = config({"lr_scaling": PARAMS["lr_scaling"]})
+    """The whole path: CLI → Ray Train (2 workers) → the driver's checkpoint, equal to K = 1;
+    the Keskar measure, taken on rank 0 before the workers end, equals the same measure taken
+    here, independently, on the checkpointed weights."""
+    from remedies.measures import run_measures
+    from remedies.trainer import measure_data
+
+    out, summary = tmp_path / "out", tmp_path / "summary.json"
+    measure = {"keskar": {"eps": [1e-3], "iters": 2, "init": "vertex"}, "max_samples": 64}
+    raw = {**config({"lr_scaling": PARAMS["lr_scaling"]}), "measure": measure}
     rc = main(
         [
             "train",
@@ -256,12 +263,21 @@ def test_cli_trains_on_two_workers(tmp_path, ray_workers, splits, capsys):
             "train.checkpoint=true",
             "--out",
             str(out),
+            "--json",
+            str(summary),
             "--quiet",
         ]
     )
     assert rc == 0, capsys.readouterr().err
     state = torch.load(out / "checkpoint.pt", weights_only=True)["model_state"]
     assert max_diff(state, one_worker(raw, splits)) < ATOL
+    got = json.loads(summary.read_text())["sharpness"]["keskar_full_eps1e-03"]
+    cfg = parse_config(raw)
+    model = train(cfg, splits=splits, measure=False, progress=False).model
+    model.load_state_dict(state)
+    X, Y = measure_data(splits, cfg, torch.device("cpu"))
+    want = run_measures(model, X, Y, cfg.measure)[0]["keskar_full_eps1e-03"]
+    assert got == pytest.approx(want, rel=1e-4) and got > 0
 
 
 def test_library_reads_the_process_group():

@@ -29,6 +29,11 @@ def test_ray_cluster_yaml_validates():
         for n, t in raw["available_node_types"].items()
         if n != raw["head_node_type"]
     )
+    # data-parallel trials' drivers take a slot, not a CPU, wherever trials run (placement.py)
+    from remedies.search.placement import SLOT
+
+    workers = [t for n, t in raw["available_node_types"].items() if n != raw["head_node_type"]]
+    assert all(t["resources"].get(SLOT, 0) >= 1 for t in workers)
 
 
 def test_a_typo_fails_validation():
