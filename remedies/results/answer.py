@@ -18,6 +18,7 @@ from typing import Any
 
 from remedies.errors import ConfigError
 from remedies.search.optuna_space import finite
+from remedies.search.scores import fastest_sb
 
 MATCH_POINTS = 0.5  # "as accurate as SB": within this many points of SB's accuracy
 _COND = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*(>=|<=|>|<)\s*([-+0-9.eE]+)\s*$")
@@ -169,6 +170,7 @@ def references_text(refs: dict[str, Any] | None) -> list[str]:
     rows = [
         ("SB" + (" *" if r["run_id"] == refs["sb"]["run_id"] else ""), r) for r in refs["sb_sweep"]
     ]
+    rows += [(f"SB on {r['workers']}w", r) for r in refs.get("sb_speed") or []]
     if refs.get("lb"):
         rows.append(("plain LB", refs["lb"]))
     for label, r in rows:
@@ -184,6 +186,12 @@ def references_text(refs: dict[str, Any] | None) -> list[str]:
         "  (* the SB reference: best validation accuracy of the lr sweep; ± is the "
         "validation standard error)"
     )
+    if refs.get("sb_speed"):
+        w, t = fastest_sb(refs)
+        out.append(
+            f"  (speed-ups are wall clock against SB on its fastest worker count: {w} "
+            f"worker{'s' if w > 1 else ''}, {t:.1f} s; the SB on K workers runs are timed only)"
+        )
     lb = refs.get("lb")
     if lb and refs["sb"]["val_accuracy"] <= lb["val_accuracy"]:
         out.append(

@@ -12,6 +12,9 @@ Per trial (`scores`):
   speedup_vs_sb = train_cpu_SB / train_cpu_trial            (training only, same threads; on a
                   GPU, or where CPU time was not recorded: train_time, the wall clock)
   speedup_vs_sb_wall = train_time_SB / train_time_trial     (wall clock, always reported)
+With data-parallel trials (the space's trials use K > 1 workers), SB is also timed on each such
+K (`sbspeed` references) and both ratios are wall-clock against SB on its fastest worker count:
+the CPU time of K processes is not a time anyone waits for.
 Why CPU time on CPU: the references and the trials run minutes apart; on a shared machine the
 wall clock of each is inflated by whatever else runs then (measured: SB's reference 93 s in a
 search, 40–52 s re-trained minutes later), so wall-clock ratios across time windows mislead.
@@ -44,8 +47,19 @@ from remedies.search.trial import TrialSpec, run_trial
 log = logging.getLogger(__name__)
 
 
+def sb_speed_workers(space: SearchSpace) -> list[int]:
+    """The worker counts besides 1 that SB is timed on: those the space's trials train on
+    (its probes: every searched end) that split SB's batch evenly."""
+    ks = {cfg.train.workers for _, cfg in space.probes}
+    return sorted(k for k in ks if k > 1 and space.baselines.sb_batch % k == 0)
+
+
 def reference_raws(space: SearchSpace) -> list[tuple[str, dict[str, Any]]]:
-    """(kind, raw run config) of each reference: `sb` at each lr of the sweep, then `lb`."""
+    """(kind, raw run config) of each reference: `sb` at each lr of the sweep (one worker),
+    `sbspeed` — SB at the base lr on each other worker count the trials use, timed only — then
+    `lb`. Why time SB on K workers: a user running K-worker large batches would run SB on
+    however many workers train it fastest (at batch 64 the per-step all-reduce often makes
+    more workers slower), and a speed-up over a slower SB than they would run is inflated."""
     b = space.baselines
     raw = base_raw(space)
     raw["remedies"] = {}
@@ -53,24 +67,29 @@ def reference_raws(space: SearchSpace) -> list[tuple[str, dict[str, Any]]]:
     lr0 = parse_config(raw).train.lr  # the base's lr, or the run config's default
     train["lr"] = lr0
     out = []
-    for f in b.lr_factors:  # SB on one worker: batch 64 does not scale over workers
+    for f in b.lr_factors:
         sb = {**raw, "train": {**train, "batch_size": b.sb_batch, "lr": lr0 * f, "workers": 1}}
         out.append(("sb", sb))
+    for k in sb_speed_workers(space):
+        sb = {**raw, "train": {**train, "batch_size": b.sb_batch, "workers": k}}
+        out.append(("sbspeed", sb))
     if b.lb:
         out.append(("lb", {**raw, "train": dict(train)}))
     return out
 
 
 def reference_configs(space: SearchSpace, threads: int) -> list[tuple[str, dict[str, Any]]]:
-    """(key, complete run config) of each reference, validated once here: `sb-<lr>` at each lr
-    of the sweep, then `lb`. Both are the base without remedies (plain training), with the
-    trials' pinned thread count and no measures."""
+    """(key, complete run config) of each reference, validated once here: `sb-lr<lr>` at each
+    lr of the sweep, `sbspeed-w<K>-lr<lr>` for each timed worker count, then `lb-lr<lr>`. All are
+    the base without remedies (plain training), with the trials' pinned thread count and no
+    measures. The kind is the key up to its first `-`."""
     out = []
     for kind, raw in reference_raws(space):
         cfg = parse_config(raw)  # its measure section is not run (TrialSpec.measure)
         if cfg.train.threads is None:
             cfg.train.threads = max(1, threads)
-        out.append((f"{kind}-lr{cfg.train.lr:.3g}", config_to_dict(cfg)))
+        w = f"-w{cfg.train.workers}" if kind == "sbspeed" else ""
+        out.append((f"{kind}{w}-lr{cfg.train.lr:.3g}", config_to_dict(cfg)))
     return out
 
 
@@ -247,6 +266,7 @@ class References:
         sbs = [r for r in recs if r["kind"] == "sb"]
         best = max(sbs, key=lambda r: r["val_accuracy"])
         lb = next((r for r in recs if r["kind"] == "lb"), None)
+        speed = [r for r in recs if r["kind"] == "sbspeed"]
         for r in sbs:
             tracking.set_tags(self.target.uri, r["run_id"], {"selected": r is best})
         splits = self.data[1]
@@ -254,6 +274,7 @@ class References:
             "sb": _short(best),
             "lb": _short(lb) if lb else None,
             "sb_sweep": [_short(r) for r in sbs],
+            "sb_speed": [_short(r) for r in speed],
             "threads": self.threads,
             "n_val": int(len(splits.y_val)),
             "n_test": int(len(splits.y_test)),
@@ -286,4 +307,5 @@ class ReferenceFailed(RuntimeError):
 def _short(r: dict[str, Any]) -> dict[str, Any]:
     """What the study keeps of a reference: its results and its complete run config (so it can
     be re-trained with `remedies train`, e.g. over more seeds)."""
-    return {k: r.get(k) for k in ("kind", "run_id", "lr", "config", *KEEP)}
+    workers = int(((r.get("config") or {}).get("train") or {}).get("workers") or 1)
+    return {**{k: r.get(k) for k in ("kind", "run_id", "lr", "config", *KEEP)}, "workers": workers}

@@ -87,9 +87,10 @@ def test_workers_in_the_space():
 
 @pytest.mark.slow
 def test_two_worker_search(mlflow_server, tmp_path, monkeypatch):
-    """2 trials × 2 workers, one at a time, with references (SB on 1 worker, plain LB on 2):
-    exact counts, one run per trial, none RUNNING, no metric step twice, objectives and the
-    Keskar measure logged, each trial tagged as trained on 2 workers."""
+    """2 trials × 2 workers, one at a time, with references (SB on 1 worker, SB timed on 2,
+    plain LB on 2): exact counts, one run per trial, none RUNNING, no metric step twice,
+    objectives and the Keskar measure logged, each trial tagged as trained on 2 workers, and
+    its speed-up taken against SB on whichever worker count trained SB faster."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     name = "dp-search"
@@ -106,10 +107,19 @@ def test_two_worker_search(mlflow_server, tmp_path, monkeypatch):
         assert run.data.tags["workers"] == "2" and run.data.params["train.workers"] == "2"
         assert run.data.tags["attempt"] == "1"
         assert "final_keskar_full_eps1e-03" in run.data.metrics
-        assert "final_speedup_vs_sb" in run.data.metrics
-    refs = assert_references_once(tmp_path, name, mlflow_server, name, 2)
+        m = run.data.metrics
+        kept = got["study"].user_attrs["references"]
+        sb_times = [kept["sb"]["train_time_s"], *(r["train_time_s"] for r in kept["sb_speed"])]
+        assert [r["workers"] for r in kept["sb_speed"]] == [2]
+        want = min(sb_times) / m["final_train_time_s"]
+        assert m["final_speedup_vs_sb"] == pytest.approx(want, rel=1e-6)
+    refs = assert_references_once(tmp_path, name, mlflow_server, name, 3)
     workers = {r.data.tags["reference"]: r.data.params["train.workers"] for r in refs}
-    assert workers == {"sb": "1", "lb": "2"}
+    assert workers == {"sb": "1", "sbspeed": "2", "lb": "2"}
+    from remedies.results.answer import references_text
+
+    text = "\n".join(references_text(got["study"].user_attrs["references"]))
+    assert "SB on 2w" in text and "against SB on its fastest worker count" in text, text
     # the progress lines: each decision, then the count
     assert "trial #1 complete" in out and "trials 2/2 done (2 complete" in out, out[-2000:]
     assert tracking.run_status(mlflow_server, got["study"].user_attrs["mlflow_parent_run_id"])

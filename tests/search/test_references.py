@@ -274,3 +274,39 @@ def test_references_of_a_base_without_an_lr_use_the_run_configs_default():
     ]
     factors = space.baselines.lr_factors
     assert got == [("sb", default * f, 3) for f in factors] + [("lb", default, 3)]
+
+
+def test_data_parallel_spaces_time_sb_on_their_worker_counts():
+    """Trials on 2 or 4 workers: SB is also timed on 2 and 4 (each splits SB's batch), at the
+    base lr; a space of one-process trials runs no such reference. A trial's speed-up is then
+    wall clock against SB's fastest worker count, whichever it is."""
+    from remedies.search.references import reference_configs
+    from remedies.search.scores import scores
+    from remedies.search.space import parse_space
+
+    base = {"data": {"num_samples": 200}, "train": {"epochs": 1, "lr": 0.01}}
+    dp = parse_space(
+        {
+            "name": "dp",
+            "base": base,
+            "params": {"train.workers": {"type": "categorical", "choices": [1, 2, 4]}},
+        }
+    )
+    got = [(k, c["train"]["workers"], c["train"]["lr"]) for k, c in reference_configs(dp, 1)]
+    assert [g for g in got if g[0].startswith("sbspeed")] == [
+        ("sbspeed-w2-lr0.01", 2, 0.01),
+        ("sbspeed-w4-lr0.01", 4, 0.01),
+    ]
+    one = parse_space({"name": "one", "base": base})
+    assert not [k for k, _ in reference_configs(one, 1) if k.startswith("sbspeed")]
+
+    sb = {"train_time_s": 10.0, "train_cpu_s": 9.0, "device": "cpu", "steps": 400}
+    trial = {"train_time_s": 4.0, "train_cpu_s": 7.0, "device": "cpu", "steps": 40}
+    alone = scores({"sb": sb}, trial)
+    assert alone["speedup_vs_sb"] == 9.0 / 7.0 and alone["speedup_vs_sb_wall"] == 10.0 / 4.0
+    speed = [{"workers": 2, "train_time_s": 6.0}, {"workers": 4, "train_time_s": 8.0}]
+    dp_scores = scores({"sb": sb, "sb_speed": speed}, trial)
+    assert dp_scores["speedup_vs_sb"] == dp_scores["speedup_vs_sb_wall"] == 6.0 / 4.0
+    assert dp_scores["steps_ratio_vs_sb"] == 10.0
+    slower = [{"workers": 2, "train_time_s": 12.0}]  # SB does not scale: one worker is fastest
+    assert scores({"sb": sb, "sb_speed": slower}, trial)["speedup_vs_sb"] == 10.0 / 4.0
