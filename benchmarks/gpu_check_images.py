@@ -120,11 +120,18 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def engine(args, splits: Splits, batch, precision: str, measure: bool = False) -> dict:
-    """One engine run of warm-up + timed epochs; speed from the last epoch only."""
+# the GPU-sized spaces' search setting (search_spaces/keskar_*.yaml)
+GPU_SPACE_MEASURE = {"keskar": {"eps": [1e-3], "iters": 5, "init": "vertex"}, "max_samples": 1000}
+
+
+def engine(
+    args, splits: Splits, batch, precision: str, measure: bool = False, section: dict | None = None
+) -> dict:
+    """One engine run of warm-up + timed epochs; speed from the last epoch only. `section`: the
+    measure section (default: the defaults, Keskar sharpness as `remedies train` measures it)."""
     raw = base_config(args, batch, precision, args.epochs)
     if measure:
-        raw["measure"] = {}  # the defaults: Keskar sharpness as `remedies train` measures it
+        raw["measure"] = section or {}
     cfg = parse_config(raw)
     r = train(cfg, splits=splits, progress=False, measure=measure)
     last = r.history[-1]
@@ -241,6 +248,12 @@ def main() -> int:
         f"({m['epoch_s']:.2f} s each)"
     )
     out["measure_s"], out["measure_per_lb_epoch"] = m["measure_s"], per
+    g = engine(args, splits, lb, "bf16", measure=True, section=GPU_SPACE_MEASURE)
+    log(
+        f"[4] the GPU spaces' search setting {json.dumps(GPU_SPACE_MEASURE)}: "
+        f"{g['measure_s']:.2f} s = {g['measure_s'] / g['epoch_s']:.2f} LB epochs"
+    )
+    out["space_measure_s"] = g["measure_s"]
 
     # 5. packing: K F1 trials at once on the one device, each its own process (as Ray runs
     # trials), against one at a time: trials per hour, and the ratio to K = 1
@@ -254,12 +267,55 @@ def main() -> int:
         log(f"[5] {k} F1 trial(s) at once: {per_hour[k]:.0f} trials/h "
             f"({per_hour[k] / per_hour[ks[0]]:.2f}× {ks[0]} at once)")  # fmt: skip
     out["f1_trials_per_hour"] = per_hour
+
+    # 6. train.accumulate: auto under a memory cap (tests/test_accumulate.py's GPU case)
+    out["accumulate_auto"] = accumulate_auto()
     out["wall_s"] = time.perf_counter() - t0
     log(f"total {out['wall_s']:.0f} s")
     log(json.dumps(out))
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     return 0
+
+
+def accumulate_auto() -> dict:
+    """A 4096-wide MLP on 4096 samples at batch 4096 with the process capped at 160 MB over what
+    it holds: auto must pick N > 1, train, and equal the run with that N set by hand."""
+    base = {
+        "data": {
+            "factory": "tests.factories:blobs",
+            "kwargs": {"n_train": 4096, "n_val": 64, "n_test": 64, "dim": 512, "classes": 3},
+        },
+        "model": {"factory": "tests.factories:mlp", "kwargs": {"hidden": 4096}},
+        "train": {
+            "batch_size": 4096,
+            "epochs": 1,
+            "lr": 3e-3,
+            "seed": 1,
+            "device": "cuda",
+            "checkpoint": False,
+            "accumulate": "auto",
+        },  # fmt: skip
+        "measure": {"keskar": {"enabled": False}},
+    }
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction((torch.cuda.memory_allocated(0) + 160e6) / total)
+    try:
+        auto = train(parse_config(base), progress=False, measure=False)
+        n = auto.accumulate
+        fixed = train(
+            parse_config({**base, "train": {**base["train"], "accumulate": n}}),
+            progress=False,
+            measure=False,
+        )
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    a, b = auto.model.state_dict(), fixed.model.state_dict()
+    diff = max((a[k] - b[k]).abs().max().item() for k in a)
+    log(f"[6] accumulate auto under a 160 MB cap: N = {n} (want > 1); max weight diff vs N "
+        f"set by hand {diff:.1e}")  # fmt: skip
+    return {"n": n, "max_diff": diff}
 
 
 if __name__ == "__main__":

@@ -151,7 +151,7 @@ class Applied:
         self.config = config
         self.n_train = n_train
         self.loss_fn = loss_fn
-        self.accumulate = t.accumulate
+        self.accumulate = t.micro_batches  # `auto` is picked below, once the model is set up
         self.remedies: list[Remedy[Any]] = build_remedies(config.remedies)
         ddp = isinstance(model, nn.parallel.DistributedDataParallel)
         if world_size > 1 and config.model.sync_bn:  # BN over the global batch
@@ -174,6 +174,14 @@ class Applied:
             r.setup(ctx)  # before the optimiser exists, so it may swap modules
         for r in self.remedies:
             ctx.epochs = r.epochs(ctx.epochs, ctx)
+        # train.precision: the forward passes of `closure` (the remedies' extra ones too) run
+        # under autocast; fp16 scales the loss (ctx.backward) and unscales before every step
+        if precision is not None:
+            t = t.model_copy(update={"precision": precision})
+        self.precision = resolve_precision(t, ctx.device)
+        self.autocast = autocast_for(self.precision, ctx.device)
+        if t.accumulate == "auto":
+            self.accumulate = self._auto_accumulate(world_size)
         check_schedule(self.remedies, ctx, world_size, self.accumulate)
         if world_size > 1 and not ddp:
             broadcast_state(ctx.model)  # every worker starts from rank 0's weights
@@ -187,14 +195,31 @@ class Applied:
         self._after_backward = [r for r in self.remedies if _overrides(r, "after_backward")]
         self._after_step = [r for r in self.remedies if _overrides(r, "after_step")]
         ctx.before_step, ctx.after_step = self._before_step, self._after_step_hooks
-        # train.precision: the forward passes of `closure` (the remedies' extra ones too) run
-        # under autocast; fp16 scales the loss (ctx.backward) and unscales before every step
-        if precision is not None:
-            t = t.model_copy(update={"precision": precision})
-        self.precision = resolve_precision(t, ctx.device)
-        self.autocast = autocast_for(self.precision, ctx.device)
         ctx.scaler = grad_scaler(self.precision, ctx.device)
         self.last_logits: torch.Tensor | None = None  # the last step's first forward, detached
+
+    def _auto_accumulate(self, world_size: int) -> int:
+        """`train.accumulate: auto` (remedies.accumulate): on CUDA the fewest micro-batches
+        that split every epoch's per-worker batch and whose largest micro-batch passes the
+        memory probe; 1 on CPU. Every worker probes its own device; all take the largest N."""
+        from remedies.accumulate import pick_accumulate, probe
+        from remedies.schedule import epoch_batch
+
+        ctx = self.ctx
+        if ctx.device.type != "cuda":
+            return 1
+        batches = [epoch_batch(self.remedies, ctx, e) for e in range(ctx.epochs)]
+        per_worker = [b // world_size for b in batches if b % world_size == 0] or [1]
+        model = getattr(ctx.model, "module", ctx.model)  # DDP: probe without its all-reduce
+        fits = probe(model, ctx.input_shape, self.loss_fn, self.autocast, ctx.device)
+        n = pick_accumulate(per_worker, fits)
+        if world_size > 1:
+            import torch.distributed as dist
+
+            got = torch.tensor([n], device=ctx.device)
+            dist.all_reduce(got, op=dist.ReduceOp.MAX)
+            n = int(got.item())
+        return n
 
     # ------------------------------------------------------------------ what the loop reads
 

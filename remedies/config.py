@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -172,8 +172,22 @@ class TrainConfig(Strict):
     # workers at batch B train as one at B (BN: per-worker statistics unless model.sync_bn)
     workers: int = Field(1, ge=1, le=4096)
     # gradient accumulation: each worker's share of a global batch runs as N micro-batches whose
-    # gradients are averaged to the full batch's (BN statistics: per micro-batch = ghost BN)
-    accumulate: int = Field(1, ge=1, le=4096)
+    # gradients are averaged to the full batch's (BN statistics: per micro-batch = ghost BN).
+    # auto: the fewest that fit the GPU's memory (remedies.accumulate); 1 on CPU
+    accumulate: Annotated[int, Field(ge=1, le=4096)] | Literal["auto"] = 1
+
+    @property
+    def micro_batches(self) -> int:
+        """N as far as it is known before a model exists: `auto` promises only a split that
+        works, so it is checked as 1 (remedies.accumulate picks among the counts that split)."""
+        return 1 if self.accumulate == "auto" else self.accumulate
+
+    @field_validator("accumulate", mode="before")
+    @classmethod
+    def _accumulate(cls, v: Any) -> Any:
+        if isinstance(v, str) and v != "auto" and not v.strip().isdigit():
+            raise ValueError(f"must be a positive integer or 'auto', got {v!r}")
+        return v
 
     @field_validator("batch_size")
     @classmethod
@@ -193,7 +207,7 @@ class TrainConfig(Strict):
         """The (global) batch size in samples for a training set of `n_train` samples; refused
         when it does not split evenly over train.workers × train.accumulate."""
         b = resolve_batch_size(self.batch_size, n_train, "train.batch_size")
-        check_split(b, self.workers, self.accumulate)
+        check_split(b, self.workers, self.micro_batches)
         return b
 
     @model_validator(mode="after")

@@ -65,4 +65,4 @@ def check_batch_schedule(config: RunConfig, n_train: int) -> None:
     """`config`'s every epoch's batch splits over train.workers × train.accumulate: one line
     (ConfigError) before any worker starts."""
     remedies, ctx = schedule_context(config, n_train)
-    check_schedule(remedies, ctx, config.train.workers, config.train.accumulate)
+    check_schedule(remedies, ctx, config.train.workers, config.train.micro_batches)

@@ -65,6 +65,7 @@ class TrainResult:
     precision: str = "fp32"  # what train.precision resolved to on this device (fp32/bf16/fp16)
     compiled: bool = False  # the training forward ran through torch.compile
     channels_last: bool = False  # a conv net on CUDA trains in channels-last memory format
+    accumulate: int = 1  # the micro-batches per worker step (train.accumulate; `auto` picked)
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe summary (what `remedies train --json` writes)."""
@@ -93,6 +94,7 @@ class TrainResult:
             "precision",
             "compiled",
             "channels_last",
+            "accumulate",
             "history",
         )
         out = {k: getattr(self, k) for k in keys}
@@ -316,6 +318,7 @@ def train(
         train_cpu_s=sum(r.get("train_cpu_s", 0.0) for r in history),
         threads=torch.get_num_threads(),
         precision=run.precision,
+        accumulate=run.accumulate,
         compiled=fwd is not None,
         channels_last=channels_last,
     )

@@ -166,7 +166,8 @@ def _call(fn_name: str, kwargs: dict[str, Any], offered: list[str], path: str) -
 def check_split(cfg: dict[str, Any], workers: int) -> None:
     """`--workers K` splits the recipe's batch evenly (K × train.accumulate); a batch given as a
     share of the data (`10%`) is checked by the script itself, where the data is."""
-    b, n = cfg["train"]["batch_size"], workers * int(cfg["train"].get("accumulate") or 1)
+    acc = cfg["train"].get("accumulate") or 1
+    b, n = cfg["train"]["batch_size"], workers * (1 if acc == "auto" else int(acc))
     if isinstance(b, int) and b % n:
         divisors = [k for k in range(1, b + 1) if b % k == 0 and k <= 64]
         raise ConfigError(
