@@ -31,6 +31,18 @@ def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
+def run(cwd: Path, *args: str, **env_extra: str) -> subprocess.CompletedProcess:
+    """A command of the test, as a user runs it, in `cwd` (a script, `remedies`, torchrun)."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env={**env(), **env_extra},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def complete(base: dict, remedies: dict) -> dict:
     raw = {
         **base,
@@ -66,24 +78,10 @@ def test_script_runs_as_written_and_matches_remedies_train(tmp_path, base, remed
         assert "from tests.factories import blobs" in text
         assert "tiny_net(hidden=20, input_shape=input_shape, num_classes=num_classes)" in text
     compile(script.read_text(), str(script), "exec")
-    ran = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    ran = run(tmp_path, str(script))
     assert ran.returncode == 0, ran.stderr[-2000:]
     got = float(ran.stdout.strip().splitlines()[-1].split()[-1])
-    ref = subprocess.run(
-        [sys.executable, "-m", "remedies", "train", "best.yaml", "--quiet", "--json", "s.json"],
-        cwd=tmp_path,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    ref = run(tmp_path, "-m", "remedies", "train", "best.yaml", "--quiet", "--json", "s.json")
     assert ref.returncode == 0, ref.stderr[-2000:]
     s = json.loads((tmp_path / "s.json").read_text())
     assert got == s["val_accuracy"]
@@ -103,30 +101,12 @@ def test_script_under_torchrun_on_two_workers_ends_where_one_process_does(tmp_pa
     script = tmp_path / "best.py"
     script.write_text(render_python("# exported for a test\n", cfg, workers=2))
     assert "torchrun --nproc-per-node 2 THIS_FILE" in script.read_text()
-    alone = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    alone = run(tmp_path, str(script))
     assert alone.returncode == 0, alone.stderr[-2000:]
-    two = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
-            str(script),
-        ],
-        cwd=tmp_path,
-        env={**env(), "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    two = run(
+        tmp_path,
+        *("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)),
+        OMP_NUM_THREADS="1",
     )
     assert two.returncode == 0, two.stderr[-3000:]
     last = [ln for ln in two.stdout.splitlines() if ln.startswith("val_accuracy ")]
