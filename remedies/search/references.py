@@ -197,6 +197,7 @@ class References:
             width=self.space.max_concurrent,
             num_cpus=self.space.resources.cpu,
             num_gpus=gpu,
+            on_start=self._start,
         )
         shipped = pool.put(self.data)
         todo = [
@@ -224,7 +225,7 @@ class References:
         failed: list[str] = []
         try:
             while len(pool):
-                got = pool.next_done(timeout=1.0, hold=lambda item: not self._ready(item))
+                got = pool.next_done(timeout=1.0)
                 if got is None:
                     continue
                 (key, spec), res, err = got
@@ -253,13 +254,12 @@ class References:
             raise ReferenceFailed("; ".join(failed))
         return self.summary()
 
-    def _ready(self, item: tuple[str, TrialSpec]) -> bool:
-        """Called for the queue's head before it starts: its MLflow run is opened (and recorded)
-        then, not earlier, so a reference waiting for a slot has no RUNNING run yet."""
+    def _start(self, item: tuple[str, TrialSpec]) -> None:
+        """Just before a reference starts: its MLflow run is opened (and recorded) then, not
+        earlier, so a reference waiting for a slot has no RUNNING run yet."""
         key, spec = item
         if not spec.run_id:
             spec.run_id = self._open(key, spec.config)
-        return True
 
     def summary(self) -> dict[str, Any]:
         recs = [dict(r, key=k) for k, r in self.records.items()]

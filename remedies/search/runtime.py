@@ -171,9 +171,12 @@ class TaskPool:
         num_cpus: float,
         num_gpus: float = 0.0,
         max_retries: int = 0,
+        on_start: Callable[[Any], None] | None = None,
     ) -> None:
-
+        """`on_start(key)` runs just before a queued task starts (after it leaves the queue,
+        before its arguments are shipped): what must exist only once a task really runs."""
         self.ray = ray
+        self.on_start = on_start
         self.width = width
         self.task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries)(fn)
         self.todo: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
@@ -203,6 +206,8 @@ class TaskPool:
         """Start queued tasks up to `width`; `hold(key)` keeps the queue's head waiting."""
         while self.todo and len(self.live) < self.width and not hold(self.todo[0][0]):
             key, args, opts = self.todo.pop(0)
+            if self.on_start is not None:
+                self.on_start(key)
             task = self.task.options(**opts) if opts else self.task
             self.live[task.remote(*args)] = key
 
