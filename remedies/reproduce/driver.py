@@ -121,6 +121,7 @@ def run_specs(
         run_task, width=jobs, num_cpus=min(1.0, cpus / jobs), num_gpus=gpu, max_retries=1
     )
     data: dict[str, Any] = {}  # one copy of each data set in the object store
+    shipped: dict[int, Any] = {}  # each run's data set in the object store
     results: dict[int, dict[str, Any]] = {}
     for i, spec in enumerate(specs):
         if out is not None and (rec := saved_run(out, spec)) is not None:
@@ -130,7 +131,8 @@ def run_specs(
         key = json.dumps(dcfg.model_dump(mode="json"), sort_keys=True)
         if key not in data:
             data[key] = pool.put(load_data(dcfg))
-        pool.submit(i, spec.config, spec.keep_weights, data[key], state_of(out, spec))
+        shipped[i] = data[key]
+        pool.submit(i, spec.config, spec.keep_weights, shipped[i], state_of(out, spec))
     reused = len(results)
     # a run that runs out of GPU memory beside others (the largest batches of Fig. 4) is run
     # again alone on a whole GPU, which Ray grants only once no other run holds a share of it;
@@ -156,11 +158,7 @@ def run_specs(
                     i,
                     spec.config,
                     spec.keep_weights,
-                    data[
-                        json.dumps(
-                            parse_config(spec.config).data.model_dump(mode="json"), sort_keys=True
-                        )
-                    ],
+                    shipped[i],
                     state_of(out, spec),
                     options={"num_gpus": 1.0},
                     first=True,
