@@ -16,11 +16,13 @@ out-of-memory error): auto is 1. Set N by hand there.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from remedies.errors import ConfigError
+from remedies.hooks import Remedy, TrainContext
 
 HEADROOM = 0.2  # share of the device's memory the probe's peak must leave free
 
@@ -86,3 +88,30 @@ def probe(
             torch.cuda.empty_cache()
 
     return fits
+
+
+def auto_accumulate(
+    remedies: list[Remedy[Any]],
+    ctx: TrainContext,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    autocast: Callable[[], object],
+    world_size: int,
+) -> int:
+    """N for `train.accumulate: auto` once the recipe's model is set up: on CUDA the fewest
+    micro-batches that split every epoch's per-worker batch and whose largest passes the probe;
+    1 on CPU. Every worker probes its own device; all take the largest N any picks."""
+    from remedies.schedule import epoch_batch
+
+    if ctx.device.type != "cuda":
+        return 1
+    batches = [epoch_batch(remedies, ctx, e) for e in range(ctx.epochs)]
+    per_worker = [b // world_size for b in batches if b % world_size == 0] or [1]
+    model = getattr(ctx.model, "module", ctx.model)  # DDP: probe without its all-reduce
+    n = pick_accumulate(per_worker, probe(model, ctx.input_shape, loss_fn, autocast, ctx.device))
+    if world_size > 1:
+        import torch.distributed as dist
+
+        got = torch.tensor([n], device=ctx.device)
+        dist.all_reduce(got, op=dist.ReduceOp.MAX)
+        n = int(got.item())
+    return n

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from remedies.accumulate import auto_accumulate
 from remedies.catalog import build_remedies
 from remedies.config import RunConfig, apply_overrides, parse_config, read_yaml
 from remedies.distributed import average_bn_buffers, broadcast_state, convert_sync_bn, world
@@ -181,7 +182,9 @@ class Applied:
         self.precision = resolve_precision(t, ctx.device)
         self.autocast = autocast_for(self.precision, ctx.device)
         if t.accumulate == "auto":
-            self.accumulate = self._auto_accumulate(world_size)
+            self.accumulate = auto_accumulate(
+                self.remedies, ctx, self.loss_fn, self.autocast, world_size
+            )
         check_schedule(self.remedies, ctx, world_size, self.accumulate)
         if world_size > 1 and not ddp:
             broadcast_state(ctx.model)  # every worker starts from rank 0's weights
@@ -197,29 +200,6 @@ class Applied:
         ctx.before_step, ctx.after_step = self._before_step, self._after_step_hooks
         ctx.scaler = grad_scaler(self.precision, ctx.device)
         self.last_logits: torch.Tensor | None = None  # the last step's first forward, detached
-
-    def _auto_accumulate(self, world_size: int) -> int:
-        """`train.accumulate: auto` (remedies.accumulate): on CUDA the fewest micro-batches
-        that split every epoch's per-worker batch and whose largest micro-batch passes the
-        memory probe; 1 on CPU. Every worker probes its own device; all take the largest N."""
-        from remedies.accumulate import pick_accumulate, probe
-        from remedies.schedule import epoch_batch
-
-        ctx = self.ctx
-        if ctx.device.type != "cuda":
-            return 1
-        batches = [epoch_batch(self.remedies, ctx, e) for e in range(ctx.epochs)]
-        per_worker = [b // world_size for b in batches if b % world_size == 0] or [1]
-        model = getattr(ctx.model, "module", ctx.model)  # DDP: probe without its all-reduce
-        fits = probe(model, ctx.input_shape, self.loss_fn, self.autocast, ctx.device)
-        n = pick_accumulate(per_worker, fits)
-        if world_size > 1:
-            import torch.distributed as dist
-
-            got = torch.tensor([n], device=ctx.device)
-            dist.all_reduce(got, op=dist.ReduceOp.MAX)
-            n = int(got.item())
-        return n
 
     # ------------------------------------------------------------------ what the loop reads
 
