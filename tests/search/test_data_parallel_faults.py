@@ -29,8 +29,9 @@ pytestmark = pytest.mark.slow
 EPOCHS = 100
 
 
-def train_workers(driver: int) -> list[psutil.Process]:
-    """The Ray Train worker processes under a search's driver (Ray titles them by actor)."""
+def actors(driver: int, cls: str = "RayTrainWorker") -> list[psutil.Process]:
+    """The processes of actors of class `cls` under a search's driver (Ray titles each actor's
+    process `ray::CLASS`, or `ray::CLASS.method` while it runs one)."""
     out = []
     try:
         procs = psutil.Process(driver).children(recursive=True)
@@ -38,7 +39,7 @@ def train_workers(driver: int) -> list[psutil.Process]:
         return []
     for p in procs:
         try:
-            if p.cmdline()[:1] and p.cmdline()[0].startswith("ray::RayTrainWorker"):
+            if p.cmdline()[:1] and p.cmdline()[0].split(".")[0] == f"ray::{cls}":
                 out.append(p)
         except psutil.Error:  # ended meanwhile
             pass
@@ -48,10 +49,8 @@ def train_workers(driver: int) -> list[psutil.Process]:
 def training(proc: subprocess.Popen, state: Path, pattern: str) -> list[psutil.Process]:
     """Wait until a run's state is saved (`pattern` under `state`) while its 2 workers train;
     their processes."""
-    wait_for(
-        proc, lambda: any(state.glob(pattern)) and len(train_workers(proc.pid)) == 2, timeout=400
-    )
-    return train_workers(proc.pid)
+    wait_for(proc, lambda: any(state.glob(pattern)) and len(actors(proc.pid)) == 2, timeout=400)
+    return actors(proc.pid)
 
 
 def assert_resumed(tags: dict[str, str], attempt: int) -> None:
@@ -71,8 +70,11 @@ def test_a_killed_worker_costs_one_retry(mlflow_server, tmp_path, data_parallel_
     t0 = time.time()
     proc = search(tmp_path, sp, name, mlflow_server, "--quiet")
     try:
-        for pattern in ("references/lb-*/state.pt", "trials/00000/state.pt"):
-            training(proc, state, pattern)[0].kill()
+        training(proc, state, "references/lb-*/state.pt")[0].kill()
+        workers = training(proc, state, "trials/00000/state.pt")
+        # the killed LB attempt's queues (rank 0 → trial rows) were shut down with it
+        assert len(actors(proc.pid, "_QueueActor")) == 2
+        workers[0].kill()
         out, err = proc.communicate(timeout=400)
     finally:
         if proc.poll() is None:
