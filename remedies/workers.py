@@ -182,10 +182,21 @@ def _streamed(
             box["error"] = e
 
     def snapshot() -> dict[str, Any]:
+        """The workers' state, waited for only while they run: a worker killed while the
+        ranks gather their RNGs ends the group without an answer, and a bare `rows.get()`
+        waited for it forever — the trial hung instead of failing and being retried."""
         replies.put("save")
-        kind, state = rows.get()
-        assert kind == "state", kind
-        return state
+        while True:
+            try:
+                kind, state = rows.get(timeout=0.5)
+            except Empty:
+                if thread.is_alive() or not rows.empty():
+                    continue
+                if "error" in box:
+                    raise box["error"] from None
+                raise RuntimeError("the workers ended without sending their state") from None
+            assert kind == "state", kind
+            return state
 
     if expose_state is not None:
         expose_state(snapshot)

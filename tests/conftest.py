@@ -255,3 +255,12 @@ def ray_workers():
     )
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def data_parallel_env(monkeypatch):
+    """The environment of a `remedies search` subprocess with data-parallel trials: its Ray
+    Train workers import `tests.factories` by path, and Ray Train checks them every 0.2 s, not 2
+    (a run's end, and a dead worker, are seen sooner)."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")

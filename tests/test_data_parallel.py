@@ -280,6 +280,36 @@ def test_cli_trains_on_two_workers(tmp_path, ray_workers, splits, capsys):
     assert got == pytest.approx(want, rel=1e-4) and got > 0
 
 
+def test_workers_ending_during_a_save_fail_the_run(ray_workers):
+    """A worker killed while the ranks gather a snapshot ends the whole group without an
+    answer: the trial's save must fail (so Tune retries it), not wait forever. The workers'
+    side here is rank 0's own protocol over the real queues, up to the group's end."""
+    import threading
+
+    from remedies.workers import _streamed
+
+    def group(payload: dict[str, Any]) -> None:
+        rows, replies = payload["stream"]
+        rows.put(("row", {"epoch": 1}))
+        assert replies.get(timeout=60) == "save"
+        raise RuntimeError("a worker died mid-save")
+
+    capture: list = []
+    box: dict[str, BaseException] = {}
+
+    def trial() -> None:
+        try:
+            _streamed(group, {}, lambda row: capture[0](), capture.append)
+        except BaseException as e:
+            box["error"] = e
+
+    t = threading.Thread(target=trial, daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert not t.is_alive(), "the save waited for workers that had ended"
+    assert "a worker died mid-save" in str(box["error"])
+
+
 def test_library_reads_the_process_group():
     """Outside a process group the recipe sees one worker; rank/world_size can be given."""
     from remedies import Recipe

@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 def sb_speed_workers(space: SearchSpace) -> list[int]:
     """The worker counts besides 1 that SB is timed on: those the space's trials train on
     (its probes: every searched end) that split SB's batch evenly."""
+    if not space.baselines.sb_speed:
+        return []
     ks = {cfg.train.workers for _, cfg in space.probes}
     return sorted(k for k in ks if k > 1 and space.baselines.sb_batch % k == 0)
 
@@ -188,7 +190,12 @@ class References:
     def run(self) -> dict[str, Any]:
         """Run what is not complete yet (at most `max_concurrent` at once, the trials'
         resources each), and return what the study keeps. Raises ConfigError-free RuntimeError
-        naming the reference if one fails (the search cannot score its trials without it)."""
+        naming the reference if one fails (the search cannot score its trials without it).
+
+        A reference that crashes is retried like a trial (`max_failures` times, in its own run,
+        from its saved state): the plain-LB reference runs on the trials' K workers, and one
+        worker lost to `kill -9`, the OOM killer or a lost node used to end the whole search
+        (exit 1, no trial run) where the same loss in a trial only costs a retry."""
 
         self.close_decided()
         gpu = gpus_per_trial(self.space.resources.gpu)  # as the trials get
@@ -205,6 +212,7 @@ class References:
             for k, c in self.configs
             if (self.records.get(k) or {}).get("state") != Outcome.COMPLETE.value
         ]
+        args: dict[str, tuple[TrialSpec, dict[str, Any] | None]] = {}
         for key, cfg in todo:
             spec = TrialSpec(
                 number=-1,
@@ -221,14 +229,28 @@ class References:
                 d = driver_bundle(dict(ray.cluster_resources()))
                 res = {k: v for k, v in d.items() if k != "CPU"}
                 opts = {"num_cpus": d["CPU"], "num_gpus": 0, "resources": res}
+            args[key] = (spec, opts)
             pool.submit((key, spec), spec, shipped, gpu > 0, options=opts)
         failed: list[str] = []
+        retries: dict[str, int] = {}
         try:
             while len(pool):
                 got = pool.next_done(timeout=1.0)
                 if got is None:
                     continue
                 (key, spec), res, err = got
+                if err is not None and retries.get(key, 0) < self.space.max_failures:
+                    retries[key] = retries.get(key, 0) + 1
+                    log.warning(
+                        "reference %s crashed (%s); retry %d of %d from its saved state",
+                        key,
+                        first_line(err),
+                        retries[key],
+                        self.space.max_failures,
+                    )
+                    spec, opts = args[key]  # the same run: `run_trial` tags the attempt
+                    pool.submit((key, spec), spec, shipped, gpu > 0, options=opts, first=True)
+                    continue
                 if err is not None:
                     self._decide(key, decide(None, [], error=first_line(err)), None)
                     failed.append(f"{key}: {first_line(err)}")

@@ -18,7 +18,7 @@ A space file is a complete run config (`base`) plus what to vary:
     asha: {enabled: true, grace_period: 2, reduction_factor: 2}
     num_samples: 12
     max_concurrent: 2
-    max_failures: 1                  # retries of a crashed trial, from its last saved state
+    max_failures: 1                  # retries of a crashed trial or reference, from its saved state
     checkpoint_every: {epochs: 1}    # and/or minutes: how often a trial saves that state
     resources: {cpu: 1, gpu: 0}      # per trial; gpu may be fractional; 'auto' = 1 GPU if any
 

@@ -137,6 +137,9 @@ class Baselines(_Strict):
     sb_batch: int = Field(64, ge=MIN_BATCH)
     lr_factors: list[float] = Field([0.5, 1.0, 2.0], min_length=1, max_length=6)
     lb: bool = True  # plain LB: needed for gap_closed
+    # data-parallel trials: also time SB on each worker count they use (speed-ups are then
+    # against SB's fastest); false where SB's own scaling is known and the runs are not wanted
+    sb_speed: bool = True
 
     @model_validator(mode="after")
     def _positive(self) -> Baselines:

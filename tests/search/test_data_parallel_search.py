@@ -7,21 +7,20 @@ each trial's driver holds no CPU (placement.py), so 2 workers of 1 CPU fit this 
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from remedies.cli import main
 from remedies.search import tracking
-from tests.conftest import ROOT
 from tests.search.consistency import assert_consistent
 from tests.search.test_faults import search
 from tests.search.test_lifecycle import assert_references_once
 
-BASE = {
+BASE: dict[str, Any] = {
     "data": {
         "factory": "tests.factories:blobs",
         "kwargs": {"n_train": 256, "n_val": 64, "n_test": 64, "dim": 16, "classes": 3},
@@ -32,18 +31,26 @@ BASE = {
 }
 
 
-def space_file(d: Path, name: str, workers: int) -> Path:
+def space_file(
+    d: Path,
+    name: str,
+    workers: int,
+    n: int = 2,
+    epochs: int = 3,
+    max_failures: int = 0,
+    sb_speed: bool = True,
+) -> Path:
     space = {
         "name": name,
-        "base": BASE,
+        "base": {**BASE, "train": {**BASE["train"], "epochs": epochs}},
         "params": {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
         "sampler": {"name": "random", "seed": 0},
         "asha": {"enabled": False},
-        "num_samples": 2,
+        "num_samples": n,
         "max_concurrent": 1,
-        "max_failures": 0,
+        "max_failures": max_failures,
         "resources": {"workers": workers, "cpu": 1, "gpu": 0},
-        "baselines": {"enabled": True, "sb_batch": 16, "lr_factors": [1.0]},
+        "baselines": {"enabled": True, "sb_batch": 16, "lr_factors": [1.0], "sb_speed": sb_speed},
     }
     p = d / f"{name}.yaml"
     p.write_text(yaml.safe_dump(space))
@@ -86,13 +93,11 @@ def test_workers_in_the_space():
 
 
 @pytest.mark.slow
-def test_two_worker_search(mlflow_server, tmp_path, monkeypatch):
+def test_two_worker_search(mlflow_server, tmp_path, data_parallel_env):
     """2 trials × 2 workers, one at a time, with references (SB on 1 worker, SB timed on 2,
     plain LB on 2): exact counts, one run per trial, none RUNNING, no metric step twice,
     objectives and the Keskar measure logged, each trial tagged as trained on 2 workers, and
     its speed-up taken against SB on whichever worker count trained SB faster."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     name = "dp-search"
     sp = space_file(tmp_path, name, workers=2)
     t0 = time.time()

@@ -88,10 +88,13 @@ def assert_references_once(cwd: Path, name: str, uri: str, experiment: str, n: i
 
 
 def kill_driver(proc: subprocess.Popen) -> None:
+    """`kill -9` of a search's driver; its Ray processes (workers included) must end with it."""
     ray_procs = ray_descendants(proc.pid)
+    assert ray_procs, "no Ray process under the driver"
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
-    psutil.wait_procs(ray_procs, timeout=20)
+    _, alive = psutil.wait_procs(ray_procs, timeout=20)
+    assert not alive, f"Ray processes outlived the driver: {[p.name() for p in alive]}"
 
 
 @pytest.mark.parametrize("moment", ["references", "trials"])
