@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--set", action="append", default=[], help="extra --set for every row")
     a = ap.parse_args()
+    a.recipe, a.sb = a.recipe.resolve(), a.sb.resolve()  # the runs start in a work folder
     cwd = a.workdir or Path(tempfile.mkdtemp(prefix="dp-bench-"))
     cwd.mkdir(parents=True, exist_ok=True)
     extra = [x for s in a.set for x in ("--set", s)]
