@@ -269,7 +269,10 @@ def main() -> int:
     out["f1_trials_per_hour"] = per_hour
 
     # 6. train.accumulate: auto under a memory cap (tests/test_accumulate.py's GPU case)
-    out["accumulate_auto"] = accumulate_auto()
+    if device.type == "cuda":
+        out["accumulate_auto"] = accumulate_auto()
+    else:
+        log("[6] accumulate auto: no CUDA device (auto is 1 on CPU), skipped")
     out["wall_s"] = time.perf_counter() - t0
     log(f"total {out['wall_s']:.0f} s")
     log(json.dumps(out))
