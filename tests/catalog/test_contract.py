@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-import remedies.api as api_mod
+import remedies.applied as applied_mod
 import remedies.trainer as trainer_mod
 from remedies.catalog import REMEDIES
 from remedies.config import parse_config
@@ -218,7 +218,7 @@ def trace_run(remedies: dict, splits: Splits) -> Trace:
         opt.register_step_pre_hook(pre)
         return opt
 
-    real_build, real_make_opt = trainer_mod.build_model, api_mod.make_optimizer
+    real_build, real_make_opt = trainer_mod.build_model, applied_mod.make_optimizer
     cfg = parse_config(
         {
             "model": {"name": "F1", "width": 0.05},
@@ -234,7 +234,7 @@ def trace_run(remedies: dict, splits: Splits) -> Trace:
     )
     with (
         patch.object(trainer_mod, "build_model", build),
-        patch.object(api_mod, "make_optimizer", make_opt),
+        patch.object(applied_mod, "make_optimizer", make_opt),
     ):
         result = train(cfg, splits=splits, measure=False, progress=False)
     steps: list[Step] = []
