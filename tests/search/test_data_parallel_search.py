@@ -39,6 +39,7 @@ def space_file(
     epochs: int = 3,
     max_failures: int = 0,
     sb_speed: bool = True,
+    max_concurrent: int = 1,
 ) -> Path:
     space = {
         "name": name,
@@ -47,7 +48,7 @@ def space_file(
         "sampler": {"name": "random", "seed": 0},
         "asha": {"enabled": False},
         "num_samples": n,
-        "max_concurrent": 1,
+        "max_concurrent": max_concurrent,
         "max_failures": max_failures,
         "resources": {"workers": workers, "cpu": 1, "gpu": 0},
         "baselines": {"enabled": True, "sb_batch": 16, "lr_factors": [1.0], "sb_speed": sb_speed},
@@ -94,12 +95,14 @@ def test_workers_in_the_space():
 
 @pytest.mark.slow
 def test_two_worker_search(mlflow_server, tmp_path, data_parallel_env):
-    """2 trials × 2 workers, one at a time, with references (SB on 1 worker, SB timed on 2,
-    plain LB on 2): exact counts, one run per trial, none RUNNING, no metric step twice,
-    objectives and the Keskar measure logged, each trial tagged as trained on 2 workers, and
-    its speed-up taken against SB on whichever worker count trained SB faster."""
+    """2 trials × 2 workers started together on 2 CPUs, with references (SB on 1 worker, SB
+    timed on 2, plain LB on 2), 2 at a time too: one trial's (reference's) workers wait for the
+    other's to end — all or nothing, never a deadlock — and the search ends with exact counts,
+    one run per trial, none RUNNING, no metric step twice, objectives and the Keskar measure
+    logged, each trial tagged as trained on 2 workers, and its speed-up taken against SB on
+    whichever worker count trained SB faster."""
     name = "dp-search"
-    sp = space_file(tmp_path, name, workers=2)
+    sp = space_file(tmp_path, name, workers=2, max_concurrent=2)
     t0 = time.time()
     proc = search(tmp_path, sp, name, mlflow_server)
     out, err = proc.communicate(timeout=540)
@@ -118,6 +121,9 @@ def test_two_worker_search(mlflow_server, tmp_path, data_parallel_env):
         assert [r["workers"] for r in kept["sb_speed"]] == [2]
         want = min(sb_times) / m["final_train_time_s"]
         assert m["final_speedup_vs_sb"] == pytest.approx(want, rel=1e-6)
+    # both trials were under way at once (one's workers waiting for the other's CPUs)
+    runs = [got["runs"][t.user_attrs["mlflow_run_id"]].info for t in got["study"].trials]
+    assert max(r.start_time for r in runs) < min(r.end_time for r in runs), runs
     refs = assert_references_once(tmp_path, name, mlflow_server, name, 3)
     workers = {r.data.tags["reference"]: r.data.params["train.workers"] for r in refs}
     assert workers == {"sb": "1", "sbspeed": "2", "lb": "2"}
