@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from remedies.errors import ConfigError
 from remedies.results.answer import answer_line, references_text
 from remedies.results.baseline_plots import plot_gap_vs_speedup
+from remedies.results.batch_frontier import frontier_text, parent_metrics, plot_batch_frontier
 from remedies.results.measures_report import measures_section
 from remedies.results.plots import (
     plot_accuracy_vs_sharpness,
@@ -259,6 +260,8 @@ def text_report(study: optuna.Study) -> str:
         f"Pareto front ({len(front)} trials):",
         front_table(study, front),
         "",
+        *frontier_text(rows, refs),
+        "",
         answer_line(rows, refs),
         "",
         "How well each sharpness measure tracked the generalization gap (train − val accuracy)",
@@ -334,6 +337,10 @@ def write_artifacts(
     if refs:
         plot_gap_vs_speedup(rows, refs, study.study_name).savefig(d / "gap_vs_speedup.png", dpi=100)
         paths.append(d / "gap_vs_speedup.png")
+        if refs.get("target"):
+            fig = plot_batch_frontier(rows, refs, study.study_name)
+            fig.savefig(d / "batch_frontier.png", dpi=100)
+            paths.append(d / "batch_frontier.png")
         (d / "answer.txt").write_text(answer_line(rows, refs) + "\n")
         paths.append(d / "answer.txt")
     if curves is not None:
@@ -383,6 +390,7 @@ def finish_search(study: optuna.Study, uri: str, parent: str, wall: float) -> di
             "pareto_size": len(front),
             "wall_time_s": wall,
             **{f"trials_{k.lower()}": v for k, v in counts.items()},
+            **parent_metrics(rows, study.user_attrs.get("references")),
         }
         tracking.log_metrics(uri, parent, metrics)
         if refs := study.user_attrs.get("references"):

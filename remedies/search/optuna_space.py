@@ -133,6 +133,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "params": dict(t.params),
             "config": u.get("config"),
             "metrics": u.get("metrics") or {},
+            "curve": u.get("curve"),  # None: a trial from before curves were stored
             "constraints": u.get("constraints"),
         }
         rows.append(row)

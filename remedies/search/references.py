@@ -26,6 +26,7 @@ The process's CPU time over the same loops is what the run itself cost, whatever
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 import ray
 
 from remedies.config import config_to_dict, parse_config
+from remedies.measures.config import FAMILIES
 from remedies.search import tracking
 from remedies.search.node_types import gpus_per_trial
 from remedies.search.outcome import Decision, Outcome, decide
@@ -42,6 +44,7 @@ from remedies.search.scores import KEEP
 from remedies.search.space import SearchSpace, base_raw
 from remedies.search.store import Results
 from remedies.search.study import Study
+from remedies.search.target import reach, sb_target
 from remedies.search.trial import TrialSpec, run_trial
 
 log = logging.getLogger(__name__)
@@ -69,15 +72,31 @@ def reference_raws(space: SearchSpace) -> list[tuple[str, dict[str, Any]]]:
     lr0 = parse_config(raw).train.lr  # the base's lr, or the run config's default
     train["lr"] = lr0
     out = []
+    noise = noise_measure(raw)
     for f in b.lr_factors:
         sb = {**raw, "train": {**train, "batch_size": b.sb_batch, "lr": lr0 * f, "workers": 1}}
-        out.append(("sb", sb))
+        out.append(("sb", {**sb, "measure": noise} if noise else sb))
     for k in sb_speed_workers(space):
         sb = {**raw, "train": {**train, "batch_size": b.sb_batch, "workers": k}}
         out.append(("sbspeed", sb))
     if b.lb:
         out.append(("lb", {**raw, "train": dict(train)}))
     return out
+
+
+NOISE_SAMPLES = 1000  # B_simple from exact per-sample gradients of a seeded 1000-sample subset
+
+
+def noise_measure(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The `measure:` section SB references run: the gradient noise scale B_simple alone, for
+    McCandlish's bound on how far the batch scales (measured once, on SB's trained point — the
+    point the target is taken from). None where it cannot be measured: batch-statistics BN has
+    no per-sample gradients."""
+    cfg = parse_config(raw)
+    if cfg.model.bn == "batch" or cfg.model.factory is not None:
+        return None
+    section: dict[str, Any] = {f: {"enabled": f == "noise_scale"} for f in FAMILIES}
+    return {**section, "max_samples": NOISE_SAMPLES, "bn": "eval"}
 
 
 def reference_configs(space: SearchSpace, threads: int) -> list[tuple[str, dict[str, Any]]]:
@@ -170,6 +189,8 @@ class References:
         rec = self.records[key]
         got = res or {}
         rec.update(state=d.outcome.value, **{k: got[k] for k in KEEP if k in got})
+        if "curve_json" in got:  # every evaluation: its time to the search's target
+            rec["curve"] = json.loads(got["curve_json"])
         self._save()  # Optuna's record first: a kill before the close is mended on resume
         tags = {
             "status": d.outcome.value,
@@ -220,7 +241,7 @@ class References:
                 config=cfg,
                 space=self.space,
                 target=self.target,
-                measure=False,
+                measure=bool(cfg["measure"].get("noise_scale", {}).get("enabled")),
                 state_dir=self.state_root.child(key).uri,
             )
             opts = None
@@ -292,7 +313,7 @@ class References:
         for r in sbs:
             tracking.set_tags(self.target.uri, r["run_id"], {"selected": r is best})
         splits = self.data[1]
-        refs = {
+        refs: dict[str, Any] = {
             "sb": _short(best),
             "lb": _short(lb) if lb else None,
             "sb_sweep": [_short(r) for r in sbs],
@@ -301,6 +322,10 @@ class References:
             "n_val": int(len(splits.y_val)),
             "n_test": int(len(splits.y_test)),
         }
+        spec = self.space.baselines.target
+        tgt = sb_target(best.get("curve") or [], refs["n_val"], spec.tolerance, spec.accuracy)
+        refs["target"] = tgt.as_dict() if tgt else None
+        sb_reach = reach(best.get("curve"), tgt.accuracy) if tgt else None
         tracking.log_metrics(
             self.target.uri,
             self.parent,
@@ -308,6 +333,9 @@ class References:
                 "sb_val_accuracy": best["val_accuracy"],
                 "sb_test_accuracy": best["test_accuracy"],
                 "sb_train_time_s": best["train_time_s"],
+                **({"target_val_accuracy": tgt.accuracy} if tgt else {}),
+                **({"sb_steps_to_target": sb_reach.steps} if sb_reach else {}),
+                **({"sb_b_simple": best["noise_scale"]} if best.get("noise_scale") else {}),
                 **(
                     {
                         "lb_val_accuracy": lb["val_accuracy"],
@@ -330,4 +358,5 @@ def _short(r: dict[str, Any]) -> dict[str, Any]:
     """What the study keeps of a reference: its results and its complete run config (so it can
     be re-trained with `remedies train`, e.g. over more seeds)."""
     workers = int(((r.get("config") or {}).get("train") or {}).get("workers") or 1)
-    return {**{k: r.get(k) for k in ("kind", "run_id", "lr", "config", *KEEP)}, "workers": workers}
+    keep = ("kind", "run_id", "lr", "config", "curve", *KEEP)
+    return {**{k: r.get(k) for k in keep}, "workers": workers}

@@ -148,6 +148,7 @@ class StudySearcher(Searcher):
             attrs["sharpness_suspect"] = json.loads(res.get("sharpness_suspect_json", "{}"))
             attrs["objectives"] = {m: res.get(m) for m in self.metrics}
             attrs["metrics"] = {k: res.get(k) for k in TRIAL_METRICS}
+            attrs["curve"] = json.loads(res.get("curve_json", "[]"))
         if space.constraints:  # Study.tell hands them to Optuna (≤ 0: feasible)
             attrs["constraints"] = [
                 c.violation(res.get(c.name) if res.get("final") else None)

@@ -245,8 +245,8 @@ def reference_metrics(b: Baselines) -> tuple[str, ...]:
     """The reference-relative metrics a search with these baselines reports."""
     if not b.enabled:
         return ()
-    speed = ("speedup_vs_sb", "speedup_vs_sb_wall", "steps_ratio_vs_sb")
-    return REFERENCE_METRICS if b.lb else speed
+    gap = ("gap_closed", "test_gap_closed")
+    return REFERENCE_METRICS if b.lb else tuple(m for m in REFERENCE_METRICS if m not in gap)
 
 
 def _probe(space: SearchSpace) -> None:

@@ -30,7 +30,14 @@ RESULT_METRICS = (
 REFERENCE_METRICS = (
     "speedup_vs_sb",
     "speedup_vs_sb_wall",
+    "speedup_vs_sb_budget",
     "steps_ratio_vs_sb",
+    "time_to_target_s",
+    "steps_to_target",
+    "steps_ratio_to_target",
+    "batch_ratio",
+    "scaling_efficiency",
+    "steps_ratio_bound",
     "gap_closed",
     "test_gap_closed",
 )
@@ -126,6 +133,25 @@ class CheckpointEvery(_Strict):
     minutes: float | None = Field(None, gt=0)  # also after this long, whatever the epochs
 
 
+class TargetSpec(_Strict):
+    """What every run is timed to (`remedies.search.target`): the SB reference's best validation
+    accuracy less `tolerance` — `se` (one standard error of it on the validation split, the
+    default) or a number of points ≥ 0 — or, when set, an absolute validation `accuracy`."""
+
+    tolerance: Literal["se"] | float = "se"
+    accuracy: float | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> TargetSpec:
+        if isinstance(self.tolerance, float) and not self.tolerance >= 0:
+            raise ValueError(
+                f"tolerance must be 'se' or a number of points ≥ 0, got {self.tolerance}"
+            )
+        if self.accuracy is not None and not 0 < self.accuracy <= 100:
+            raise ValueError(f"accuracy must be in (0, 100] (a percentage), got {self.accuracy}")
+        return self
+
+
 class Baselines(_Strict):
     """The references every search runs first, on the same data, hardware, seed and threads as
     its trials: a small-batch (SB) run at `sb_batch` with a small lr sweep (the base lr times each
@@ -140,6 +166,7 @@ class Baselines(_Strict):
     # data-parallel trials: also time SB on each worker count they use (speed-ups are then
     # against SB's fastest); false where SB's own scaling is known and the runs are not wanted
     sb_speed: bool = True
+    target: TargetSpec = TargetSpec()
 
     @model_validator(mode="after")
     def _positive(self) -> Baselines:

@@ -29,6 +29,7 @@ from remedies.search.optuna_space import finite
 from remedies.search.scores import scores
 from remedies.search.space import SearchSpace, resolve
 from remedies.search.store import Results
+from remedies.search.target import curve_of
 from remedies.trainer import pick_device, train
 
 REPORT_INTERVAL_S = 1.0  # per-epoch reporting period of a trial (seconds)
@@ -46,7 +47,17 @@ TRIAL_METRICS = (
     "threads",
     "speedup_vs_sb",
     "speedup_vs_sb_wall",
+    "speedup_vs_sb_budget",
     "steps_ratio_vs_sb",
+    "reached_target",
+    "time_to_target_s",
+    "steps_to_target",
+    "steps_ratio_to_target",
+    "batch_ratio",
+    "scaling_efficiency",
+    "steps_ratio_bound",
+    "batch_size",
+    "lr",
     "gap_closed",
     "test_gap_closed",
 )
@@ -243,6 +254,8 @@ def run_trial(
         "steps": result.steps,
         "threads": result.threads,
         "batch_size": result.batch_size,
+        "lr": cfg.train.lr,
+        "curve": curve_of(result.history),  # every evaluation: the time to any target
     }
     metrics.update(scores(spec.references, metrics))
     objs = objective_values(space, metrics)
@@ -264,6 +277,7 @@ def run_trial(
         "epoch": result.epochs_run,
         "epochs_run": result.epochs_run,
         "config_json": json.dumps(full),
+        "curve_json": json.dumps(metrics["curve"]),
         "sharpness_json": json.dumps(result.sharpness),
         "sharpness_suspect_json": json.dumps(suspect_flags(result.sharpness_details)),
         "tracking_retries": out.retries,
