@@ -340,6 +340,26 @@ CASES = [
         search_space({"base": {"train": {"epochz": 1}}}), "base.train.epochz", id="search-bad-base"
     ),
     pytest.param(
+        search_space({"baselines": {"target": {"tolerance": -0.5}}}),
+        "baselines.target",
+        id="search-target-tolerance-negative",
+    ),
+    pytest.param(
+        search_space({"baselines": {"target": {"accuracy": 101}}}),
+        "baselines.target",
+        id="search-target-above-100",
+    ),
+    pytest.param(
+        search_space(
+            {
+                "base": {"train": {"workers": 2}},
+                "params": {"train.batch_size": {"type": "categorical", "choices": [32, 33]}},
+            }
+        ),
+        "params.train.batch_size",
+        id="search-batch-ladder-entry-not-split-over-workers",
+    ),
+    pytest.param(
         lambda t: ["search", space_yaml(t, text="[1, 2]\n")],
         "space",
         id="search-space-not-a-mapping",

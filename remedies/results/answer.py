@@ -116,7 +116,7 @@ def best_recipe(
     within MATCH_POINTS of SB's final validation accuracy, by whole budgets."""
     done = [r for r in rows if r["state"] == "COMPLETE" and finite(r.get("val_accuracy"))]
     if refs.get("target"):
-        match = [r for r in done if finite(metric(r, "speedup_vs_sb"))]
+        match = [r for r in done if reached(r)]
     else:
         done = [r for r in done if finite(metric(r, "speedup_vs_sb"))]
         match = [r for r in done if r["val_accuracy"] >= refs["sb"]["val_accuracy"] - MATCH_POINTS]
@@ -157,6 +157,11 @@ def answer_line(rows: list[dict[str, Any]], refs: dict[str, Any] | None) -> str:
             f"SB {sb['val_accuracy']:.1f} %, {spread})"
         )
     return line + f" (val {r['val_accuracy']:.1f} %, SB {sb['val_accuracy']:.1f} %, {spread})"
+
+
+def reached(r: dict[str, Any]) -> bool:
+    """The trial reached the search's target (its `speedup_vs_sb` is then to that target)."""
+    return metric(r, "reached_target") == 1 and finite(metric(r, "speedup_vs_sb"))
 
 
 def _scaling(r: dict[str, Any]) -> str:

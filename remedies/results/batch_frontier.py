@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from remedies.results.answer import metric
+from remedies.results.answer import metric, reached
 from remedies.search.optuna_space import finite
 from remedies.search.target import (
     ABOVE_BATCH_RATIO,
@@ -42,7 +42,7 @@ def per_batch(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for b in sorted(groups):
         rs = groups[b]
-        hit = [r for r in rs if finite(metric(r, "speedup_vs_sb"))]
+        hit = [r for r in rs if reached(r)]
         best = (
             max(hit, key=lambda r: metric(r, "speedup_vs_sb"))  # type: ignore[arg-type,return-value]
             if hit

@@ -31,9 +31,14 @@ def compare_from(cfg: RunConfig, n_train: int) -> int:
 def check_batches(space: SearchSpace, n_train: int) -> None:
     """Refuse, in one line, a space some trial of which would train on batches below MIN_BATCH."""
     for what, cfg in space.probes:  # typed by parse_space: nothing is rebuilt here
-        sched = batch_schedule(cfg, n_train)
+        field = what.split(" ", 1)[0].split("=", 1)[0]
+        try:  # a ladder entry that does not split over the workers names the entry
+            sched = batch_schedule(cfg, n_train)
+        except ConfigError as e:
+            if field == "base":
+                raise
+            raise ConfigError(field, f"{what} is not accepted: {e}") from None
         if sched and min(sched) < MIN_BATCH:
-            field = what.split(" ", 1)[0].split("=", 1)[0]
             raise ConfigError(
                 field if field != "base" else "base.train.batch_size",
                 f"{what} trains on batches of {min(sched)} samples (epochs "

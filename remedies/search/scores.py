@@ -1,8 +1,9 @@
 """A trial's standing against the search's references: speed-up over SB and gap closed.
 
 speedup_vs_sb = t_SB / t_trial to the target                (`remedies.search.target`: the
-                first evaluation at or above SB's best validation accuracy − tolerance; None
-                when the trial never reached it — infeasible for a speed constraint)
+                first evaluation at or above SB's best validation accuracy − tolerance; 0 when
+                the trial never reached it — infinitely slow: infeasible for any speed
+                constraint, and still a value an objective can rank; `reached_target` 0/1)
                 t: training time only, same threads — the process's CPU time on CPU, the wall
                 clock on a GPU or where CPU time was not recorded
 speedup_vs_sb_budget = the same clock over whole budgets     (what speedup_vs_sb was before)
@@ -92,7 +93,8 @@ def to_target(refs: dict[str, Any], metrics: dict[str, Any], clock: str) -> dict
         out["batch_ratio"] = b / b_sb
         if finite(b_noise := sb.get("noise_scale")):
             out["steps_ratio_bound"] = predicted_steps_ratio(b, b_sb, b_noise)  # type: ignore[arg-type]
-    if mine is None:
+    if mine is None:  # never reached: infinitely slow — 0, so a sampler can still rank it
+        out["speedup_vs_sb"] = 0.0
         return out
     out["time_to_target_s"] = mine.time(clock)
     out["steps_to_target"] = mine.steps
