@@ -49,6 +49,11 @@ TRIAL_METRICS = (
     "steps_ratio_vs_sb",
     "gap_closed",
     "test_gap_closed",
+    # where sharpness was measured (the sharpness evidence reads them as confounders)
+    "train_loss",
+    "batch_size",
+    "end_batch_size",
+    "end_lr",
 )
 STATE_FILE = "state.pt"
 
@@ -243,6 +248,9 @@ def run_trial(
         "steps": result.steps,
         "threads": result.threads,
         "batch_size": result.batch_size,
+        # the last step's batch and lr (warm start, ramps and lr scaling move them off the config)
+        "end_batch_size": result.history[-1].get("batch_size") if result.history else None,
+        "end_lr": result.history[-1].get("lr") if result.history else None,
     }
     metrics.update(scores(spec.references, metrics))
     objs = objective_values(space, metrics)
