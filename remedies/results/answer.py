@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from remedies.errors import ConfigError
+from remedies.results.evidence_report import with_sharpness_warning
 from remedies.search.optuna_space import finite
 from remedies.search.scores import fastest_sb
 from remedies.search.target import reach, stderr_points
@@ -127,6 +128,7 @@ def best_recipe(
     return max(done, key=lambda r: r["val_accuracy"]), False
 
 
+@with_sharpness_warning  # "— WARNING: sharpness did NOT predict generalisation …" where so
 def answer_line(rows: list[dict[str, Any]], refs: dict[str, Any] | None) -> str:
     if not refs:
         return "no answer: this search ran without baselines (baselines: {enabled: false})"

@@ -1,5 +1,5 @@
-"""The search's figures — Pareto front, accuracy vs sharpness, learning curves, remedies on the
-front — readable at any data range.
+"""The search's figures — Pareto front, accuracy vs sharpness, the sharpness evidence, learning
+curves, remedies on the front — readable at any data range.
 
 Why a module of its own: the figures take plain numbers (no Optuna study), so the tick-label layout
 can be tested on any data range directly; `report.write_artifacts` feeds them a study's trials.
@@ -15,6 +15,7 @@ everywhere else, and both get a bounded number of short labels.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -120,6 +121,42 @@ def plot_accuracy_vs_sharpness(series: Mapping[str, Sequence[tuple[float, float]
     if series:
         ax.legend(fontsize=8)
     ax.set_title("accuracy vs sharpness, all measured trials")
+    fig.tight_layout()
+    return fig
+
+
+def plot_sharpness_vs_accuracy(
+    points: Sequence[tuple[float, float, str, bool]], xlabel: str, title: str
+) -> Figure:
+    """The sharpness evidence's figure: (sharpness, test accuracy %, remedy set, flagged) per
+    completed trial, one colour per remedy set, flagged trials (sharper but more accurate than
+    the median trial) ringed in black, the medians dotted. x is log where it spans decades
+    (`readable_axis`)."""
+    fig, ax = _new_figure()
+    if len(points) >= 2:  # the medians the flags are drawn against
+        ax.axvline(statistics.median(x for x, _, _, _ in points), c="gray", ls=":", lw=0.8)
+        ax.axhline(statistics.median(y for _, y, _, _ in points), c="gray", ls=":", lw=0.8)
+    labels = sorted({label for _, _, label, _ in points})
+    for i, label in enumerate(labels):
+        pts = [(x, y) for x, y, lab, _ in points if lab == label]
+        ax.scatter([x for x, _ in pts], [y for _, y in pts], c=f"C{i % 10}", s=24, label=label)
+    ringed = [(x, y) for x, y, _, flag in points if flag]
+    if ringed:
+        ax.scatter(
+            [x for x, _ in ringed],
+            [y for _, y in ringed],
+            s=90,
+            facecolors="none",
+            edgecolors="black",
+            label="sharper but more accurate",
+        )
+    readable_axis(ax, "x", [x for x, _, _, _ in points])
+    readable_axis(ax, "y", [y for _, y, _, _ in points], log=False)
+    ax.set_xlabel(f"{xlabel} (lower: flatter)")
+    ax.set_ylabel("test_accuracy (%)")
+    if points:
+        ax.legend(fontsize=7, title="remedies", title_fontsize=7)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -17,6 +17,7 @@ import optuna
 from sqlalchemy.exc import SQLAlchemyError
 
 from remedies.errors import ConfigError
+from remedies.results import evidence_report
 from remedies.results.answer import answer_line, references_text
 from remedies.results.baseline_plots import plot_gap_vs_speedup
 from remedies.results.batch_frontier import frontier_text, parent_metrics, plot_batch_frontier
@@ -269,6 +270,7 @@ def text_report(study: optuna.Study) -> str:
     ]
     for k, tau, p, n in kendall(study):
         out.append(f"  {k:<28} τ = {tau:+.3f}  (p = {p:.3g}, n = {n})")
+    out += evidence_report.section(rows, [m for m, _ in objs])  # did sharpness predict?
     out.append(measures_section(study))  # every measure side by side, suspect values marked
     return "\n".join(out)
 
@@ -355,6 +357,7 @@ def write_artifacts(
         d / "remedies_on_front.png", dpi=100
     )
     paths.append(d / "remedies_on_front.png")
+    paths += evidence_report.write_files(rows, [m for m, _ in objs], d, study.study_name)
     return paths
 
 
@@ -391,6 +394,7 @@ def finish_search(study: optuna.Study, uri: str, parent: str, wall: float) -> di
             "wall_time_s": wall,
             **{f"trials_{k.lower()}": v for k, v in counts.items()},
             **parent_metrics(rows, study.user_attrs.get("references")),
+            **evidence_report.parent_metrics(rows, study.user_attrs["metrics"]),
         }
         tracking.log_metrics(uri, parent, metrics)
         if refs := study.user_attrs.get("references"):

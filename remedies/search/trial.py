@@ -60,6 +60,10 @@ TRIAL_METRICS = (
     "lr",
     "gap_closed",
     "test_gap_closed",
+    # where sharpness was measured (the sharpness evidence reads them as confounders)
+    "train_loss",
+    "end_batch_size",
+    "end_lr",
 )
 STATE_FILE = "state.pt"
 
@@ -256,6 +260,9 @@ def run_trial(
         "batch_size": result.batch_size,
         "lr": cfg.train.lr,
         "curve": curve_of(result.history),  # every evaluation: the time to any target
+        # the last step's batch and lr (warm start, ramps and lr scaling move them off the config)
+        "end_batch_size": result.history[-1].get("batch_size") if result.history else None,
+        "end_lr": result.history[-1].get("lr") if result.history else None,
     }
     metrics.update(scores(spec.references, metrics))
     objs = objective_values(space, metrics)

@@ -104,6 +104,19 @@ def test_tiny_search_end_to_end(ray_local, mlflow_server, tmp_path, monkeypatch,
     assert "Every measure per completed trial" in text_report(study)
     arts = {a.path for a in tracking.client(mlflow_server).list_artifacts(parent)}
     assert {"pareto.png", "pareto.csv", "accuracy_vs_sharpness.png"} <= arts
+    # the sharpness evidence of this search: report section, artifacts, parent-run metrics, and
+    # the confounders recorded where sharpness was measured
+    assert "Sharpness evidence: did keskar_full_eps1e-03 predict" in text_report(study)
+    assert {"sharpness_evidence.json", "sharpness_vs_test_accuracy.png"} <= arts
+    logged = tracking.client(mlflow_server).get_run(parent).data.metrics
+    assert logged["sharpness_evidence_trials"] == sum(
+        t.state == optuna.trial.TrialState.COMPLETE for t in study.trials
+    )
+    assert all(
+        t.user_attrs["metrics"]["end_lr"] > 0 and t.user_attrs["metrics"]["train_loss"] >= 0
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+    )
 
     # report, then export → `remedies train` reproduces the validation accuracy (same seed)
     assert "Kendall" in text_report(study)
