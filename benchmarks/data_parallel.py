@@ -11,6 +11,10 @@ Without `--recipe` the recipe is the README's shipped example of a large-batch r
 remedies (`configs/f1_mnist1d_lb_remedies.yaml`). On a 2-core CPU two workers share the two
 cores with the Ray Train controller, so the time ratio there says little about a cluster; the
 steps ratio does not depend on the hardware.
+
+Then the same rows timed to SB's accuracy (MLPerf's time to target; `benchmarks/to_target.py`):
+per seed the target is that seed's SB best validation accuracy less one standard error, and each
+row's time is its wall clock (rank 0's step loops) up to its first epoch at or above it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from to_target import to_target_table  # benchmarks/to_target.py, beside this script
 
 
 def train(cfg: Path, seed: int, workers: int, cwd: Path, extra: list[str]) -> dict:
@@ -94,7 +100,18 @@ def main() -> None:
     verdict = "reached" if gap >= -0.5 and speed >= 3 else "not reached"
     print(
         f"\nrecipe on 2 workers vs SB on 1: {gap:+.2f} points test, {speed:.2f}× training speed "
-        f"— goal ≥ −0.5 points at ≥ 3×: {verdict}"
+        f"(whole budgets) — goal ≥ −0.5 points at ≥ 3×: {verdict}"
+    )
+    from remedies.config import parse_config, read_yaml
+    from remedies.data import load_data
+
+    n_val = len(load_data(parse_config(read_yaml(a.sb)).data).y_val)
+    tt = to_target_table(got, n_val, "train_time_s", "SB (64), 1 worker")["recipe, 2 workers"]
+    ok = gap >= -0.5 and bool(tt) and min(tt) >= 3
+    shown = " / ".join(f"{v:.2f}" for v in tt) or "not reached"
+    print(
+        f"recipe on 2 workers vs SB on 1, time to SB's accuracy (wall): {shown}× per seed "
+        f"— goal ≥ −0.5 points at ≥ 3× on every seed: {'reached' if ok else 'not reached'}"
     )
 
 

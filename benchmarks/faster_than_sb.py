@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import yaml
+from to_target import to_target_table  # benchmarks/to_target.py, beside this script
 
 
 def sh(args: list[str], cwd: Path, check: bool = True) -> str:
@@ -56,36 +57,6 @@ def train(cfg: Path, seed: int, cwd: Path) -> dict:
         cwd,
     )
     return json.loads(out.read_text())
-
-
-def to_target_table(runs: dict[str, list[dict]], n_val: int) -> dict[str, list[float]]:
-    """Print, per run kind, the time-to-target speed-up over SB (CPU time; one target per seed:
-    that seed's SB best val − 1 SE) beside the whole-budget one; return the per-seed ratios."""
-    from remedies.search.target import curve_of, reach, sb_target
-
-    out: dict[str, list[float]] = {}
-    print(f"\n{'':<9} {'to target ×SB':>15} {'budget ×SB':>12} {'steps×':>7} {'epoch':>6}")
-    for label, rs in runs.items():
-        ratios, budget, steps, epochs = [], [], [], []
-        for i, r in enumerate(rs):
-            sb = runs["SB"][i]
-            sbc = curve_of(sb["history"])
-            tgt = sb_target(sbc, n_val)
-            mine, theirs = reach(curve_of(r["history"]), tgt.accuracy), reach(sbc, tgt.accuracy)  # type: ignore[union-attr]
-            budget.append(sb["train_cpu_s"] / r["train_cpu_s"])
-            if mine and theirs:
-                ratios.append(theirs.train_cpu_s / mine.train_cpu_s)
-                steps.append(theirs.steps / mine.steps)
-                epochs.append(mine.epoch)
-        out[label] = ratios
-        m = f"{statistics.mean(ratios):.2f} ± {statistics.pstdev(ratios):.2f}" if ratios else "—"
-        reached = f"{len(ratios)}/{len(rs)}"
-        print(
-            f"{label:<9} {m:>15} {statistics.mean(budget):>12.2f} "
-            f"{(statistics.mean(steps) if steps else float('nan')):>7.2f} "
-            f"{(statistics.mean(epochs) if epochs else float('nan')):>6.1f}  (reached {reached})"
-        )
-    return out
 
 
 def main() -> None:
@@ -183,7 +154,7 @@ def main() -> None:
     a, _ = stats(runs["recipe"], "test_accuracy")
     t, _ = stats(runs["recipe"], "train_time_s")
     c, _ = stats(runs["recipe"], "train_cpu_s")
-    tt = to_target_table(runs, int(refs["n_val"]))
+    tt = to_target_table(runs, int(refs["n_val"]), "train_cpu_s")
     x_tt = tt["recipe"]
     ok = a >= sb_acc - 0.5 and bool(x_tt) and min(x_tt) >= 2
     shown = " / ".join(f"{v:.2f}" for v in x_tt) or "not reached"
