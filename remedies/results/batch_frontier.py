@@ -107,7 +107,7 @@ def frontier_text(rows: list[dict[str, Any]], refs: dict[str, Any] | None) -> li
             _f(r.get("test_accuracy"), ".1f", 6),
             _f(metric(r, "time_to_target_s"), ".1f", 8),
             _f(metric(r, "steps_to_target"), ".0f", 7),
-            _f(metric(r, "speedup_vs_sb"), ".2f", 6),
+            _f(metric(r, "speedup_vs_sb") if t["reached"] else None, ".2f", 6),
             _f(sr, ".2f", 7),
             _f(br, ".2f", 7),
             _f(metric(r, "scaling_efficiency"), ".2f", 6),
