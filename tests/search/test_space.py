@@ -164,7 +164,9 @@ def test_objective_must_be_produced_by_the_base_measure_section():
         "objectives[1].name: 'keskar_full_eps5e-04' is not a value any trial reports; allowed: "
         "val_accuracy, train_accuracy, test_accuracy, gap, val_loss, train_loss, wall_time_s, "
         "train_time_s, train_cpu_s, measure_time_s, epochs, steps, speedup_vs_sb, "
-        "speedup_vs_sb_wall, steps_ratio_vs_sb, gap_closed, test_gap_closed, or a key the base's "
+        "speedup_vs_sb_wall, speedup_vs_sb_budget, steps_ratio_vs_sb, time_to_target_s, "
+        "steps_to_target, steps_ratio_to_target, batch_ratio, scaling_efficiency, "
+        "steps_ratio_bound, gap_closed, test_gap_closed, or a key the base's "
         "measure section "
         "produces: keskar_full_eps1e-03"
     )
