@@ -57,10 +57,11 @@ def frontier(rows: list[dict[str, Any]], refs: dict[str, Any]) -> dict[str, Any]
     sb = refs["sb"]
     b_sb, b_noise = float(sb["batch_size"]), sb.get("noise_scale")
     table = per_batch(rows)
+    # a batch at which no recipe reached the target took unboundedly many steps: efficiency 0
     pts = [(b_sb, 1.0)] + [
-        (float(t["batch"]), float(e))
+        (float(t["batch"]), float(e) if t["reached"] else 0.0)  # type: ignore[arg-type]
         for t in table
-        if t["reached"] and finite(e := metric(t["row"], "scaling_efficiency"))
+        if not t["reached"] or finite(e := metric(t["row"], "scaling_efficiency"))
     ]
     crit, how = critical_batch_measured(pts)
     reached = [t["batch"] for t in table if t["reached"]]

@@ -71,6 +71,10 @@ def test_best_recipe_per_batch_largest_and_critical():
     assert 128 < f["critical_measured"] < 640
     assert f["critical_predicted"] == pytest.approx(1.2 * 64 + 0.2 * 640)
     assert parent_metrics(ROWS, REFS)["largest_batch_at_sb"] == 640
+    # every reached batch efficient, the next never reached (efficiency 0): crossed in between
+    fast = [row(0, 128, 80.0, 1.9, 1.98), row(1, 640, 79.5, 9.0, 9.5), ROWS[3]]
+    f = frontier(fast, REFS)
+    assert 640 < f["critical_measured"] < 3200 and "between batch 640 and 3200" in f["critical_how"]
 
 
 def test_text_flags_a_steps_ratio_above_the_batch_ratio():
