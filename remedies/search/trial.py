@@ -27,7 +27,7 @@ from remedies.search import tracking
 from remedies.search.fair import compare_from
 from remedies.search.optuna_space import finite
 from remedies.search.scores import scores
-from remedies.search.space import SearchSpace, resolve
+from remedies.search.space import REFERENCE_METRICS, SearchSpace, resolve
 from remedies.search.store import Results
 from remedies.search.target import curve_of
 from remedies.trainer import pick_device, train
@@ -45,21 +45,10 @@ TRIAL_METRICS = (
     "epochs",
     "steps",
     "threads",
-    "speedup_vs_sb",
-    "speedup_vs_sb_wall",
-    "speedup_vs_sb_budget",
-    "steps_ratio_vs_sb",
+    *REFERENCE_METRICS,  # speed-ups (to target and whole budgets), scaling, gap closed
     "reached_target",
-    "time_to_target_s",
-    "steps_to_target",
-    "steps_ratio_to_target",
-    "batch_ratio",
-    "scaling_efficiency",
-    "steps_ratio_bound",
     "batch_size",
     "lr",
-    "gap_closed",
-    "test_gap_closed",
     # where sharpness was measured (the sharpness evidence reads them as confounders)
     "train_loss",
     "end_batch_size",
