@@ -11,11 +11,20 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from remedies.errors import ConfigError
 
 GROUPS = ("run", "measure", "search", "results", "reproduce")
+# A Ray instance this process starts itself listens on 127.0.0.1 only. Ray 2.x has no public
+# switch for that; this variable (read once, when `ray` is first imported: ray_constants) makes
+# the node IP the loopback address, and every Ray server (GCS, raylet, workers, agents) binds to
+# it. Why here: it must be set before anything imports Ray, and `remedies.search.runtime` imports
+# Ray at its top — a switch set inside `start_ray` came too late and every socket of a local
+# search listened on all interfaces (measured: 7 of 7 with `ss -ltnp`). Not with --address: a
+# driver joining a remote cluster must advertise its real address. `start_ray` checks the result.
+LOCAL_RAY_ENV = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "address", None) is None:
+        os.environ.setdefault(*LOCAL_RAY_ENV)
     logging.basicConfig(format="remedies: %(levelname)s: %(message)s", level=logging.WARNING)
     try:
         return int(args.func(args))

@@ -72,12 +72,6 @@ def start_ray(address: str | None) -> subprocess.Popen | None:
     """Join `address`, or start a local instance bound to 127.0.0.1 with no dashboard, watched
     by a reaper process that ends Ray's processes if this driver dies without cleaning up.
     Returns the reaper (None when Ray was already running in this process or is remote)."""
-    if address is None and "ray" not in sys.modules:
-        # Ray 2.60 has no public "bind to localhost" switch; this variable (ray_constants,
-        # read at import) makes the node IP 127.0.0.1, and every Ray server binds to it
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    import ray  # here, not at the top: the CLI's other verbs should not pay Ray's import
-
     if ray.is_initialized():
         return None
     try:
@@ -97,6 +91,15 @@ def start_ray(address: str | None) -> subprocess.Popen | None:
         where = address or "a local instance"
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConfigError("--address", f"cannot start or reach Ray at {where}: {msg}") from None
+    if address is None and (ip := ray.util.get_node_ip_address()) != "127.0.0.1":
+        # the loopback switch (remedies.cli.main.LOCAL_RAY_ENV) was set after Ray's import:
+        # this instance listens on every interface — refuse rather than expose it
+        ray.shutdown()
+        raise ConfigError(
+            "--address",
+            f"a local Ray instance would listen on {ip}, not 127.0.0.1: set "
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 before Ray is imported, or pass --address",
+        )
     if address is not None:
         return None
     return subprocess.Popen(
