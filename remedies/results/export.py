@@ -91,7 +91,7 @@ def _confirmed(study, how: str, seeds: int) -> tuple[dict[str, Any], str]:
         key = by_rule
     cands = confirm.confirm(confirm.candidates(pool, key), seeds)
     best = max(cands, key=confirm.mean_val)
-    return best, confirm.header(best, cands)
+    return best, confirm.header(best, cands, study.user_attrs.get("references"))
 
 
 def render_as(

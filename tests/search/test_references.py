@@ -290,6 +290,7 @@ def test_confirm_seeds_re_trains_the_candidates_and_picks_on_mean_val(searched, 
     means = {n: statistics.mean([rows[n], v]) for n, v in seen.items()}
     assert chosen == max(means, key=means.get)
     assert "# confirmed over seeds [0, 1]: val " in text
+    assert f"# answer: trial {chosen}, " in text and "% test over seeds [0, 1] (SB " in text
     # the seed-1 value is what `remedies train` of the export gives with seed 1 (same threads)
     capsys.readouterr()
     assert main(["train", str(out), "--set", "train.seed=1", "--quiet"]) == 0
