@@ -351,8 +351,8 @@ CASES = [
     ),
     pytest.param(
         search_space(
-            {
-                "base": {"train": {"workers": 2}},
+            {  # placeable on any Ray the suite has up: 2 workers × 0.5 CPU, no GPU
+                "resources": {"workers": 2, "cpu": 0.5, "gpu": 0},
                 "params": {"train.batch_size": {"type": "categorical", "choices": [32, 33]}},
             }
         ),
