@@ -146,9 +146,31 @@ def _resolve_factory(path: str, field: str) -> None:
     resolve(path, field)  # import now: a typo is one line at validation, not a worker's crash
 
 
+class StopRule(Strict):
+    """Train to convergence, as the paper does (≈ 100 % training accuracy), rather than for a
+    fixed count: `train.epochs` becomes the budget. Checked after each epoch on the whole
+    training set in eval mode, the reading the final `train_accuracy` reports, so the rule and
+    the report cannot disagree (the epoch's running accuracy lags it by the epoch's progress)."""
+
+    train_accuracy: float | None = Field(None, gt=0.0, le=100.0)  # stop at ≥ this (%)
+    train_loss: float | None = Field(None, gt=0.0)  # or at ≤ this mean cross-entropy
+
+    @model_validator(mode="after")
+    def _one(self) -> StopRule:
+        if self.train_accuracy is None and self.train_loss is None:
+            raise ValueError("needs train_accuracy (%, in (0, 100]) or train_loss (> 0), or both")
+        return self
+
+    def met(self, loss: float, accuracy: float) -> bool:
+        """Either bound reached (a rule with both stops at whichever comes first)."""
+        acc = self.train_accuracy is not None and accuracy >= self.train_accuracy
+        return acc or (self.train_loss is not None and loss <= self.train_loss)
+
+
 class TrainConfig(Strict):
     batch_size: int | str = 256  # samples per step, or a fraction of the training set like "10%"
-    epochs: int = Field(20, ge=1, le=100_000)
+    epochs: int = Field(20, ge=1, le=100_000)  # with `stop`: the budget, not the count
+    stop: StopRule | None = None  # train until converged (see StopRule); null: all `epochs`
     optimizer: Literal["adam", "sgd"] = "adam"  # the paper used ADAM for both regimes
     lr: float = Field(1e-3, gt=0.0, le=10.0)  # Keras' ADAM default, the paper's implied lr
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd only

@@ -66,6 +66,8 @@ class TrainResult:
     compiled: bool = False  # the training forward ran through torch.compile
     channels_last: bool = False  # a conv net on CUDA trains in channels-last memory format
     accumulate: int = 1  # the micro-batches per worker step (train.accumulate; `auto` picked)
+    # train.stop's rule met before the budget ran out (None: no rule, all epochs were trained)
+    converged: bool | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe summary (what `remedies train --json` writes)."""
@@ -95,6 +97,7 @@ class TrainResult:
             "compiled",
             "channels_last",
             "accumulate",
+            "converged",
             "history",
         )
         out = {k: getattr(self, k) for k in keys}
@@ -279,13 +282,21 @@ def train(
                     model, splits, "val", cfg.train.eval_batch_size, device
                 )
             row.update(run.end_epoch(epoch))
+            if cfg.train.stop is not None:  # converged yet? (the whole training set, eval mode)
+                with autocast():
+                    row["train_eval_loss"], row["train_eval_accuracy"] = evaluate_split(
+                        model, splits, "train", cfg.train.eval_batch_size, device
+                    )
+                row["converged"] = cfg.train.stop.met(
+                    row["train_eval_loss"], row["train_eval_accuracy"]
+                )
         row["epoch_time_s"] = time.perf_counter() - te
         history.append(row)
         if progress and rank == 0:
             _print_progress(row, run.epochs, time.perf_counter() - t0)
         if report is not None:
             report(row)
-        if diverged_epoch is not None:
+        if diverged_epoch is not None or row.get("converged"):
             break
 
     # final metrics on all three splits, in eval mode
@@ -321,6 +332,9 @@ def train(
         accumulate=run.accumulate,
         compiled=fwd is not None,
         channels_last=channels_last,
+        converged=None
+        if cfg.train.stop is None
+        else bool(history and history[-1].get("converged")),
     )
     return finish(result, splits, measure=measure, out_dir=out_dir, t0=t0)
 
@@ -395,10 +409,11 @@ def _set_rngs(rngs: dict[str, Any]) -> None:
 
 def _print_progress(row: dict[str, Any], epochs: int, elapsed: float) -> None:
     e = row["epoch"]
-    eta = elapsed / e * (epochs - e)
+    eta = elapsed / e * (epochs - e)  # with train.stop, the budget's: an upper bound
+    whole = f" (whole {row['train_eval_accuracy']:6.2f}%)" if "train_eval_accuracy" in row else ""
     print(
         f"epoch {e:>3}/{epochs}  loss {row['train_loss']:.4f}  train {row['train_accuracy']:6.2f}%"
-        f"  val {row['val_accuracy']:6.2f}%  batch {row['batch_size']}  lr {row['lr']:.2e}"
+        f"{whole}  val {row['val_accuracy']:6.2f}%  batch {row['batch_size']}  lr {row['lr']:.2e}"
         f"  {row['epoch_time_s']:.1f}s  ETA {eta:.0f}s",
         file=sys.stderr,
         flush=True,

@@ -194,3 +194,43 @@ def test_grad_clip_bounds_every_optimiser_step_also_remedy_owned_ones(
     bound = 11 * opt_steps_per_batch * 1e-4
     assert run(1e-4) <= bound * (1 + 1e-4)
     assert run(0.0) > 10 * bound  # unclipped, the same run moves much further: the test can fail
+
+
+def test_stop_rule_ends_at_the_first_epoch_it_holds_and_reads_the_whole_training_set(npz):
+    """`train.stop`: training ends after the first epoch whose eval-mode pass over the whole
+    training set meets the rule; `epochs` is the budget. The reading is checked against an
+    independent pass over the training split, and against a run without the rule (same seed:
+    the same epochs, bit for bit, up to where the rule stops it)."""
+    full = train(cfg_for(npz, epochs=8), measure=False, progress=False)
+    splits = load_data(full.config.data, full.device)
+    # the accuracy the free run's model had after each epoch is not kept, so the rule's
+    # threshold comes from the free run's final whole-set accuracy: reached by epoch 8 at latest
+    goal = full.train_accuracy
+    r = train(cfg_for(npz, epochs=8, stop={"train_accuracy": goal}), measure=False, progress=False)
+    assert r.converged is True and 1 <= r.epochs_run <= 8
+    last = r.history[-1]
+    assert last["converged"] and last["train_eval_accuracy"] >= goal
+    assert all(not row["converged"] and row["train_eval_accuracy"] < goal for row in r.history[:-1])
+    # the rule's reading is an eval-mode pass over the training split, like the final metric
+    acc = evaluate(r.model, splits.x_train, splits.y_train, 1000)[1]
+    assert last["train_eval_accuracy"] == pytest.approx(acc) == pytest.approx(r.train_accuracy)
+    losses = [row["train_loss"] for row in full.history[: r.epochs_run]]
+    assert [row["train_loss"] for row in r.history] == losses  # the same run, cut short
+
+    # a rule out of reach within the budget: every epoch is trained and the result says so
+    never = train(cfg_for(npz, epochs=2, stop={"train_loss": 1e-9}), measure=False, progress=False)
+    assert never.converged is False and never.epochs_run == 2
+    assert train(cfg_for(npz, epochs=1), measure=False, progress=False).converged is None
+
+
+@pytest.mark.parametrize(
+    "stop, field",
+    [({}, "train.stop"), ({"train_accuracy": 101}, "train.stop.train_accuracy"),
+     ({"train_loss": 0}, "train.stop.train_loss")],
+)  # fmt: skip
+def test_stop_rule_bad_input_names_the_field(npz, stop, field):
+    from remedies.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        cfg_for(npz, stop=stop)
+    assert str(e.value).split(":")[0] == field and "\n" not in str(e.value), str(e.value)

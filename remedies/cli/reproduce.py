@@ -30,6 +30,9 @@ def options(args: argparse.Namespace):
         "epochs": args.epochs,
         "overrides": args.set,
     }
+    for key in ("until_train_acc", "loss_floor"):
+        if getattr(args, key) is not None:
+            raw[key] = getattr(args, key)
     if args.sb is not None:
         raw["sb"] = _batch(args.sb)
     if args.lb is not None:
@@ -110,7 +113,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         "its rows with it, beside the paper's own data set); default: F1 → mnist1d, C1 → cifar10",
     )
     r.add_argument("--seeds", type=int, default=5, help="SB/LB pairs for Tables 2–4 (5)")
-    r.add_argument("--epochs", type=int, default=40, help="epochs per run (40)")
+    r.add_argument(
+        "--epochs",
+        type=int,
+        default=40,
+        help="epochs per run (40); with --until-train-acc / --loss-floor, the budget",
+    )
+    r.add_argument(
+        "--until-train-acc",
+        type=float,
+        default=None,
+        metavar="PCT",
+        help="train every run until its whole training set reads ≥ PCT %% accuracy (the "
+        "paper's stopping point, ≈ 100), at most --epochs epochs",
+    )
+    r.add_argument(
+        "--loss-floor",
+        type=float,
+        default=None,
+        help="or until its training loss is ≤ this (whichever comes first)",
+    )
     r.add_argument("--sb", default=None, help="small batch (256, the paper's)")
     r.add_argument("--lb", default=None, help="large batch (10%%, the paper's)")
     r.add_argument("--batch-sizes", default=None, help="Fig. 4 batch sizes, e.g. 128,256,10%%")

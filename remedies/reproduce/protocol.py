@@ -61,6 +61,10 @@ class ReproduceOptions(BaseModel):
     data: str | None = None  # None: each net's data set (F1 → mnist1d)
     seeds: int = Field(default=5, ge=1, le=100)  # the paper: 5 runs
     epochs: int = Field(default=40, ge=1, le=10_000)  # LB reaches 100 % train accuracy on F1
+    # the paper's stopping point rather than a count: every run trains until its whole training
+    # set reads ≥ this accuracy (%) or ≤ `loss_floor`, and `epochs` is then the budget
+    until_train_acc: float | None = Field(default=None, gt=0.0, le=100.0)
+    loss_floor: float | None = Field(default=None, gt=0.0)
     # None: the paper's 256, or 64 when every net trains on MNIST-1D (see the module docstring)
     sb: int | str | None = None
     lb: int | str = "10%"  # the paper's large batch
@@ -134,18 +138,38 @@ def base_config(opts: ReproduceOptions, net: str) -> dict[str, Any]:
     dcfg: dict[str, Any] = {"name": data}
     if data == "mnist1d":  # --set data.num_samples=… overrides it (overrides apply last)
         dcfg["num_samples"] = MNIST1D_SAMPLES
+    train: dict[str, Any] = {
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "epochs": opts.epochs,
+        "threads": 1,
+        "checkpoint": False,
+    }
+    if stop_rule(opts):
+        train["stop"] = stop_rule(opts)
     return {
         "data": dcfg,
         "model": {"name": net},
-        "train": {
-            "optimizer": "adam",
-            "lr": 1e-3,
-            "epochs": opts.epochs,
-            "threads": 1,
-            "checkpoint": False,
-        },
+        "train": train,
         "measure": {"keskar": {"eps": list(opts.eps)}},
     }
+
+
+def stop_rule(opts: ReproduceOptions) -> dict[str, float]:
+    """`train.stop` of every run ({} when the runs train for `epochs`)."""
+    rule = {"train_accuracy": opts.until_train_acc, "train_loss": opts.loss_floor}
+    return {k: v for k, v in rule.items() if v is not None}
+
+
+def rule_text(opts: ReproduceOptions) -> str:
+    """The stop rule as a report says it, e.g. `≥ 99 % training accuracy`."""
+    rule = stop_rule(opts)
+    parts = []
+    if "train_accuracy" in rule:
+        parts.append(f"≥ {rule['train_accuracy']:g} % training accuracy")
+    if "train_loss" in rule:
+        parts.append(f"training loss ≤ {rule['train_loss']:g}")
+    return " or ".join(parts)
 
 
 def _measure(opts: ReproduceOptions, table: bool, side: bool) -> dict[str, Any]:

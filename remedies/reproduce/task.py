@@ -73,6 +73,7 @@ def run_one(
         "num_classes": splits.num_classes,
         "n_parameters": count_parameters(res.model),
         "epochs_run": res.epochs_run,
+        "converged": res.converged,  # None: no stop rule, all epochs trained
         "diverged": res.diverged,
         "train_accuracy": res.train_accuracy,
         "test_accuracy": res.test_accuracy,
@@ -85,7 +86,14 @@ def run_one(
         "history": [
             {
                 k: row.get(k)
-                for k in ("epoch", "train_loss", "train_accuracy", "val_accuracy", "batch_size")
+                for k in (
+                    "epoch",
+                    "train_loss",
+                    "train_accuracy",
+                    "val_accuracy",
+                    "batch_size",
+                    "train_eval_accuracy",
+                )
             }
             for row in res.history
         ],
