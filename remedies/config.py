@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from remedies.errors import ConfigError, describe
 from remedies.measures.config import MeasureConfig
 from remedies.measures.registry import measures
+from remedies.registry import DATASETS, MODELS, REMEDIES
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _FRACTION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
@@ -72,8 +73,6 @@ class DataConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str | None) -> str | None:
-        from remedies.data import DATASETS  # here: remedies.data imports this module
-
         if v is not None and v not in DATASETS:
             raise ValueError(f"unknown data set {v!r}; allowed: {', '.join(DATASETS.names())}")
         return v
@@ -90,8 +89,6 @@ class DataConfig(Strict):
 
 
 def _needs_path(name: str) -> bool:
-    from remedies.data import DATASETS  # here: remedies.data imports this module
-
     return DATASETS.get(name, "data.name").needs_path
 
 
@@ -120,8 +117,6 @@ class ModelConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str | None) -> str | None:
-        from remedies.models import MODELS  # here: remedies.models imports this module
-
         if v is not None and v not in MODELS:
             raise ValueError(f"unknown model {v!r}; allowed: {', '.join(MODELS.names())}")
         return v
@@ -291,8 +286,6 @@ class RunConfig(Strict):
     @field_validator("remedies")
     @classmethod
     def _remedies(cls, v: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
-        from remedies.catalog import validate_remedies  # here: the catalog imports this module
-
         return validate_remedies(v)
 
     @model_validator(mode="after")
@@ -400,4 +393,29 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             out.update(flatten(v, key + "."))
         else:
             out[key] = v
+    return out
+
+
+def validate_remedies(raw: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
+    """Check names and parameters; return each remedy's complete parameters (defaults filled).
+    Each remedy's class carries its own `Config` model, so no catalogue module is named here."""
+    out: dict[str, dict[str, Any]] = {}
+    owners = []
+    for name, params in raw.items():
+        cls = REMEDIES.get(name, f"remedies.{name}")
+        try:
+            cfg = cls.Config.model_validate(params or {})
+        except ValidationError as err:
+            e = err.errors()[0]
+            loc = ".".join(str(p) for p in e["loc"])
+            msg = describe(e, f"allowed: {', '.join(cls.Config.model_fields)}")
+            field = f"remedies.{name}.{loc}" if loc else f"remedies.{name}"
+            raise ConfigError(field, msg) from None
+        if cls.replaces_step:
+            owners.append(name)
+        out[name] = cfg.model_dump(mode="json")
+    if len(owners) > 1:
+        raise ConfigError(
+            "remedies", f"{' and '.join(owners)} each replace the optimiser step; enable only one"
+        )
     return out

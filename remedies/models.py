@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from remedies.errors import ConfigError
+from remedies.registry import MODELS as _MODELS
 from remedies.registry import Registry
 
 BNMode = Literal["batch", "running"]
@@ -28,7 +29,7 @@ class ModelFactory(Protocol):
     ) -> nn.Module: ...
 
 
-MODELS: Registry[ModelFactory] = Registry("model")
+MODELS: Registry[ModelFactory] = _MODELS  # the one config.py validates names against
 
 
 def _w(channels: int, width: float) -> int:

@@ -2,13 +2,19 @@
 
 Why: configs name components by string; a registry turns a typo into an error that lists what
 exists and the closest matches, and refuses a duplicate name instead of silently shadowing it.
+
+The registries a run config names its parts from (data sets, models, remedies) live here, at the
+bottom, so `config.py`'s validators reach them without importing the packages that fill them
+(those import `config.py` for its types): each registry loads its built-ins by module name on
+first use, the way an entry point is loaded, and a user's plug-in registers into the same one.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from remedies.errors import ConfigError
 
@@ -16,9 +22,15 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, builtins: str | None = None) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._builtins = builtins  # the module whose import registers the built-in entries
+
+    def _load(self) -> None:
+        if self._builtins is not None:
+            module, self._builtins = self._builtins, None  # once; its import may look names up
+            importlib.import_module(module)
 
     def register(self, name: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:
@@ -34,6 +46,7 @@ class Registry(Generic[T]):
         return self._items.pop(name)
 
     def get(self, name: str, field: str | None = None) -> T:
+        self._load()
         if name not in self._items:
             close = difflib.get_close_matches(name, self._items, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
@@ -44,10 +57,20 @@ class Registry(Generic[T]):
         return self._items[name]
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
+        self._load()
         return iter(sorted(self._items))
+
+
+# entries typed where they are defined (remedies.data.registry.DataSet, remedies.models'
+# factories, remedies.hooks.Remedy): naming those types here would import upwards
+DATASETS: Registry[Any] = Registry("data set", builtins="remedies.data")
+MODELS: Registry[Any] = Registry("model", builtins="remedies.models")
+REMEDIES: Registry[Any] = Registry("remedy", builtins="remedies.catalog")

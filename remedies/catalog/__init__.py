@@ -11,13 +11,9 @@ import pkgutil
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
-
-from remedies.errors import ConfigError, describe
+from remedies.config import validate_remedies as validate_remedies
 from remedies.hooks import Remedy
-from remedies.registry import Registry
-
-REMEDIES: Registry[type[Remedy[Any]]] = Registry("remedy")
+from remedies.registry import REMEDIES as REMEDIES
 
 R = TypeVar("R", bound=type[Remedy[Any]])
 
@@ -36,30 +32,6 @@ def _load_all() -> None:
 
 
 _load_all()
-
-
-def validate_remedies(raw: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
-    """Check names and parameters; return each remedy's complete parameters (defaults filled)."""
-    out: dict[str, dict[str, Any]] = {}
-    owners = []
-    for name, params in raw.items():
-        cls = REMEDIES.get(name, f"remedies.{name}")
-        try:
-            cfg = cls.Config.model_validate(params or {})
-        except ValidationError as err:
-            e = err.errors()[0]
-            loc = ".".join(str(p) for p in e["loc"])
-            msg = describe(e, f"allowed: {', '.join(cls.Config.model_fields)}")
-            field = f"remedies.{name}.{loc}" if loc else f"remedies.{name}"
-            raise ConfigError(field, msg) from None
-        if cls.replaces_step:
-            owners.append(name)
-        out[name] = cfg.model_dump(mode="json")
-    if len(owners) > 1:
-        raise ConfigError(
-            "remedies", f"{' and '.join(owners)} each replace the optimiser step; enable only one"
-        )
-    return out
 
 
 def build_remedies(cfg: Mapping[str, dict[str, Any] | None]) -> list[Remedy[Any]]:

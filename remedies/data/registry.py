@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from remedies.config import DataConfig
+from remedies.registry import DATASETS as _DATASETS
 from remedies.registry import Registry
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x_train, y_train, x_test, y_test
@@ -36,7 +37,7 @@ class DataSet:
     needs_path: bool = False  # data.path is required (user-supplied data)
 
 
-DATASETS: Registry[DataSet] = Registry("data set")
+DATASETS: Registry[DataSet] = _DATASETS  # the one config.py validates names against
 
 
 def register_dataset(
