@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from remedies.cli.search import DEFAULT_STORAGE
-from remedies.results.backup import backup, restore
 from remedies.results.export import export
 from remedies.results.report import load_study, text_report
+from remedies.stores.backup import backup, restore
+
+if TYPE_CHECKING:
+    from remedies.config import RunConfig
+    from remedies.engine.trainer import TrainResult
+
+
+def _train_quietly(cfg: RunConfig) -> TrainResult:
+    """One run of `export --confirm-seeds`: no measures, no per-epoch lines."""
+    from remedies.launch import fit  # here: torch (and Ray, for K workers) only when confirming
+
+    return fit(cfg, measure=False, progress=False)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -21,6 +33,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         args.confirm_seeds,
         args.format,
         args.workers,
+        train=_train_quietly,
     )
     for p in paths:
         print(f"wrote {p}")

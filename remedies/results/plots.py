@@ -19,7 +19,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
-from remedies.search.optuna_space import finite
+from remedies.stats import finite
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -18,9 +18,9 @@ import yaml
 
 from remedies.cli import main
 from remedies.results.report import load_study, text_report
-from remedies.search import tracking
 from remedies.search.driver import SearchOptions, run_search
 from remedies.search.space import parse_space
+from remedies.stores import tracking
 from tests.factories import crash_once_model
 from tests.search.consistency import assert_consistent
 
