@@ -10,7 +10,7 @@
 5. the same speed-ups *to SB's accuracy* (MLPerf's time to target): per seed, the target is that
    seed's SB best validation accuracy less one validation standard error, and each run's time to
    target is its training CPU time up to its first epoch at or above it
-   (`remedies.search.target`); mean ± std over the seeds, next to the whole-budget ratios.
+   (`remedies.results.target`); mean ± std over the seeds, next to the whole-budget ratios.
 
     python benchmarks/faster_than_sb.py [--space PATH] [--pick RULE] [--seeds 0 1 2]
                                         [--workdir DIR] [--num-samples N]

@@ -1,7 +1,7 @@
 """GPU check: Fashion-MNIST on C1 — engine vs a bare bf16 loop, bf16 vs fp32, LB vs SB, measures.
 
 Prints, each as one line (and a JSON summary at the end):
-  1. samples/s of the engine (`remedies.trainer.train`) and of a bare hand-written bf16 +
+  1. samples/s of the engine (`remedies.engine.trainer.train`) and of a bare hand-written bf16 +
      channels-last loop on C1, full Fashion-MNIST, at SB 256 and LB 10 %, and engine ÷ bare;
   2. bf16 vs fp32 samples/s of the engine on C1 (SB 256);
   3. LB 10 % vs SB 256 time per epoch (engine, bf16);
@@ -71,8 +71,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from remedies.config import parse_config  # noqa: E402
 from remedies.data import Splits, load_data  # noqa: E402
+from remedies.engine.trainer import pick_device, train  # noqa: E402
 from remedies.models import create_model  # noqa: E402
-from remedies.trainer import pick_device, train  # noqa: E402
 
 
 def log(msg: str) -> None:

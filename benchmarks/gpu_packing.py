@@ -28,9 +28,9 @@ def main() -> None:
 
     import torch
 
-    from remedies.search import tracking
     from remedies.search.driver import SearchOptions, run_search
     from remedies.search.space import parse_space
+    from remedies.stores import tracking
 
     assert torch.cuda.is_available(), "needs a CUDA GPU"
     rows = []

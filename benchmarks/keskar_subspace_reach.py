@@ -19,8 +19,8 @@ import torch
 import remedies.measures.keskar as K
 from remedies.config import parse_config
 from remedies.data import load_data
+from remedies.engine.trainer import train
 from remedies.measures.objective import ModelObjective
-from remedies.trainer import train
 
 
 def config(batch: int | str, seed: int):

@@ -14,7 +14,7 @@ import time
 
 from remedies.config import apply_overrides, parse_config
 from remedies.data import load_data
-from remedies.trainer import train
+from remedies.engine.trainer import train
 
 BASE = {
     "data": {"name": "mnist1d", "num_samples": 10000},

@@ -5,7 +5,7 @@
 
 Trains ≥ 12 models on the shipped spaces' base (MNIST-1D 4000, F1 width 0.5, 12 epochs, one
 thread as a `cpu: 1` trial runs) spanning SB (batch 64), LB (10 %) and LB with remedies, then
-for each model reads Keskar sharpness twice, exactly as `remedies.trainer.train` does after
+for each model reads Keskar sharpness twice, exactly as `remedies.engine.trainer.train` does after
 training (`measure_data` + `run_measures`):
 
 * the **shipped search setting**: the space's `measure:` section (or each `--candidates` one);
@@ -42,8 +42,8 @@ from scipy.stats import kendalltau
 
 from remedies.config import RunConfig, apply_overrides, parse_config
 from remedies.data import load_data
+from remedies.engine.trainer import measure_data, train
 from remedies.measures import run_measures
-from remedies.trainer import measure_data, train
 
 KEY = "keskar_full_eps1e-03"  # the search objective of the shipped spaces
 

@@ -65,7 +65,7 @@ def run_one(job: tuple[str, int, list[str], bool]) -> dict[str, Any]:
 
     torch.set_num_threads(1)  # parallelism comes from the process pool
     from remedies.config import parse_config
-    from remedies.trainer import train
+    from remedies.engine.trainer import train
 
     row, seed, overrides, measure = job
     t = time.perf_counter()

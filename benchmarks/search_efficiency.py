@@ -39,9 +39,9 @@ def run(
     import torch
 
     from remedies.config import apply_overrides, parse_config
+    from remedies.engine.trainer import train
     from remedies.search.optuna_space import define_by_run, make_sampler
     from remedies.search.space import load_space, resolve
-    from remedies.trainer import train
 
     torch.set_num_threads(1)  # as a service trial with resources.cpu = 1
     space = load_space(space_path)

@@ -32,7 +32,7 @@ def _one(seed_epochs: tuple[int, int]) -> float:
     import torch
 
     from remedies.config import apply_overrides, parse_config
-    from remedies.trainer import train
+    from remedies.engine.trainer import train
 
     torch.set_num_threads(1)
     cfg = parse_config(apply_overrides(BASE, [f"train.seed={seed}", f"train.epochs={epochs}"]))
@@ -53,7 +53,7 @@ def main() -> None:
 
     from remedies.config import apply_overrides, parse_config
     from remedies.data import load_data
-    from remedies.trainer import train
+    from remedies.engine.trainer import train
 
     # serial: one process, one thread per trial (what each service trial gets: resources.cpu=1)
     torch.set_num_threads(1)

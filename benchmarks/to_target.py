@@ -1,11 +1,11 @@
-"""The benchmarks' speed-ups to SB's accuracy over seeds (`remedies.search.target`), printed
+"""The benchmarks' speed-ups to SB's accuracy over seeds (`remedies.results.target`), printed
 beside the whole-budget ones: shared by `faster_than_sb.py` and `data_parallel.py`."""
 
 from __future__ import annotations
 
 import statistics
 
-from remedies.search.target import curve_of, reach, sb_target
+from remedies.results.target import curve_of, reach, sb_target
 
 
 def to_target_table(

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from remedies.config import apply_overrides, parse_config
 from remedies.data import load_data
-from remedies.trainer import build_model, pick_device, seed_everything, train
+from remedies.engine.trainer import build_model, pick_device, seed_everything, train
 
 
 def matmul_gflops(device: torch.device, n: int = 1024, reps: int = 20) -> float:

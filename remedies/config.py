@@ -8,20 +8,21 @@ allowed; nothing deeper in the code re-checks these values.
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from remedies.batch_size import FRACTION as _FRACTION
+from remedies.batch_size import check_split as check_split
+from remedies.batch_size import resolve_batch_size as resolve_batch_size
 from remedies.errors import ConfigError, describe
 from remedies.measures.config import MeasureConfig
 from remedies.measures.registry import measures
 from remedies.registry import DATASETS, MODELS, REMEDIES
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_FRACTION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
 class Strict(BaseModel):
@@ -196,7 +197,8 @@ class TrainConfig(Strict):
     @property
     def micro_batches(self) -> int:
         """N as far as it is known before a model exists: `auto` promises only a split that
-        works, so it is checked as 1 (remedies.accumulate picks among the counts that split)."""
+        works, so it is checked as 1 (remedies.engine.accumulate picks among the counts that
+        split)."""
         return 1 if self.accumulate == "auto" else self.accumulate
 
     @field_validator("accumulate", mode="before")
@@ -238,40 +240,6 @@ FP16_NEEDS_CUDA = (
     f"fp16 needs a CUDA GPU (a GradScaler'd autocast); allowed here: "
     f"{', '.join(p for p in PRECISIONS if p != 'fp16')}"
 )
-
-
-def resolve_batch_size(value: int | str, n_train: int, field: str) -> int:
-    if isinstance(value, str):
-        frac = float(_FRACTION.match(value).group(1)) / 100  # type: ignore[union-attr]
-        return max(1, round(frac * n_train))
-    if value > n_train:
-        raise ConfigError(
-            field,
-            f"batch size {value} is larger than the training set ({n_train} samples); "
-            f"allowed: 1..{n_train} or a percentage like '10%'",
-        )
-    return value
-
-
-def check_split(b: int, workers: int, accumulate: int, what: str = "batch size") -> None:
-    """A global batch `b` must split into `workers` equal shares of `accumulate` equal
-    micro-batches: uneven shares would weight samples unequally in the averaged gradient."""
-    if b % workers:
-        ok = [str(k) for k in range(1, b + 1) if b % k == 0]
-        shown = ", ".join(ok[:10]) + (", ..." if len(ok) > 10 else "")
-        raise ConfigError(
-            "train.workers",
-            f"{what} {b} does not split evenly over {workers} "
-            f"workers; allowed: a divisor of {b} ({shown})",
-        )
-    if (b // workers) % accumulate:
-        share = b // workers
-        raise ConfigError(
-            "train.accumulate",
-            f"{what} {b} over {workers} worker(s) is {share} "
-            f"per worker, which does not split into {accumulate} equal "
-            f"micro-batches; allowed: a divisor of {share}",
-        )
 
 
 class RunConfig(Strict):

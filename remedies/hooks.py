@@ -4,7 +4,7 @@ A remedy is a small class with a typed `Config` and any of the hooks below; ever
 do-nothing default so a remedy implements only what it changes. The trainer calls the hooks of all
 enabled remedies in config order; no remedy edits the training loop itself.
 
-Order inside one run (see `remedies.trainer.train`):
+Order inside one run (see `remedies.engine.trainer.train`):
     setup(ctx)                              once: wrap the model, read sizes
     epochs(n, ctx) -> n                     once: the epoch budget (regime adaptation)
     per epoch:   batch_size(epoch, b, ctx) -> b          batch-size schedule
@@ -74,6 +74,9 @@ class TrainContext:
     rank: int = 0
     world_size: int = 1
     ddp: bool = False
+    # averages `p.grad` over the workers (the engine's all-reduce, given by the engine so this
+    # interface, which the catalogue builds on, imports nothing of it); needed when K > 1
+    reduce_grads: Callable[[torch.nn.Module, int], None] | None = None
     _synced: bool = False
 
     def backward(self, loss: torch.Tensor) -> None:
@@ -114,9 +117,8 @@ class TrainContext:
         """Average `p.grad` over the workers (once per step; a no-op on one worker or when DDP
         did it in backward). Before fp16 unscaling, so every worker sees the same overflow."""
         if self.world_size > 1 and not self.ddp and not self._synced:
-            from remedies.distributed import all_reduce_grads  # here: only K > 1
-
-            all_reduce_grads(self.model, self.world_size)
+            assert self.reduce_grads is not None, "K > 1 workers need the engine's all-reduce"
+            self.reduce_grads(self.model, self.world_size)
         self._synced = True
 
     def unscale_grads(self) -> None:

@@ -11,12 +11,18 @@ import math
 import warnings
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any, TypeGuard
 
 import numpy as np
 from scipy.stats import bootstrap, kendalltau
 
 BOOTSTRAP_RESAMPLES = 2000  # ≈ 0.4 s per interval on 2 CPU cores; percentiles at ± 0.01 or so
 BOOTSTRAP_SEED = 0  # fixed: the same trials give the same interval in every report
+
+
+def finite(v: Any) -> TypeGuard[float]:
+    """A real number (int or float, not bool), neither NaN nor infinite."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:

@@ -1,8 +1,8 @@
 """`train.workers: K > 1`: one run as K data-parallel workers on Ray Train's `TorchTrainer`.
 
 Ray Train starts the K worker processes and their torch.distributed group (gloo on CPU, NCCL on
-GPU); each worker runs the ordinary trainer (`remedies.trainer.train`), which finds the group
-and trains its share of every global batch (`remedies.distributed`). After training, rank 0
+GPU); each worker runs the ordinary trainer (`remedies.engine.trainer.train`), which finds the group
+and trains its share of every global batch (`remedies.engine.distributed`). After training, rank 0
 runs the measures on its own device (the one Ray gave it: a search's trial driver holds no GPU
 and only a sliver of CPU, so measuring there would use what Ray did not give it) while the
 other ranks wait at the report; rank 0 then hands the measured result back through a Ray
@@ -27,7 +27,7 @@ from remedies.errors import ConfigError
 
 if TYPE_CHECKING:
     from remedies.data import Splits, StreamSplits
-    from remedies.trainer import TrainResult
+    from remedies.engine.trainer import TrainResult
 
 RESULT_FILE = "result.pt"
 
@@ -69,53 +69,47 @@ def run_on_workers(
     workers: int,
     *,
     use_gpu: bool = False,
-    log: bool = True,
     per_worker: dict[str, float] | None = None,
 ) -> Any:
     """`fn(payload)` on each of `workers` Ray Train workers (process group initialised); returns
     rank 0's return value. `per_worker`: each worker's Ray resources (default 1 CPU, or 1 GPU).
-    Starts a local Ray when none is running (and stops it after)."""
+    Ray is the caller's to start (`remedies.search.runtime.ray_session`: the one `ray.init`)."""
     import ray
     from ray.train import Checkpoint, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    started = not ray.is_initialized()
-    if started:
-        ray.init(include_dashboard=False, log_to_driver=log, configure_logging=False)
-    try:
-        ref = ray.put(payload)  # the object store, not the trainer's pickled config
+    if not ray.is_initialized():
+        raise RuntimeError("Ray is not running: start it with remedies.search.runtime.ray_session")
+    ref = ray.put(payload)  # the object store, not the trainer's pickled config
 
-        def on_worker(config: dict[str, Any]) -> None:
-            import ray.train
-            import ray.train.torch
+    def on_worker(config: dict[str, Any]) -> None:
+        import ray.train
+        import ray.train.torch
 
-            if use_gpu:
-                torch.cuda.set_device(ray.train.torch.get_device())
-            out = fn(ray.get(config["payload"]))
-            rank = ray.train.get_context().get_world_rank()
-            with tempfile.TemporaryDirectory() as d:
-                checkpoint = None
-                if rank == 0:
-                    torch.save(out, Path(d) / RESULT_FILE)
-                    checkpoint = Checkpoint.from_directory(d)
-                # every rank reports (or rank 0 waits forever); rank 0's carries the result
-                ray.train.report({"done": 1}, checkpoint=checkpoint)
+        if use_gpu:
+            torch.cuda.set_device(ray.train.torch.get_device())
+        out = fn(ray.get(config["payload"]))
+        rank = ray.train.get_context().get_world_rank()
+        with tempfile.TemporaryDirectory() as d:
+            checkpoint = None
+            if rank == 0:
+                torch.save(out, Path(d) / RESULT_FILE)
+                checkpoint = Checkpoint.from_directory(d)
+            # every rank reports (or rank 0 waits forever); rank 0's carries the result
+            ray.train.report({"done": 1}, checkpoint=checkpoint)
 
-        with tempfile.TemporaryDirectory(prefix="remedies-workers-") as storage:
-            result = TorchTrainer(
-                on_worker,
-                train_loop_config={"payload": ref},
-                scaling_config=ScalingConfig(
-                    num_workers=workers, use_gpu=use_gpu, resources_per_worker=per_worker
-                ),
-                run_config=RunConfig(name="remedies-train", storage_path=storage),
-            ).fit()
-            assert result.checkpoint is not None
-            with result.checkpoint.as_directory() as d:
-                return torch.load(Path(d) / RESULT_FILE, weights_only=False)
-    finally:
-        if started:
-            ray.shutdown()
+    with tempfile.TemporaryDirectory(prefix="remedies-workers-") as storage:
+        result = TorchTrainer(
+            on_worker,
+            train_loop_config={"payload": ref},
+            scaling_config=ScalingConfig(
+                num_workers=workers, use_gpu=use_gpu, resources_per_worker=per_worker
+            ),
+            run_config=RunConfig(name="remedies-train", storage_path=storage),
+        ).fit()
+        assert result.checkpoint is not None
+        with result.checkpoint.as_directory() as d:
+            return torch.load(Path(d) / RESULT_FILE, weights_only=False)
 
 
 def train_on_workers(
@@ -155,7 +149,6 @@ def train_on_workers(
         _train_worker,
         workers=cfg.train.workers,
         use_gpu=uses_gpu(cfg) if per_worker is None else per_worker.get("GPU", 0) > 0,
-        log=progress,
         per_worker=per_worker,
     )
     if report is None and expose_state is None:
@@ -246,8 +239,8 @@ def _worker_report(
     which every rank then follows (a snapshot: all ranks' RNGs gathered on rank 0)."""
     import torch.distributed as dist
 
-    from remedies.distributed import world
-    from remedies.trainer import _get_rngs
+    from remedies.engine.distributed import world
+    from remedies.engine.trainer import get_rngs
 
     rows, replies = stream
     rank, size = world()
@@ -263,7 +256,7 @@ def _worker_report(
             if msg[0] != "save":
                 return
             rngs: list[Any] | None = [None] * size if rank == 0 else None
-            dist.gather_object(_to_cpu(_get_rngs()), rngs, dst=0)
+            dist.gather_object(_to_cpu(get_rngs()), rngs, dst=0)
             if rank == 0:
                 rows.put(("state", {**_to_cpu(capture[0]()), "rank_rngs": rngs}))
 
@@ -272,8 +265,8 @@ def _worker_report(
 
 def _train_worker(payload: dict[str, Any]) -> TrainResult:
     from remedies.config import parse_config
-    from remedies.distributed import world
-    from remedies.trainer import measure_result, train
+    from remedies.engine.distributed import world
+    from remedies.engine.trainer import measure_result, train
 
     cfg = parse_config(payload["config"])
     rank, size = world()

@@ -185,11 +185,11 @@ def s3_server(tmp_path_factory):
     proc.wait(timeout=20)
 
 
-@pytest.fixture(scope="session")
-def postgres():
+def postgres_server():
     """A real PostgreSQL server (Debian's `postgresql`) on 127.0.0.1, its own data folder, one
-    empty database; yields its SQLAlchemy URL. Skipped where the server is not installed,
-    unless REMEDIES_REQUIRE_POSTGRES=1 (set by CI, which installs it)."""
+    empty database; yields its SQLAlchemy URL, and stops the server after. Skipped where the
+    server is not installed, unless REMEDIES_REQUIRE_POSTGRES=1 (set by CI, which installs it).
+    A plain generator, so a script (benchmarks/lock_stress.py) starts one as the tests do."""
     import shutil
     import tempfile
 
@@ -230,6 +230,11 @@ def postgres():
             capture_output=True,
         )
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    yield from postgres_server()
 
 
 @pytest.fixture(scope="module")

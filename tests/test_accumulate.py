@@ -1,4 +1,5 @@
-"""`train.accumulate: auto`: the fewest micro-batches that fit the device (remedies.accumulate).
+"""`train.accumulate: auto`: the fewest micro-batches that fit the device
+(remedies.engine.accumulate).
 
 The choice is checked against a memory limit stated in samples (the pure rule), on CPU (where
 auto is 1 and trains exactly as accumulate 1), and on a real GPU when there is one: a global
@@ -10,11 +11,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from remedies.accumulate import micro_batch_counts, pick_accumulate
 from remedies.cli import main
 from remedies.config import parse_config
+from remedies.engine.accumulate import micro_batch_counts, pick_accumulate
+from remedies.engine.trainer import train
 from remedies.errors import ConfigError
-from remedies.trainer import train
 
 DATA = {
     "factory": "tests.factories:blobs",

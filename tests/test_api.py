@@ -2,9 +2,10 @@
 
 The loop below is what a user would write around their own model and data: plain PyTorch, with
 the recipe answering batch size, lr, batch transform and the step. It imports nothing from
-`remedies.trainer`. For every registered remedy (parametrised over the registry, so a new one is
-covered the day it exists) its final weights and validation accuracy equal the trainer's exactly
-on CPU — the trainer is a loop on the same API, so any drift means the two have come apart.
+`remedies.engine.trainer`. For every registered remedy (parametrised over the registry, so a new
+one is covered the day it exists) its final weights and validation accuracy equal the
+trainer's exactly on CPU — the trainer is a loop on the same API, so any drift means the two
+have come apart.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import torch.nn.functional as F
 import remedies
 from remedies.catalog import REMEDIES
 from remedies.data import Splits
+from remedies.engine.trainer import train
 from remedies.errors import ConfigError
 from remedies.models import create_model
-from remedies.trainer import train
 
 SEED = 3
 N_TRAIN, N_VAL, DIM, CLASSES = 320, 80, 24, 4

@@ -546,7 +546,7 @@ def test_a_password_in_a_refused_uri_is_never_printed(workdir, capsys):
 
 
 def test_mask_hides_only_the_password():
-    from remedies.search.tracking import mask, resolve
+    from remedies.stores.tracking import mask, resolve
 
     assert mask("http://bob:s3cr3t@host:5000/p") == "http://bob:***@host:5000/p"
     assert mask("http://host:5000") == "http://host:5000"

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from remedies.checkpoint import load_checkpoint, load_checkpoint_config, save_checkpoint
 from remedies.cli import main
 from remedies.config import parse_config
+from remedies.engine.checkpoint import load_checkpoint, load_checkpoint_config, save_checkpoint
+from remedies.engine.trainer import TrainResult
 from remedies.errors import ConfigError
-from remedies.trainer import TrainResult, train
+from remedies.launch import fit
 from tests.helpers import write_npz
 
 PLAIN = (dict, list, str, int, float, bool, type(None), torch.Tensor)
@@ -39,7 +40,7 @@ def run(tmp_path_factory) -> TrainResult:
             "remedies": {"ghost_bn": {"ghost_batch": 16}},  # a remedy that rebuilds modules on load
         }
     )
-    return train(cfg, measure=False, progress=False, out_dir=d / "run")
+    return fit(cfg, measure=False, progress=False, out_dir=d / "run")
 
 
 def test_saved_checkpoint_loads_weights_only_and_round_trips(run):

@@ -23,7 +23,7 @@ from remedies.catalog import REMEDIES
 from remedies.cli import main
 from remedies.config import parse_config
 from remedies.data import Splits, load_data
-from remedies.trainer import train
+from remedies.engine.trainer import train
 
 ATOL = 1e-5
 B = 64  # global batch: 4 steps an epoch on 256 samples
@@ -105,7 +105,7 @@ def _train_all(payload: dict[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
 def k2_runs(ray_workers, splits) -> dict[str, dict[str, torch.Tensor]]:
     from remedies.workers import run_on_workers
 
-    return run_on_workers(_train_all, {"configs": K2_CONFIGS, "splits": splits}, 2, log=False)
+    return run_on_workers(_train_all, {"configs": K2_CONFIGS, "splits": splits}, 2)
 
 
 def one_worker(raw: dict[str, Any], splits: Splits) -> dict[str, torch.Tensor]:
@@ -247,8 +247,8 @@ def test_cli_trains_on_two_workers(tmp_path, ray_workers, splits, capsys):
     """The whole path: CLI → Ray Train (2 workers) → the driver's checkpoint, equal to K = 1;
     the Keskar measure, taken on rank 0 before the workers end, equals the same measure taken
     here, independently, on the checkpointed weights."""
+    from remedies.engine.trainer import measure_data
     from remedies.measures import run_measures
-    from remedies.trainer import measure_data
 
     out, summary = tmp_path / "out", tmp_path / "summary.json"
     measure = {"keskar": {"eps": [1e-3], "iters": 2, "init": "vertex"}, "max_samples": 64}

@@ -16,7 +16,7 @@ from remedies.hooks import Remedy
 from remedies.measures.config import MeasureConfig
 from remedies.reproduce.protocol import MNIST1D_SAMPLES, ReproduceOptions
 from remedies.search.space import SearchSpace, parse_space
-from remedies.search.tracking import OUTAGE_LIMIT_S
+from remedies.stores.tracking import OUTAGE_LIMIT_S
 from tests.docs_check import (
     ALL,
     PAGES,

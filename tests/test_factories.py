@@ -11,7 +11,7 @@ import yaml
 from remedies.cli import main
 from remedies.config import parse_config
 from remedies.data import Splits, StreamSplits, load_data
-from remedies.trainer import train
+from remedies.engine.trainer import train
 
 KW = {"n_train": 360, "dim": 16, "classes": 3}
 

@@ -15,8 +15,8 @@ import torch
 from remedies.catalog import REMEDIES
 from remedies.config import DataConfig, parse_config
 from remedies.data import FASHION_MNIST, IDX_FILES, load_data
+from remedies.engine.trainer import train
 from remedies.errors import ConfigError
-from remedies.trainer import train
 
 DEBIAN = FASHION_MNIST.system
 assert DEBIAN is not None
@@ -163,7 +163,7 @@ def test_precision_is_validated_once():
 
 def test_an_fp16_checkpoint_loads_on_a_cpu(tmp_path):
     """A run trained in fp16 on a GPU is measured anywhere: its recipe is rebuilt in fp32."""
-    from remedies.checkpoint import load_checkpoint, save_checkpoint
+    from remedies.engine.checkpoint import load_checkpoint, save_checkpoint
 
     cfg = parse_config(
         {

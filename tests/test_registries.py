@@ -18,13 +18,13 @@ from torch import nn
 from remedies.catalog import REMEDIES
 from remedies.config import DataConfig, parse_config
 from remedies.data import DATASETS, Splits, load_data, register_dataset
+from remedies.engine.trainer import train
 from remedies.errors import ConfigError
 from remedies.measures import MeasureConfig, run_measures
 from remedies.measures.config import FAMILIES
 from remedies.measures.runner import MEASURES
 from remedies.models import MODELS, count_parameters, create_model
 from remedies.registry import Registry
-from remedies.trainer import train
 from tests.docs_check import code_blocks, section, text
 
 # --- every registry: an unknown name is one line listing the known ones -------------------------

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from remedies.batches import evaluate
-from remedies.checkpoint import load_checkpoint
 from remedies.cli import main
 from remedies.config import parse_config
 from remedies.data import load_data
-from remedies.trainer import train
+from remedies.engine.batches import evaluate
+from remedies.engine.checkpoint import load_checkpoint
+from remedies.engine.trainer import train
+from remedies.launch import fit
 from tests.helpers import write_npz
 
 
@@ -95,7 +96,7 @@ def test_checkpoint_round_trip(tmp_path, npz, bn):
     cfg = cfg_for(npz).model_copy(
         update={"model": cfg_for(npz).model.model_copy(update={"bn": bn})}
     )
-    r = train(cfg, out_dir=tmp_path, measure=False, progress=False)
+    r = fit(cfg, out_dir=tmp_path, measure=False, progress=False)
     model, cfg2, metrics = load_checkpoint(r.checkpoint, r.device)  # trained on CUDA when present
     assert cfg2 == cfg and metrics["test_accuracy"] == r.test_accuracy
     for (k, v), (k2, v2) in zip(r.model.state_dict().items(), model.state_dict().items()):
@@ -172,7 +173,7 @@ def test_grad_clip_bounds_every_optimiser_step_also_remedy_owned_ones(
 ):
     # plain SGD (no momentum) at lr 1: each optimiser step moves the weights by lr·‖clipped g‖,
     # so with clipping at 1e-4 one epoch (11 batches) moves them at most 11·k·1e-4 in total
-    from remedies.trainer import build_model, seed_everything
+    from remedies.engine.trainer import build_model, seed_everything
 
     def weights(model):
         return torch.cat([p.detach().reshape(-1) for p in model.parameters()])

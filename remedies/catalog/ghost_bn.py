@@ -3,9 +3,10 @@
 In training mode each BN layer normalises every g-sized slice of the large batch by that slice's
 own mean and variance, restoring the noisier SB normalisation. The ghost layers subclass the BN
 layers they replace and keep the same parameters and buffers, so a checkpoint's state_dict keys
-match and `remedies.checkpoint` (which re-runs `setup`) reloads it. With `running` BN the running
-statistics are updated once per forward, from the average of the slices' statistics (once per
-slice in the rare uneven case, when B is not a multiple of g); in `batch` mode there are none.
+match and `remedies.engine.checkpoint` (which re-runs `setup`) reloads it. With `running` BN
+the running statistics are updated once per forward, from the average of the slices'
+statistics (once per slice in the rare uneven case, when B is not a multiple of g); in `batch` mode
+there are none.
 Evaluation is unchanged (full-batch or running statistics).
 """
 

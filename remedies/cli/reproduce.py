@@ -74,7 +74,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         if not 0 <= gpu:
             raise ConfigError("--gpu", f"'auto' or a number ≥ 0 (GPUs per run), got {args.gpu!r}")
     check_batches(plan(opts))  # every run is checked here, before Ray, MLflow or the folder
-    command = "remedies reproduce " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    # the report's command is the one that makes it: `--resume` continues it, it changes nothing
+    given = [a for a in sys.argv[2:] if a != "--resume"]
+    command = "remedies reproduce " + " ".join(shlex.quote(a) for a in given)
     try:
         s = reproduce(
             opts,
@@ -90,7 +92,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             resume=args.resume,
         )
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the finished runs are on disk
-        hint = command.strip() + ("" if args.resume else " --resume")
+        hint = command.strip() + " --resume"
         print(
             f"remedies: reproduce interrupted; its finished runs are kept in {args.out}/runs/ "
             f"— continue with: {hint}",

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from remedies.cli.search import DEFAULT_STORAGE
-from remedies.results.backup import backup, restore
+from remedies.errors import ConfigError
 from remedies.results.export import export
-from remedies.results.report import load_study, text_report
+from remedies.results.report import load_study, text_report, write_artifacts
+from remedies.stores.backup import backup, restore
+
+if TYPE_CHECKING:
+    from remedies.config import RunConfig
+    from remedies.engine.trainer import TrainResult
+
+
+def _train_quietly(cfg: RunConfig) -> TrainResult:
+    """One run of `export --confirm-seeds`: no measures, no per-epoch lines."""
+    from remedies.launch import fit  # here: torch (and Ray, for K workers) only when confirming
+
+    return fit(cfg, measure=False, progress=False)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -21,6 +34,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         args.confirm_seeds,
         args.format,
         args.workers,
+        train=_train_quietly,
     )
     for p in paths:
         print(f"wrote {p}")
@@ -28,7 +42,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    print(text_report(load_study(args.name, args.storage)))
+    study = load_study(args.name, args.storage)
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise ConfigError("--out", f"{args.out} is a file; allowed: a folder (made if missing)")
+    print(text_report(study))
+    if args.out is not None:  # the parent run's figures and tables, from the study alone
+        args.out.mkdir(parents=True, exist_ok=True)
+        for p in write_artifacts(study, args.out):
+            print(f"wrote {p}")
     return 0
 
 
@@ -93,6 +114,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("report", help="trials, Pareto front, and sharpness-vs-gap correlation")
     r.add_argument("name")
     r.add_argument("--storage", default=DEFAULT_STORAGE)
+    r.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="also write the search's figures and tables (pareto.csv, the PNGs, answer.txt, "
+        "sharpness_evidence.json) into this folder, as logged on its parent run (less the "
+        "learning curves, which are MLflow's)",
+    )
     r.set_defaults(func=cmd_report)
 
     b = sub.add_parser("backup", help="snapshot the study and MLflow SQLite files to a folder/URI")

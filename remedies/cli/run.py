@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import torch
 
 from remedies.config import load_config
 from remedies.data import load_data
+from remedies.engine.precision import resolve_precision
+from remedies.engine.trainer import build_model, pick_device
 from remedies.io import write_json
-from remedies.precision import resolve_precision
-from remedies.trainer import build_model, pick_device, train
+from remedies.launch import fit
 from remedies.workers import check_placeable
 
 
@@ -24,7 +26,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     # a too-large batch, or one that does not split over the workers, fails before any training
     cfg.train.resolve_batch_size(splits.n_train)
     _check_workers(cfg)
-    result = train(cfg, splits=splits, out_dir=args.out, progress=not args.quiet)
+    with _ray_for(cfg):  # K workers: Ray up for the run (its one start-up, with the search's)
+        result = fit(cfg, splits=splits, out_dir=args.out, progress=not args.quiet)
     summary = result.summary()
     if args.json:
         write_json(args.json, summary)
@@ -50,6 +53,14 @@ def _check_precision(cfg) -> None:
     """train.precision on this machine's device (fp16 needs CUDA), before any data is read."""
 
     resolve_precision(cfg.train, pick_device(cfg.train.device))
+
+
+def _ray_for(cfg) -> AbstractContextManager[None]:
+    if cfg.train.workers == 1:
+        return nullcontext()
+    from remedies.search.runtime import ray_session  # here: Ray takes seconds to import
+
+    return ray_session(None)
 
 
 def _check_workers(cfg) -> None:

@@ -20,7 +20,6 @@ from remedies.data import load_data
 from remedies.reproduce.protocol import ReproduceOptions, RunSpec, plan
 from remedies.reproduce.report import write_report
 from remedies.reproduce.task import run_one
-from remedies.search import tracking
 from remedies.search.node_types import gpus_per_trial
 from remedies.search.runtime import (
     TaskPool,
@@ -29,6 +28,7 @@ from remedies.search.runtime import (
     start_ray,
     stop_ray,
 )
+from remedies.stores import tracking
 
 
 @dataclass

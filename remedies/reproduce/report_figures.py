@@ -7,11 +7,11 @@ from typing import Any
 
 from remedies.config import parse_config
 from remedies.data import Splits, load_data
+from remedies.engine.trainer import build_model, pick_device
 from remedies.measures.interpolation import interpolate, plot_interpolation, write_csv
 from remedies.reproduce.figures import plot_vs
 from remedies.reproduce.numbers import fmt_g, label, mean_std
 from remedies.stats import kendall_tau
-from remedies.trainer import build_model, pick_device
 
 
 def fig3_section(net, sb, lb, out, pngs) -> list[str]:

@@ -14,8 +14,9 @@ import torch
 
 from remedies.config import parse_config
 from remedies.data import Splits, StreamSplits, load_data
+from remedies.engine.trainer import build_model, pick_device, seed_everything
+from remedies.launch import fit
 from remedies.models import count_parameters
-from remedies.trainer import build_model, pick_device, seed_everything, train
 
 
 def initial_weights(raw: dict[str, Any], splits: Splits | StreamSplits) -> torch.Tensor:
@@ -61,7 +62,7 @@ def run_one(
         os.replace(tmp, state)  # whole or not at all
         last[0] = time.monotonic()
 
-    res = train(cfg, splits=splits, progress=False, resume=resume, report=save,
+    res = fit(cfg, splits=splits, progress=False, resume=resume, report=save,
                 expose_state=capture.append)  # fmt: skip
     x0 = initial_weights(raw, splits)
     out: dict[str, Any] = {

@@ -5,7 +5,7 @@ the driver is gone. Three things:
   * `Rule`: `--pick "max val_accuracy where speedup_vs_sb >= 2 and gap_closed >= 1"` — a choice
     among the completed trials in the terms the user asks in;
   * `answer_line`: "best recipe: trial 7, 79.1 % test (SB 78.7 %), 2.3× faster than SB to SB's
-    accuracy" — time to target (`remedies.search.target`), the whole-budget ratio beside it;
+    accuracy" — time to target (`remedies.results.target`), the whole-budget ratio beside it;
   * `references_text`: the references and the validation standard error, so a 0.5-point
     difference can be read against the noise of the split it was selected on.
 """
@@ -19,9 +19,8 @@ from typing import Any
 
 from remedies.errors import ConfigError
 from remedies.results.evidence_report import with_sharpness_warning
-from remedies.search.optuna_space import finite
-from remedies.search.scores import fastest_sb
-from remedies.search.target import reach, stderr_points
+from remedies.results.target import fastest_sb, reach, stderr_points
+from remedies.stats import finite
 
 __all__ = ["MATCH_POINTS", "Rule", "answer_line", "best_recipe", "references_text", "stderr_points"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from remedies.results.answer import metric
-from remedies.search.optuna_space import finite
+from remedies.stats import finite
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure  # (as above)

@@ -3,7 +3,7 @@
 One row per batch size among a search's completed trials (a space that searches
 `train.batch_size` over a ladder has several; every other search has one): the best recipe at
 that batch — the fastest to the search's target, or the most accurate when none reached it —
-with its accuracies, time and steps to target and scaling efficiency (`remedies.search.target`).
+with its accuracies, time and steps to target and scaling efficiency (`remedies.results.target`).
 Then the largest batch that reached the target, the critical batch size by the measured curve and
 by B_simple's prediction, and a figure of the steps ratio against the batch ratio, measured and
 predicted. Reads trial rows and the references only.
@@ -14,14 +14,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from remedies.results.answer import metric, reached
-from remedies.search.optuna_space import finite
-from remedies.search.target import (
+from remedies.results.target import (
     ABOVE_BATCH_RATIO,
     OVERHEAD,
     critical_batch_measured,
     critical_batch_predicted,
     predicted_steps_ratio,
 )
+from remedies.stats import finite
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

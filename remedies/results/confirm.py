@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import statistics
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from remedies.config import parse_config
-from remedies.trainer import train
+from remedies.config import RunConfig, parse_config
 
 TOP = 3  # candidates re-trained (each K times): the cost stays a few runs
+
+
+class Result(Protocol):
+    val_accuracy: float
+    test_accuracy: float
+
+
+Train = Callable[[RunConfig], Result]  # one run, trained without measures or progress lines
 
 
 def candidates(rows: list[dict[str, Any]], key, top: int = TOP) -> list[dict[str, Any]]:
@@ -23,8 +31,11 @@ def candidates(rows: list[dict[str, Any]], key, top: int = TOP) -> list[dict[str
     return sorted(rows, key=key, reverse=True)[:top]
 
 
-def confirm(rows: list[dict[str, Any]], seeds: int, quiet: bool = False) -> list[dict[str, Any]]:
-    """Re-train each row's config with seeds seed+1 … seed+K (no measures); store per-seed
+def confirm(
+    rows: list[dict[str, Any]], seeds: int, train: Train, quiet: bool = False
+) -> list[dict[str, Any]]:
+    """Re-train each row's config with seeds seed+1 … seed+K (no measures) through `train` (the
+    caller's: `remedies.launch.fit`, so this reader starts no workers itself); store per-seed
     validation and test accuracy (the search's own run first) in `row["confirm"]`."""
 
     for r in rows:
@@ -33,7 +44,7 @@ def confirm(rows: list[dict[str, Any]], seeds: int, quiet: bool = False) -> list
         for k in range(1, seeds + 1):
             cfg = base.model_copy(deep=True)
             cfg.train.seed = base.train.seed + k
-            res = train(cfg, measure=False, progress=False)
+            res = train(cfg)
             val.append(res.val_accuracy)
             test.append(res.test_accuracy)
             used.append(cfg.train.seed)

@@ -19,7 +19,7 @@ from remedies.results import confirm
 from remedies.results.answer import Rule, metric
 from remedies.results.export_python import render_python
 from remedies.results.report import front_rows, load_study, objectives_of, pick, value_of
-from remedies.search.optuna_space import trial_rows
+from remedies.results.rows import trial_rows
 
 FORMATS = {"yaml": ".yaml", "python": ".py"}  # --format → file suffix
 
@@ -66,7 +66,7 @@ def _check_pick(how: str) -> None:
         Rule.parse(how)
 
 
-def _confirmed(study, how: str, seeds: int) -> tuple[dict[str, Any], str]:
+def _confirmed(study, how: str, seeds: int, train: confirm.Train) -> tuple[dict[str, Any], str]:
     """--confirm-seeds: the top candidates of the pick re-trained over `seeds` extra seeds; the
     one with the best mean validation accuracy, and the header line saying so."""
 
@@ -89,7 +89,7 @@ def _confirmed(study, how: str, seeds: int) -> tuple[dict[str, Any], str]:
             return sign * v
 
         key = by_rule
-    cands = confirm.confirm(confirm.candidates(pool, key), seeds)
+    cands = confirm.confirm(confirm.candidates(pool, key), seeds, train)
     best = max(cands, key=confirm.mean_val)
     return best, confirm.header(best, cands, study.user_attrs.get("references"))
 
@@ -127,9 +127,11 @@ def export(
     confirm_seeds: int = 0,
     fmt: str = "yaml",
     workers: int = 1,
+    train: confirm.Train | None = None,
 ) -> list[Path]:
     """Write the picked trials as run configs (`fmt` yaml) or runnable scripts (python; with
-    `workers` K, for `torchrun --nproc-per-node K` — it runs alone as well)."""
+    `workers` K, for `torchrun --nproc-per-node K` — it runs alone as well). `train` trains
+    the runs `confirm_seeds` asks for (the CLI passes `remedies.launch.fit`)."""
     _check_pick(how)
     if workers < 1 or (workers > 1 and fmt != "python"):
         raise ConfigError(
@@ -138,6 +140,8 @@ def export(
         )
     if confirm_seeds < 0:
         raise ConfigError("--confirm-seeds", f"must be ≥ 0, got {confirm_seeds}")
+    if confirm_seeds and train is None:
+        raise ValueError("confirm_seeds needs `train`, the function that trains one run config")
     if confirm_seeds and how == "pareto":
         raise ConfigError(
             "--confirm-seeds",
@@ -152,7 +156,8 @@ def export(
     objs = objectives_of(study)
     note = ""
     if confirm_seeds:
-        best, note = _confirmed(study, how, confirm_seeds)
+        assert train is not None  # checked above
+        best, note = _confirmed(study, how, confirm_seeds, train)
         chosen = [best]
     else:
         chosen = pick(study, how) if how in PICKS else pick_by_rule(study, how)

@@ -19,7 +19,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
-from remedies.search.optuna_space import finite
+from remedies.stats import finite
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -137,9 +137,15 @@ def plot_sharpness_vs_accuracy(
         ax.axvline(statistics.median(x for x, _, _, _ in points), c="gray", ls=":", lw=0.8)
         ax.axhline(statistics.median(y for _, y, _, _ in points), c="gray", ls=":", lw=0.8)
     labels = sorted({label for _, _, label, _ in points})
+    # one distinct colour per remedy set (a search often has more than tab10's ten), and
+    # a marker shape besides, so neighbours in the palette still differ
+    from matplotlib import colormaps  # here: start-up cost
+
+    cmap = colormaps["tab20"]
     for i, label in enumerate(labels):
         pts = [(x, y) for x, y, lab, _ in points if lab == label]
-        ax.scatter([x for x, _ in pts], [y for _, y in pts], c=f"C{i % 10}", s=24, label=label)
+        ax.scatter([x for x, _ in pts], [y for _, y in pts], color=cmap(i % 20),
+                   marker="osD^v"[i % 5], s=26, label=label)  # fmt: skip
     ringed = [(x, y) for x, y, _, flag in points if flag]
     if ringed:
         ax.scatter(
@@ -154,8 +160,10 @@ def plot_sharpness_vs_accuracy(
     readable_axis(ax, "y", [y for _, y, _, _ in points], log=False)
     ax.set_xlabel(f"{xlabel} (lower: flatter)")
     ax.set_ylabel("test_accuracy (%)")
-    if points:
-        ax.legend(fontsize=7, title="remedies", title_fontsize=7)
+    if points:  # beside the axes: inside, it hid the trials it names
+        ax.legend(fontsize=7, title="remedies", title_fontsize=7, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # fmt: skip
+        fig.set_size_inches(9.0, fig.get_size_inches()[1])
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from remedies.errors import ConfigError
 from remedies.results import evidence_report
 from remedies.results.answer import answer_line, references_text
 from remedies.results.baseline_plots import plot_gap_vs_speedup
-from remedies.results.batch_frontier import frontier_text, parent_metrics, plot_batch_frontier
+from remedies.results.batch_frontier import frontier_text, plot_batch_frontier
 from remedies.results.measures_report import measures_section
 from remedies.results.plots import (
     plot_accuracy_vs_sharpness,
@@ -28,10 +27,9 @@ from remedies.results.plots import (
     plot_pareto,
     plot_remedy_matrix,
 )
-from remedies.search import tracking
-from remedies.search.optuna_space import finite, trial_rows
-from remedies.search.study import open_storage, storage_exists
-from remedies.stats import kendall_tau_p
+from remedies.results.rows import trial_rows
+from remedies.stats import finite, kendall_tau_p
+from remedies.stores.optuna_storage import open_storage, storage_exists
 
 log = logging.getLogger(__name__)
 
@@ -285,20 +283,59 @@ def write_artifacts(
     given each trial's (epoch, val_accuracy) `curves`, learning_curves.png in folder `d`."""
     rows, front = front_rows(study)
     objs = objectives_of(study)
-    paths = []
-    csv_path = d / "pareto.csv"
-    with csv_path.open("w", newline="") as f:
+    figs: dict[str, Any] = {}
+    if len(objs) >= 2:
+        (mx, _), (my, _) = objs[0], objs[1]
+        done = [(_objective(r, my), _objective(r, mx)) for r in rows if point(r, objs) is not None]
+        fr = sorted(front, key=lambda r: _objective(r, my))
+        figs["pareto.png"] = plot_pareto(
+            done,
+            [(_objective(r, my), _objective(r, mx), r["number"]) for r in fr],
+            xlabel=my,
+            ylabel=mx,
+            title=study.study_name,
+        )
+    skeys = sorted({k for r in rows for k in r["sharpness"]})
+    series = {
+        k: [
+            (r["sharpness"][k], r["val_accuracy"])
+            for r in rows
+            if finite(r["sharpness"].get(k)) and finite(r["val_accuracy"])
+        ]
+        for k in skeys
+    }
+    figs["accuracy_vs_sharpness.png"] = plot_accuracy_vs_sharpness(series)
+    refs = study.user_attrs.get("references")
+    if refs:
+        figs["gap_vs_speedup.png"] = plot_gap_vs_speedup(rows, refs, study.study_name)
+        if refs.get("target"):
+            figs["batch_frontier.png"] = plot_batch_frontier(rows, refs, study.study_name)
+    if curves is not None:
+        figs["learning_curves.png"] = plot_learning_curves(curves, [r["number"] for r in front])
+    searched = list((study.user_attrs.get("space") or {}).get("remedies") or {})
+    used = [set((r["config"] or {}).get("remedies", {})) for r in front]
+    names = sorted({*searched, *(n for u in used for n in u)})
+    on = [[n in u for n in names] for u in used]
+    figs["remedies_on_front.png"] = plot_remedy_matrix([r["number"] for r in front], names, on)
+    paths = [_pareto_csv(front, objs, d / "pareto.csv")]
+    for name, fig in figs.items():
+        fig.savefig(d / name, dpi=100)
+        paths.append(d / name)
+    if refs:
+        (d / "answer.txt").write_text(answer_line(rows, refs) + "\n")
+        paths.append(d / "answer.txt")
+    paths += evidence_report.write_files(rows, [m for m, _ in objs], d, study.study_name)
+    return paths
+
+
+def _pareto_csv(front: list[dict[str, Any]], objs: list[tuple[str, str]], path: Path) -> Path:
+    """The front as a table: trial, objectives, accuracies, MLflow run and parameters."""
+    with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
-            [
-                "trial",
-                *[m for m, _ in objs],
-                "train_accuracy",
-                "test_accuracy",
-                "mlflow_run_id",
-                "params",
-            ]
-        )
+            ["trial", *[m for m, _ in objs], "train_accuracy", "test_accuracy", "mlflow_run_id",
+             "params"]
+        )  # fmt: skip
         for r in front:
             w.writerow(
                 [
@@ -310,105 +347,4 @@ def write_artifacts(
                     "; ".join(f"{k}={v}" for k, v in r["params"].items()),
                 ]
             )
-    paths.append(csv_path)
-    if len(objs) >= 2:
-        (mx, _), (my, _) = objs[0], objs[1]
-        done = [(_objective(r, my), _objective(r, mx)) for r in rows if point(r, objs) is not None]
-        fr = sorted(front, key=lambda r: _objective(r, my))
-        fig = plot_pareto(
-            done,
-            [(_objective(r, my), _objective(r, mx), r["number"]) for r in fr],
-            xlabel=my,
-            ylabel=mx,
-            title=study.study_name,
-        )
-        fig.savefig(d / "pareto.png", dpi=100)
-        paths.append(d / "pareto.png")
-    skeys = sorted({k for r in rows for k in r["sharpness"]})
-    series = {
-        k: [
-            (r["sharpness"][k], r["val_accuracy"])
-            for r in rows
-            if finite(r["sharpness"].get(k)) and finite(r["val_accuracy"])
-        ]
-        for k in skeys
-    }
-    plot_accuracy_vs_sharpness(series).savefig(d / "accuracy_vs_sharpness.png", dpi=100)
-    paths.append(d / "accuracy_vs_sharpness.png")
-    refs = study.user_attrs.get("references")
-    if refs:
-        plot_gap_vs_speedup(rows, refs, study.study_name).savefig(d / "gap_vs_speedup.png", dpi=100)
-        paths.append(d / "gap_vs_speedup.png")
-        if refs.get("target"):
-            fig = plot_batch_frontier(rows, refs, study.study_name)
-            fig.savefig(d / "batch_frontier.png", dpi=100)
-            paths.append(d / "batch_frontier.png")
-        (d / "answer.txt").write_text(answer_line(rows, refs) + "\n")
-        paths.append(d / "answer.txt")
-    if curves is not None:
-        fig = plot_learning_curves(curves, [r["number"] for r in front])
-        fig.savefig(d / "learning_curves.png", dpi=100)
-        paths.append(d / "learning_curves.png")
-    searched = list((study.user_attrs.get("space") or {}).get("remedies") or {})
-    used = [set((r["config"] or {}).get("remedies", {})) for r in front]
-    names = sorted({*searched, *(n for u in used for n in u)})
-    on = [[n in u for n in names] for u in used]
-    plot_remedy_matrix([r["number"] for r in front], names, on).savefig(
-        d / "remedies_on_front.png", dpi=100
-    )
-    paths.append(d / "remedies_on_front.png")
-    paths += evidence_report.write_files(rows, [m for m, _ in objs], d, study.study_name)
-    return paths
-
-
-def learning_curves(uri: str, rows: list[dict[str, Any]]) -> dict[int, list[tuple[float, float]]]:
-    """Each trial's (epoch, val_accuracy) from its MLflow run, where the per-epoch history is."""
-
-    curves: dict[int, list[tuple[float, float]]] = {}
-    for r in rows:
-        if not r.get("mlflow_run"):
-            continue
-        try:
-            hist = tracking.metric_history(uri, r["mlflow_run"], "val_accuracy")
-        except Exception as e:  # noqa: BLE001 - one unreadable run must not cost the other figures
-            log.warning("no learning curve for trial %s: %s", r["number"], e)
-            continue
-        curves[r["number"]] = [(float(step), v) for step, v in hist]
-    return curves
-
-
-def finish_search(study: optuna.Study, uri: str, parent: str, wall: float) -> dict[str, Any]:
-    """Log the front and plots to the parent run; return a summary for the CLI."""
-
-    rows, front = front_rows(study)
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["state"]] = counts.get(r["state"], 0) + 1
-    try:
-        with tempfile.TemporaryDirectory() as d:
-            curves = learning_curves(uri, rows)
-            tracking.log_files(uri, parent, write_artifacts(study, Path(d), curves))
-        metrics = {
-            "trials": len(rows),
-            "pareto_size": len(front),
-            "wall_time_s": wall,
-            **{f"trials_{k.lower()}": v for k, v in counts.items()},
-            **parent_metrics(rows, study.user_attrs.get("references")),
-            **evidence_report.parent_metrics(rows, study.user_attrs["metrics"]),
-        }
-        tracking.log_metrics(uri, parent, metrics)
-        if refs := study.user_attrs.get("references"):
-            tracking.set_tags(uri, parent, {"answer": answer_line(rows, refs)[:4000]})
-    except Exception as e:  # artifacts are a convenience; the study already holds the results
-        log.warning("could not log the search artifacts to MLflow: %s", e)
-
-    refs = study.user_attrs.get("references")
-    return {
-        "name": study.study_name,
-        "trials": len(rows),
-        "counts": counts,
-        "front": front,
-        "wall_time_s": wall,
-        "table": front_table(study, front),
-        "answer": answer_line(rows, refs) if refs else "",
-    }
+    return path

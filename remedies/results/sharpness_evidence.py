@@ -25,8 +25,7 @@ from dataclasses import dataclass, replace
 from itertools import combinations
 from typing import Any, Literal
 
-from remedies.search.optuna_space import finite
-from remedies.stats import kendall_tau, kendall_tau_interval
+from remedies.stats import finite, kendall_tau, kendall_tau_interval
 
 MIN_TRIALS = 3  # fewer completed trials give no ranking worth an interval
 CONFIDENCE = 0.95

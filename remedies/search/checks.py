@@ -11,12 +11,12 @@ from pathlib import Path
 import ray
 
 from remedies.errors import ConfigError
-from remedies.search import tracking
 from remedies.search.lock import being_run, live_holder
 from remedies.search.runtime import alive_nodes, missing_on_nodes, start_ray
 from remedies.search.space import SearchSpace
-from remedies.search.store import Results
-from remedies.search.study import storage_url, study_exists
+from remedies.stores import tracking
+from remedies.stores.optuna_storage import storage_url, study_exists
+from remedies.stores.results_dir import Results
 
 SHIP_LIMIT_BYTES = 512 * 2**20  # larger data sets are read by each trial from data.path
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

@@ -26,9 +26,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from remedies.config import parse_config
 from remedies.data import Splits, StreamSplits, load_data
+from remedies.engine.trainer import build_model
 from remedies.errors import ConfigError
-from remedies.results.report import finish_search
-from remedies.search import tracking
 from remedies.search.checks import (
     SHIP_LIMIT_BYTES,
     SearchOptions,
@@ -37,6 +36,7 @@ from remedies.search.checks import (
     join_cluster,
     node_files,
 )
+from remedies.search.close import finish_search
 from remedies.search.fair import check_batches
 from remedies.search.lock import DriverLock
 from remedies.search.node_types import gpus_per_trial
@@ -66,11 +66,12 @@ from remedies.search.searcher import (
 )
 from remedies.search.space import SearchSpace, base_raw
 from remedies.search.space_edits import space_changes
-from remedies.search.store import Results
-from remedies.search.study import Study, storage_url
+from remedies.search.study import Study
 from remedies.search.trainable import TrialContext, trial_fn
 from remedies.search.trial import ASHA_METRIC, asha_rungs, objective_values
-from remedies.trainer import build_model
+from remedies.stores import tracking
+from remedies.stores.optuna_storage import storage_url
+from remedies.stores.results_dir import Results
 
 log = logging.getLogger(__name__)
 

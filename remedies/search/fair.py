@@ -16,8 +16,8 @@ degenerate, stalling run: such ranges are refused before the search starts (`che
 from __future__ import annotations
 
 from remedies.config import RunConfig
+from remedies.engine.schedule import batch_schedule, schedule_context
 from remedies.errors import ConfigError
-from remedies.schedule import batch_schedule, schedule_context
 from remedies.search.space import MIN_BATCH, SearchSpace
 
 

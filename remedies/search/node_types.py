@@ -3,9 +3,10 @@
 An autoscaling cluster (`ray up` with `min_workers: 0`) starts with its head alone: at that
 moment it has no GPU at all, and deciding from the nodes that are up would request 0 GPUs per
 trial — CPU trials on a GPU cluster, and the GPU workers never launched. So `auto` also reads
-the autoscaler's node types: Ray's own record of the cluster config when the autoscaler
-reported one, else the config `ray up` leaves on the head (`~/ray_bootstrap_config.yaml`, with
-each node type's resources filled in from its instance type).
+the autoscaler's node types: the config `ray up` leaves on the head
+(`~/ray_bootstrap_config.yaml`, with each node type's resources filled in from its instance
+type). Ray's in-memory record of that config is reachable only through `ray._private` (no public
+API in Ray 2.60), so it is not read: the file is the autoscaler's own input, and the same.
 """
 
 from __future__ import annotations
@@ -37,14 +38,6 @@ def gpus_in_node_types(raw: dict[str, Any]) -> float:
 def autoscaler_gpus() -> tuple[float, str] | None:
     """(most GPUs per node of any node type, where that came from), or None when this driver
     sees no autoscaler config (a fixed cluster, or a local Ray)."""
-    try:
-        from ray._private.state import state
-
-        reported = state.get_max_resources_from_cluster_config()
-    except Exception:  # older Ray, or no config reported: fall back to the file
-        reported = None
-    if reported:
-        return float(reported.get("GPU", 0)), "the autoscaler's reported cluster config"
     path = Path(os.environ.get(CONFIG_ENV) or BOOTSTRAP).expanduser()
     if not path.is_file():
         return None

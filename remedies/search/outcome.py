@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from remedies.search.optuna_space import finite
+from remedies.stats import finite
 
 
 class Outcome(StrEnum):

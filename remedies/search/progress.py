@@ -10,9 +10,9 @@ import sys
 import time
 from typing import Any
 
-from remedies.search.optuna_space import finite
 from remedies.search.outcome import Decision, Outcome
 from remedies.search.space import SearchSpace
+from remedies.stats import finite
 
 SHOWN = (Outcome.COMPLETE, Outcome.PRUNED, Outcome.FAILED, Outcome.DIVERGED)
 

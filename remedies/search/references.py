@@ -35,17 +35,17 @@ import ray
 
 from remedies.config import config_to_dict, parse_config
 from remedies.measures.config import FAMILIES
-from remedies.search import tracking
+from remedies.results.target import reach, sb_target
 from remedies.search.node_types import gpus_per_trial
 from remedies.search.outcome import Decision, Outcome, decide
 from remedies.search.placement import driver_bundle, per_worker
 from remedies.search.runtime import INTERRUPT, TaskPool, first_line
 from remedies.search.scores import KEEP
 from remedies.search.space import SearchSpace, base_raw
-from remedies.search.store import Results
 from remedies.search.study import Study
-from remedies.search.target import reach, sb_target
 from remedies.search.trial import TrialSpec, run_trial
+from remedies.stores import tracking
+from remedies.stores.results_dir import Results
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +228,25 @@ class References:
             on_start=self._start,
         )
         shipped = pool.put(self.data)
+        args = self._submit(pool, shipped, gpu)
+        failed: list[str] = []
+        try:
+            failed = self._collect(pool, args, shipped, gpu)
+        except KeyboardInterrupt:
+            INTERRUPT.requested = True
+        if INTERRUPT.requested:
+            for key, _spec in pool.cancel():
+                if key in self.records:
+                    self._decide(key, decide(None, [], interrupted=True), None)
+            raise KeyboardInterrupt
+        if failed:
+            raise ReferenceFailed("; ".join(failed))
+        return self.summary()
+
+    def _submit(
+        self, pool: TaskPool, shipped: Any, gpu: float
+    ) -> dict[str, tuple[TrialSpec, dict[str, Any] | None]]:
+        """Every reference not complete yet, submitted; each one's spec and task options."""
         todo = [
             (k, c)
             for k, c in self.configs
@@ -252,50 +271,51 @@ class References:
                 opts = {"num_cpus": d["CPU"], "num_gpus": 0, "resources": res}
             args[key] = (spec, opts)
             pool.submit((key, spec), spec, shipped, gpu > 0, options=opts)
+        return args
+
+    def _collect(
+        self,
+        pool: TaskPool,
+        args: dict[str, tuple[TrialSpec, dict[str, Any] | None]],
+        shipped: Any,
+        gpu: float,
+    ) -> list[str]:
+        """Each reference decided as it ends, a crashed one resubmitted up to `max_failures`
+        times; the ones that failed for good, one line each."""
         failed: list[str] = []
         retries: dict[str, int] = {}
-        try:
-            while len(pool):
-                got = pool.next_done(timeout=1.0)
-                if got is None:
-                    continue
-                (key, spec), res, err = got
-                if err is not None and retries.get(key, 0) < self.space.max_failures:
-                    retries[key] = retries.get(key, 0) + 1
-                    log.warning(
-                        "reference %s crashed (%s); retry %d of %d from its saved state",
-                        key,
-                        first_line(err),
-                        retries[key],
-                        self.space.max_failures,
-                    )
-                    spec, opts = args[key]  # the same run: `run_trial` tags the attempt
-                    pool.submit((key, spec), spec, shipped, gpu > 0, options=opts, first=True)
-                    continue
-                if err is not None:
-                    self._decide(key, decide(None, [], error=first_line(err)), None)
-                    failed.append(f"{key}: {first_line(err)}")
-                    continue
-                self._decide(key, decide(res, ["val_accuracy"]), res)
-                self.state_root.child(key).remove()
-                if not self.quiet:
-                    print(
-                        f"reference {key} (batch {res['batch_size']}): val "
-                        f"{res['val_accuracy']:.2f} %, test {res['test_accuracy']:.2f} %, "
-                        f"train {res['train_time_s']:.1f} s on {res['threads']} thread(s)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-        except KeyboardInterrupt:
-            INTERRUPT.requested = True
-        if INTERRUPT.requested:
-            for key, _spec in pool.cancel():
-                if key in self.records:
-                    self._decide(key, decide(None, [], interrupted=True), None)
-            raise KeyboardInterrupt
-        if failed:
-            raise ReferenceFailed("; ".join(failed))
-        return self.summary()
+        while len(pool):
+            got = pool.next_done(timeout=1.0)
+            if got is None:
+                continue
+            (key, spec), res, err = got
+            if err is not None and retries.get(key, 0) < self.space.max_failures:
+                retries[key] = retries.get(key, 0) + 1
+                log.warning(
+                    "reference %s crashed (%s); retry %d of %d from its saved state",
+                    key,
+                    first_line(err),
+                    retries[key],
+                    self.space.max_failures,
+                )
+                spec, opts = args[key]  # the same run: `run_trial` tags the attempt
+                pool.submit((key, spec), spec, shipped, gpu > 0, options=opts, first=True)
+                continue
+            if err is not None:
+                self._decide(key, decide(None, [], error=first_line(err)), None)
+                failed.append(f"{key}: {first_line(err)}")
+                continue
+            self._decide(key, decide(res, ["val_accuracy"]), res)
+            self.state_root.child(key).remove()
+            if not self.quiet:
+                print(
+                    f"reference {key} (batch {res['batch_size']}): val "
+                    f"{res['val_accuracy']:.2f} %, test {res['test_accuracy']:.2f} %, "
+                    f"train {res['train_time_s']:.1f} s on {res['threads']} thread(s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        return failed
 
     def _start(self, item: tuple[str, TrialSpec]) -> None:
         """Just before a reference starts: its MLflow run is opened (and recorded) then, not

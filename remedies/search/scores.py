@@ -1,6 +1,6 @@
 """A trial's standing against the search's references: speed-up over SB and gap closed.
 
-speedup_vs_sb = t_SB / t_trial to the target                (`remedies.search.target`: the
+speedup_vs_sb = t_SB / t_trial to the target                (`remedies.results.target`: the
                 first evaluation at or above SB's best validation accuracy − tolerance; 0 when
                 the trial never reached it — infinitely slow: infeasible for any speed
                 constraint, and still a value an objective can rank; `reached_target` 0/1)
@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from remedies.search.target import predicted_steps_ratio, reach
+from remedies.results.target import fastest_sb, predicted_steps_ratio, reach
 
 # what a reference run keeps of its results
 KEEP = (
@@ -118,11 +118,3 @@ def to_target(refs: dict[str, Any], metrics: dict[str, Any], clock: str) -> dict
 
 def finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def fastest_sb(refs: dict[str, Any]) -> tuple[int, float]:
-    """(workers, training wall time) of SB on its fastest worker count: the SB reference on one
-    worker, or SB timed on a trial's K (`sb_speed`)."""
-    runs = [(1, float(refs["sb"]["train_time_s"]))]
-    runs += [(int(r["workers"]), float(r["train_time_s"])) for r in refs.get("sb_speed") or []]
-    return min(runs, key=lambda wt: wt[1])

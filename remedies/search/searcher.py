@@ -15,14 +15,14 @@ from typing import Any
 from ray.tune import Callback, Stopper
 from ray.tune.search import Searcher
 
-from remedies.search import tracking
 from remedies.search.outcome import Decision, Outcome, decide
 from remedies.search.progress import Progress
 from remedies.search.runtime import INTERRUPT
 from remedies.search.space import SearchSpace
-from remedies.search.store import Results
 from remedies.search.study import Study
 from remedies.search.trial import TRIAL_METRICS, run_config
+from remedies.stores import tracking
+from remedies.stores.results_dir import Results
 
 log = logging.getLogger(__name__)
 

@@ -134,7 +134,7 @@ class CheckpointEvery(_Strict):
 
 
 class TargetSpec(_Strict):
-    """What every run is timed to (`remedies.search.target`): the SB reference's best validation
+    """What every run is timed to (`remedies.results.target`): the SB reference's best validation
     accuracy less `tolerance` — `se` (one standard error of it on the validation split, the
     default) or a number of points ≥ 0 — or, when set, an absolute validation `accuracy`."""
 

@@ -9,10 +9,10 @@ from typing import Any
 import ray
 from ray import tune
 
-from remedies.search import tracking
 from remedies.search.space import SearchSpace
-from remedies.search.store import Results
 from remedies.search.trial import TrialSpec, run_trial
+from remedies.stores import tracking
+from remedies.stores.results_dir import Results
 
 
 @dataclass

@@ -21,16 +21,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from remedies.config import config_to_dict, flatten, parse_config
+from remedies.config import RunConfig, config_to_dict, flatten, parse_config
+from remedies.engine.trainer import TrainResult, pick_device
+from remedies.launch import fit
 from remedies.results.measures_report import suspect_flags, suspect_metrics
-from remedies.search import tracking
+from remedies.results.target import curve_of
 from remedies.search.fair import compare_from
-from remedies.search.optuna_space import finite
 from remedies.search.scores import scores
 from remedies.search.space import REFERENCE_METRICS, SearchSpace, resolve
-from remedies.search.store import Results
-from remedies.search.target import curve_of
-from remedies.trainer import pick_device, train
+from remedies.stats import finite
+from remedies.stores import tracking
+from remedies.stores.results_dir import Results
 
 REPORT_INTERVAL_S = 1.0  # per-epoch reporting period of a trial (seconds)
 ASHA_METRIC = "epoch_val_accuracy"
@@ -121,20 +122,64 @@ def run_trial(
     used when the trial's data config is that one (it is, unless the space samples `data.*`).
     Returns (and sends) the final row."""
     spec.target.apply()
-    uri, run_id = spec.target.uri, spec.run_id
     # MLflow's own convention: code in the run (a user's model or data factory) that calls
     # mlflow.start_run() logs into this trial's run
-    os.environ["MLFLOW_RUN_ID"] = run_id
-    space = spec.space
-    full = spec.config  # what is logged and exported: `auto` stays `auto`
-    cfg = parse_config(full)  # typed again from the dict the driver validated
+    os.environ["MLFLOW_RUN_ID"] = spec.run_id
+    cfg = _placed(spec, placement)
+    store = Results(spec.state_dir)  # on a cluster: storage every node reaches
+    resume = store.load_torch(STATE_FILE)
+    out = _open_attempt(spec, cfg, placement, resume)
+    saver = _Saver(spec, cfg, store, out, send, resume)
+    same = shipped is not None and shipped[0] == cfg.data.model_dump(mode="json")
+    result = fit(
+        cfg,
+        splits=shipped[1] if same else None,  # type: ignore[index]
+        report=saver.report,
+        progress=False,
+        resume=resume,
+        expose_state=saver.capture.append,
+        measure=spec.measure,
+        per_worker=spec.per_worker,
+    )
+    saver.queue_rest()
+    metrics = trial_metrics(spec, cfg, result)
+    objs = objective_values(spec.space, metrics)
+    _log_final(spec, out, metrics, result)
+    final_row = {
+        **{k: v for k, v in {**metrics, **objs}.items() if finite(v)},
+        "final": 1,
+        "diverged": result.diverged,
+        "epoch": result.epochs_run,
+        "epochs_run": result.epochs_run,
+        "config_json": json.dumps(spec.config),
+        "curve_json": json.dumps(metrics["curve"]),
+        "sharpness_json": json.dumps(result.sharpness),
+        "sharpness_suspect_json": json.dumps(suspect_flags(result.sharpness_details)),
+        "tracking_retries": out.retries,
+        "tracking_pending": 0,
+        "device": result.device,
+    }
+    send(final_row)
+    return final_row
+
+
+def _placed(spec: TrialSpec, placement: dict[str, str]) -> RunConfig:
+    """The trial's config as it trains here: on the CPU when Ray gave it no GPU."""
+    cfg = parse_config(spec.config)  # typed again from the dict the driver validated
     single = cfg.train.workers == 1  # else the workers get their GPUs from Ray Train
     if single and placement.get("gpu_ids", "none") == "none" and cfg.train.device == "auto":
         # Ray gave this trial no GPU: it must not use one behind Ray's back (another trial's)
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": "cpu"})})
-    store = Results(spec.state_dir)  # on a cluster: storage every node reaches
-    resume = store.load_torch(STATE_FILE)
+    return cfg
+
+
+def _open_attempt(
+    spec: TrialSpec, cfg: RunConfig, placement: dict[str, str], resume: dict[str, Any] | None
+) -> tracking.Outbox:
+    """This attempt on the trial's run: its params, its attempt tags, and its config (a first
+    attempt) or the saved epochs the run lacks (a continued one); the outbox it logs through."""
+    uri, run_id, full = spec.target.uri, spec.run_id, spec.config
     out = tracking.Outbox()
     out.put("params", lambda: tracking.log_params(uri, run_id, flatten(full)))
 
@@ -159,25 +204,40 @@ def run_trial(
         hist = resume["history"]
         out.put("catch-up", lambda: _catch_up(uri, run_id, hist))
     out.flush()
+    return out
 
-    pending: list[dict[str, Any]] = []
-    capture: list[Callable[[], dict[str, Any]]] = []
-    last = [-math.inf]  # the first epoch always saves: a retry never starts from nothing
-    saved = [resume["epoch"] if resume else 0, time.monotonic()]  # last state: epoch, time
-    every = space.checkpoint_every
 
-    first = compare_from(cfg, spec.n_train) if spec.n_train else 1
+class _Saver:
+    """The trial's per-epoch hook: at every save, the training state saved → the epochs'
+    metrics queued to MLflow → Tune told (the order in the module's docstring)."""
 
-    def tell(row: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        spec: TrialSpec,
+        cfg: RunConfig,
+        store: Results,
+        out: tracking.Outbox,
+        send: Callable[[dict[str, Any]], None],
+        resume: dict[str, Any] | None,
+    ) -> None:
+        self.spec, self.cfg, self.store, self.out, self.send = spec, cfg, store, out, send
+        self.pending: list[dict[str, Any]] = []
+        self.capture: list[Callable[[], dict[str, Any]]] = []
+        self.last = -math.inf  # the first epoch always saves: a retry never starts from nothing
+        self.saved = (resume["epoch"] if resume else 0, time.monotonic())  # last state
+        self.first = compare_from(cfg, spec.n_train) if spec.n_train else 1
+
+    def tell(self, row: dict[str, Any]) -> None:
         va = row.get("val_accuracy")
         # no rung value while the trial's curve-changing phase lasts: ASHA compares it from the
         # first rung after (a diverged trial reports 0 at once, so it is cut at the next rung)
         rung = (
             {ASHA_METRIC: va if finite(va) else 0.0}
-            if row["epoch"] >= first or not finite(va)
+            if row["epoch"] >= self.first or not finite(va)
             else {}
         )
-        send(
+        out = self.out
+        self.send(
             {
                 "epoch": row["epoch"],
                 **rung,
@@ -186,50 +246,47 @@ def run_trial(
             }
         )
 
-    def report(row: dict[str, Any]) -> None:
-        pending.append(row)
+    def report(self, row: dict[str, Any]) -> None:
+        self.pending.append(row)
         now, epoch = time.monotonic(), row["epoch"]
-        end = epoch >= cfg.train.epochs or not finite(row.get("val_accuracy"))
-        cadence = epoch - saved[0] >= every.epochs or (
-            every.minutes is not None and now - saved[1] >= 60 * every.minutes
+        every = self.spec.space.checkpoint_every
+        end = epoch >= self.cfg.train.epochs or not finite(row.get("val_accuracy"))
+        cadence = epoch - self.saved[0] >= every.epochs or (
+            every.minutes is not None and now - self.saved[1] >= 60 * every.minutes
         )
         # the default cadence (every epoch) is thinned to one save a REPORT_INTERVAL_S for
         # epochs faster than that; a cadence the space sets is kept as set
         default = every.epochs == 1 and every.minutes is None
-        throttled = default and now - last[0] < REPORT_INTERVAL_S
-        due = (cadence and not throttled) or epoch in spec.rungs
+        throttled = default and now - self.last < REPORT_INTERVAL_S
+        due = (cadence and not throttled) or epoch in self.spec.rungs
         if not (due or end):
             return
         if finite(row.get("train_loss")):
-            store.save_torch(STATE_FILE, capture[0]())
-            saved[:] = [epoch, now]
-        rows = list(pending)
-        out.put(
-            f"epochs {rows[0]['epoch']}-{rows[-1]['epoch']}",
-            lambda: tracking.log_metric_rows(uri, run_id, rows, [r["epoch"] for r in rows]),
-        )
-        pending.clear()
-        out.flush()
-        last[0] = time.monotonic()
-        tell(row)  # ASHA may stop the trial in here (SystemExit): all is saved and queued
+            self.store.save_torch(STATE_FILE, self.capture[0]())
+            self.saved = (epoch, now)
+        self._queue("epochs")
+        self.out.flush()
+        self.last = time.monotonic()
+        self.tell(row)  # ASHA may stop the trial in here (SystemExit): all is saved and queued
 
-    same = shipped is not None and shipped[0] == cfg.data.model_dump(mode="json")
-    result = train(
-        cfg,
-        splits=shipped[1] if same else None,  # type: ignore[index]
-        report=report,
-        progress=False,
-        resume=resume,
-        expose_state=capture.append,
-        measure=spec.measure,
-        per_worker=spec.per_worker,
-    )
-    if pending:  # epochs the budget grew by (train_longer) or a divergence left unsent
-        rows = list(pending)
-        out.put(
-            "last epochs",
-            lambda: tracking.log_metric_rows(uri, run_id, rows, [r["epoch"] for r in rows]),
+    def queue_rest(self) -> None:
+        """Epochs the budget grew by (train_longer), a stop rule ended early or a divergence
+        left unsent."""
+        if self.pending:
+            self._queue("last epochs")
+
+    def _queue(self, what: str) -> None:
+        rows, (uri, run_id) = list(self.pending), (self.spec.target.uri, self.spec.run_id)
+        label = f"{what} {rows[0]['epoch']}-{rows[-1]['epoch']}" if what == "epochs" else what
+        self.out.put(
+            label, lambda: tracking.log_metric_rows(uri, run_id, rows, [r["epoch"] for r in rows])
         )
+        self.pending.clear()
+
+
+def trial_metrics(spec: TrialSpec, cfg: RunConfig, result: TrainResult) -> dict[str, Any]:
+    """What a finished trial (or reference) is judged by: accuracies, sharpness, its times and
+    curve, and its standing against the references (`scores`)."""
     metrics: dict[str, Any] = {
         "val_accuracy": result.val_accuracy,
         "train_accuracy": result.train_accuracy,
@@ -254,31 +311,23 @@ def run_trial(
         "end_lr": result.history[-1].get("lr") if result.history else None,
     }
     metrics.update(scores(spec.references, metrics))
-    objs = objective_values(space, metrics)
+    return metrics
+
+
+def _log_final(
+    spec: TrialSpec, out: tracking.Outbox, metrics: dict[str, Any], result: TrainResult
+) -> None:
+    """The final_* metrics, once (a trial resumed after its end must not log them twice); then
+    everything queued is delivered, or the trial fails as the tracking server's loss."""
+    uri, run_id = spec.target.uri, spec.run_id
     final = {f"final_{k}": v for k, v in metrics.items() if finite(v)}
     # 1.0 where a measure doubts its own value (final_suspect_<key>)
     final.update({f"final_{k}": v for k, v in suspect_metrics(result.sharpness_details).items()})
 
-    def log_final() -> None:  # once: a trial resumed after its end must not log them twice
+    def log_final() -> None:
         if "final_val_accuracy" not in tracking.client(uri).get_run(run_id).data.metrics:
             tracking.log_metrics(uri, run_id, final, step=result.epochs_run)
 
     out.put("final metrics", log_final)
     if not out.drain(timeout_s=out.limit_s):
         raise tracking.TrackingLost(f"could not log to {uri}: {out.last_error}")
-    final_row = {
-        **{k: v for k, v in {**metrics, **objs}.items() if finite(v)},
-        "final": 1,
-        "diverged": result.diverged,
-        "epoch": result.epochs_run,
-        "epochs_run": result.epochs_run,
-        "config_json": json.dumps(full),
-        "curve_json": json.dumps(metrics["curve"]),
-        "sharpness_json": json.dumps(result.sharpness),
-        "sharpness_suspect_json": json.dumps(suspect_flags(result.sharpness_details)),
-        "tracking_retries": out.retries,
-        "tracking_pending": 0,
-        "device": result.device,
-    }
-    send(final_row)
-    return final_row

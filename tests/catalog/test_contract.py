@@ -14,13 +14,14 @@ import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-import remedies.applied as applied_mod
-import remedies.trainer as trainer_mod
+import remedies.engine.applied as applied_mod
+import remedies.engine.trainer as trainer_mod
 from remedies.catalog import REMEDIES
 from remedies.config import parse_config
 from remedies.data import Splits
+from remedies.engine.trainer import TrainResult, train
 from remedies.errors import ConfigError
-from remedies.trainer import TrainResult, train
+from remedies.launch import fit
 
 BUILT = [
     "augment",
@@ -447,7 +448,7 @@ def test_claims_reject_a_do_nothing_remedy(name, plain):
 def test_three_remedies_end_to_end(tmp_path):
     """The issue's composition check: warm start + lr scaling + ghost BN + SAM in one run, with
     `running` BN, through the real trainer, then a checkpoint reload of the ghost-BN model."""
-    from remedies.checkpoint import load_checkpoint
+    from remedies.engine.checkpoint import load_checkpoint
 
     raw = tiny(
         {
@@ -461,7 +462,7 @@ def test_three_remedies_end_to_end(tmp_path):
         checkpoint=True,
     )
     cfg = parse_config(raw)
-    r = train(cfg, measure=False, progress=False, out_dir=tmp_path)
+    r = fit(cfg, measure=False, progress=False, out_dir=tmp_path)
     assert [h["batch_size"] for h in r.history] == [32, 40, 40]
     assert [h["warm_start"] for h in r.history] == [1.0, 0.0, 0.0]
     assert r.history[-1]["lr"] == pytest.approx(1e-3 * 40 / 64)  # linear rule after warmup

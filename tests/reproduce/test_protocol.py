@@ -55,7 +55,7 @@ def test_sb_and_lb_of_a_seed_start_from_the_same_weights_and_x0_is_the_training_
     }
     rec = run_one(raw, keep_weights=True, splits=splits)
     cfg = parse_config(raw)
-    from remedies.trainer import build_model
+    from remedies.engine.trainer import build_model
 
     m = build_model(cfg, splits, "cpu")
     m.load_state_dict(rec["weights"])
@@ -138,9 +138,9 @@ def test_plan_for_a_convnet_on_fashion_mnist_builds_it_for_28x28x1_images(net) -
     data set and validates, the paper's SB of 256 and LB of 10 % fit, and the net is built for
     Fashion-MNIST's 1 × 28 × 28 samples — one input channel, 7 × 7 maps after the two 'same'
     poolings — not CIFAR's 3 × 32 × 32, and no sample is resized."""
+    from remedies.engine.trainer import build_model
     from remedies.models import output_shape
     from remedies.reproduce.protocol import check_batches, data_title
-    from remedies.trainer import build_model
 
     opts = ReproduceOptions(
         nets=[net],

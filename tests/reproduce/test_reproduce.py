@@ -118,7 +118,8 @@ def test_reproduce_c1_on_fashion_mnist_labels_every_row_with_its_data_set(mlflow
         nets=["C1"],
         data="fashion_mnist",
         seeds=1,
-        epochs=1,
+        epochs=3,  # the budget: the stop rule below ends both runs at their first epoch ≥ 20 %
+        until_train_acc=20.0,
         sb=64,
         batch_sizes=[64, "10%"],
         warm_k=[0],
@@ -132,6 +133,18 @@ def test_reproduce_c1_on_fashion_mnist_labels_every_row_with_its_data_set(mlflow
     assert len(recs) == 2 and {r["config"]["data"]["name"] for r in recs} == {"fashion_mnist"}
     assert {tuple(r["input_shape"]) for r in recs} == {(1, 28, 28)}
     assert recs[0]["n_train"] == 1350  # 1500 − the 10 % validation carve-out
+    # trained to the stopping point, not for a count: each run ends at the first epoch whose
+    # whole-training-set accuracy reads ≥ 20 %, and the report says where each stopped
+    for r in recs:
+        reads = [h["train_eval_accuracy"] for h in r["history"]]
+        assert r["converged"] is True and reads[-1] >= 20.0 > max(reads[:-1], default=0.0)
+        assert r["epochs_run"] == len(reads) <= 3
+        assert r["train_accuracy"] == pytest.approx(reads[-1])
+    assert "until ≥ 20 % training accuracy (at most 3 epochs)" in md
+    assert "Trained until ≥ 20 % training accuracy (whole training set, eval mode" in md
+    held = {claim: ok for claim, ok, _ in s["checks"]}
+    assert held["C1 / Fashion-MNIST: SB and LB both trained to the stopping point (≥ 20 % "
+                "training accuracy) within 3 epochs"]  # fmt: skip
     assert "Reproduction of" not in md.splitlines()[0]
     assert "C1 / Fashion-MNIST instead of CIFAR-10" in md.splitlines()[0]
     assert "## C1 / Fashion-MNIST (1350 training samples; the paper: C1 / CIFAR-10)" in md

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from remedies.results.report import load_study
-from remedies.search import tracking
 from remedies.search.driver import SearchOptions, run_search
 from remedies.search.space import parse_space
+from remedies.stores import tracking
 
 N = 3
 EXPERIMENT = "ui-view"

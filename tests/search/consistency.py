@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from remedies.results.report import load_study
-from remedies.search import tracking
 from remedies.search.outcome import Outcome
+from remedies.stores import tracking
 
 EXPECTED_STATUS = {o.value: o.mlflow_status for o in Outcome}
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from remedies.search import tracking
+from remedies.stores import tracking
 from tests.conftest import start_mlflow_server
 from tests.search.consistency import assert_consistent
 from tests.search.test_cluster_refusals import THREE

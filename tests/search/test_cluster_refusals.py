@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from remedies.search import tracking
+from remedies.stores import tracking
 from tests.search.consistency import assert_consistent
 from tests.search.test_faults import EXE, mid_training, space_file, trials, wait_for
 

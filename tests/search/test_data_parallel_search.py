@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from remedies.cli import main
-from remedies.search import tracking
+from remedies.stores import tracking
 from tests.search.consistency import assert_consistent
 from tests.search.test_faults import search
 from tests.search.test_lifecycle import assert_references_once
@@ -146,7 +146,7 @@ def test_two_workers_resume_exactly(ray_workers):
     import torch
 
     from remedies.config import parse_config
-    from remedies.trainer import train
+    from remedies.launch import fit
 
     raw = BASE
     raw = {**raw, "train": {**raw["train"], "epochs": 4, "workers": 2, "lr": 3e-3, "seed": 1}}
@@ -165,12 +165,12 @@ def test_two_workers_resume_exactly(ray_workers):
             saved.append(buf.getvalue())
 
     t0 = time.time()
-    full = train(cfg, report=report, expose_state=capture.append, measure=False, progress=False)
+    full = fit(cfg, report=report, expose_state=capture.append, measure=False, progress=False)
     assert rows == [1, 2, 3, 4] and len(saved) == 1
     state = torch.load(io.BytesIO(saved[0]), weights_only=True)
     assert len(state["rank_rngs"]) == 2 and state["epoch"] == 2
     rows.clear()
-    again = train(cfg, report=lambda r: rows.append(r["epoch"]), resume=state, measure=False)
+    again = fit(cfg, report=lambda r: rows.append(r["epoch"]), resume=state, measure=False)
     print(f"\n2 runs on 2 workers: {time.time() - t0:.0f} s")
     assert rows == [3, 4]
     a, b = full.model.state_dict(), again.model.state_dict()

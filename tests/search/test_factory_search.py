@@ -14,9 +14,9 @@ import yaml
 
 from remedies.cli import main
 from remedies.results.report import load_study
-from remedies.search import tracking
 from remedies.search.driver import SearchOptions, run_search
 from remedies.search.space import parse_space
+from remedies.stores import tracking
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 3

@@ -13,12 +13,12 @@ import yaml
 
 from remedies.cli import main
 from remedies.config import parse_config
+from remedies.engine.schedule import batch_schedule
 from remedies.results.report import load_study
-from remedies.schedule import batch_schedule
-from remedies.search import tracking
 from remedies.search.driver import SearchOptions, run_search
 from remedies.search.fair import compare_from
 from remedies.search.space import parse_space
+from remedies.stores import tracking
 
 
 def cfg(remedies: dict, epochs: int = 20, batch: int | str = 256):

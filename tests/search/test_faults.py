@@ -23,10 +23,10 @@ import pytest
 import yaml
 
 from remedies.results.report import load_study
-from remedies.search import tracking
 from remedies.search.driver import SearchOptions, run_search
 from remedies.search.runtime import INTERRUPT
 from remedies.search.space import load_space
+from remedies.stores import tracking
 from tests.conftest import start_mlflow_server
 from tests.search.consistency import assert_consistent
 

@@ -22,7 +22,7 @@ import psutil
 import pytest
 import yaml
 
-from remedies.search import tracking
+from remedies.stores import tracking
 from tests.search.consistency import assert_consistent
 from tests.search.test_faults import (
     EXE,

@@ -16,10 +16,10 @@ import yaml
 
 from remedies.cli import main
 from remedies.results.report import front_rows, load_study, text_report
-from remedies.search import tracking
+from remedies.results.rows import trial_rows
 from remedies.search.driver import SearchOptions, run_search
-from remedies.search.optuna_space import trial_rows
 from remedies.search.space import parse_space
+from remedies.stores import tracking
 
 N = 4
 SPACE = {

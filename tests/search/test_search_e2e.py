@@ -18,9 +18,9 @@ import yaml
 
 from remedies.cli import main
 from remedies.results.report import load_study, text_report
-from remedies.search import tracking
 from remedies.search.driver import SearchOptions, run_search
 from remedies.search.space import parse_space
+from remedies.stores import tracking
 from tests.factories import crash_once_model
 from tests.search.consistency import assert_consistent
 
@@ -118,8 +118,18 @@ def test_tiny_search_end_to_end(ray_local, mlflow_server, tmp_path, monkeypatch,
         if t.state == optuna.trial.TrialState.COMPLETE
     )
 
-    # report, then export → `remedies train` reproduces the validation accuracy (same seed)
+    # report (with --out: the parent run's files, from the study alone), then export →
+    # `remedies train` reproduces the validation accuracy (same seed)
     assert "Kendall" in text_report(study)
+    figs = tmp_path / "figs"
+    capsys.readouterr()
+    assert main(["report", "e2e-1", "--storage", storage, "--out", str(figs)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(text_report(study))
+    wrote = {p.name for p in figs.iterdir()}
+    assert {"pareto.csv", "pareto.png", "sharpness_vs_test_accuracy.png"} <= wrote <= arts
+    assert all((figs / n).stat().st_size > 0 and f"wrote {figs / n}" in printed for n in wrote)
+    assert (figs / "pareto.csv").read_text().splitlines()[0].startswith("trial,")
     out = tmp_path / "best.yaml"
     assert (
         main(

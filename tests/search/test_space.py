@@ -267,7 +267,7 @@ def test_storage_exists_reads_without_creating(tmp_path):
 
     import optuna
 
-    from remedies.search.study import storage_exists
+    from remedies.stores.optuna_storage import storage_exists
 
     assert not storage_exists(str(tmp_path / "absent.db"))
     assert not storage_exists(f"sqlite:///{tmp_path / 'absent.db'}")

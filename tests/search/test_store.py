@@ -10,7 +10,7 @@ import pytest
 from remedies.cli import main
 from remedies.search.driver import SearchOptions, run_search
 from remedies.search.space import parse_space
-from remedies.search.store import Results
+from remedies.stores.results_dir import Results
 from tests.search.consistency import assert_consistent
 from tests.search.test_search_e2e import TINY, crash_once
 

@@ -25,7 +25,7 @@ from remedies.io import atomic_target
 
 if TYPE_CHECKING:
     from remedies.data import Splits, StreamSplits  # typing only
-    from remedies.trainer import TrainResult  # typing only
+    from remedies.engine.trainer import TrainResult  # typing only
 
 
 FORMAT = "remedies-checkpoint-v1"  # unchanged: older checkpoints hold the same plain data
@@ -125,9 +125,9 @@ def load_checkpoint(
     Returns (model in eval mode, config, metrics). The data set is needed only for the input
     shape and class count; pass `splits` when they are already loaded.
     """
-    from remedies.api import Recipe  # here: the trainer imports this module
     from remedies.data import load_data  # (as above)
-    from remedies.trainer import build_model  # (as above)
+    from remedies.engine.api import Recipe  # here: the trainer imports this module
+    from remedies.engine.trainer import build_model  # (as above)
 
     payload = _read(path, device)
     cfg = parse_config(payload["config"])

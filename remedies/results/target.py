@@ -158,3 +158,11 @@ def critical_batch_measured(points: Iterable[tuple[float, float]]) -> tuple[floa
     if len(pts) > 1:
         return None, f"above every batch tried (efficiency ≥ {edge:.2f} up to {pts[-1][0]:g})"
     return None, "no batch besides SB reached the target"
+
+
+def fastest_sb(refs: dict[str, Any]) -> tuple[int, float]:
+    """(workers, training wall time) of SB on its fastest worker count: the SB reference on one
+    worker, or SB timed on a trial's K (`sb_speed`)."""
+    runs = [(1, float(refs["sb"]["train_time_s"]))]
+    runs += [(int(r["workers"]), float(r["train_time_s"])) for r in refs.get("sb_speed") or []]
+    return min(runs, key=lambda wt: wt[1])

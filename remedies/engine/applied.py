@@ -1,6 +1,6 @@
 """A recipe bound to one model (`Recipe.apply`'s result): what a training loop asks per epoch and
 per step — batch size, lr, augmentation, the step itself — answered by the recipe's remedies
-through their hooks. Split from `remedies.api` (which reads and validates recipes) so each
+through their hooks. Split from `remedies.engine.api` (which reads and validates recipes) so each
 module has one job; users import both from `remedies`."""
 
 from __future__ import annotations
@@ -12,13 +12,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from remedies.accumulate import auto_accumulate
 from remedies.catalog import build_remedies
 from remedies.config import RunConfig
-from remedies.distributed import average_bn_buffers, broadcast_state, convert_sync_bn
+from remedies.engine.accumulate import auto_accumulate
+from remedies.engine.distributed import (
+    all_reduce_grads,
+    average_bn_buffers,
+    broadcast_state,
+    convert_sync_bn,
+)
+from remedies.engine.precision import autocast_for, grad_scaler, resolve_precision
+from remedies.engine.schedule import check_schedule, epoch_batch
 from remedies.hooks import LossFn, Remedy, TrainContext
-from remedies.precision import autocast_for, grad_scaler, resolve_precision
-from remedies.schedule import check_schedule, epoch_batch
 
 __all__ = ["Applied", "make_optimizer"]
 
@@ -78,6 +83,7 @@ class Applied:
             rank=rank,
             world_size=world_size,
             ddp=ddp,
+            reduce_grads=all_reduce_grads,
         )
         for r in self.remedies:
             r.setup(ctx)  # before the optimiser exists, so it may swap modules

@@ -21,8 +21,8 @@ import pyarrow.fs as pafs
 
 from remedies.errors import ConfigError
 from remedies.io import atomic_target
-from remedies.search.store import Results
-from remedies.search.study import sqlite_file
+from remedies.stores.optuna_storage import sqlite_file
+from remedies.stores.results_dir import Results
 
 
 def _snapshot(src: Path, dst: Path) -> None:

@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from remedies.cli import main
-from remedies.search.store import Results
+from remedies.stores.results_dir import Results
 
 
 def make_stores(d):

@@ -7,8 +7,7 @@ import math
 
 import pytest
 
-from remedies.search.scores import scores
-from remedies.search.target import (
+from remedies.results.target import (
     critical_batch_measured,
     critical_batch_predicted,
     curve_of,
@@ -16,6 +15,7 @@ from remedies.search.target import (
     reach,
     sb_target,
 )
+from remedies.search.scores import scores
 
 
 def history(vals: list[float], steps_per_epoch: int, cpu: float, wall: float | None = None):

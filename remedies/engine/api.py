@@ -24,7 +24,7 @@ A loop that must own its forward or backward uses the parts: `run.closure(x, y)`
 with the remedies' weights and terms), `run.optimizer_step()` (gradient edits, clipping, step,
 after-step rules) — `run.step` is exactly those, or the step-owning remedy's step around them.
 
-The built-in trainer (`remedies.trainer.train`) is a loop on this API, so a hand-written loop
+The built-in trainer (`remedies.engine.trainer.train`) is a loop on this API, so a hand-written loop
 that draws its batches the same way reproduces it bit for bit on CPU (tested per remedy).
 """
 
@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from remedies.applied import Applied, make_optimizer
 from remedies.config import RunConfig, apply_overrides, parse_config, read_yaml
-from remedies.distributed import world
+from remedies.engine.applied import Applied, make_optimizer
+from remedies.engine.distributed import world
 from remedies.hooks import LossFn
 
 __all__ = ["Applied", "Recipe", "make_optimizer"]

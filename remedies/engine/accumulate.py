@@ -1,7 +1,8 @@
 """`train.accumulate: auto`: the fewest micro-batches whose training step fits the device.
 
 Why: a global batch a device cannot hold at once still trains, as N micro-batches whose
-gradients are averaged (remedies.api), and a user should not have to find N by trial and error.
+gradients are averaged (remedies.engine.api), and a user should not have to find N by trial and
+error.
 N is picked once, before the first step, among the counts that split every epoch's per-worker
 batch evenly (warm start and batch ramps change the batch): the smallest N whose micro-batch of
 the *largest* epoch's batch passes a probe — one forward and backward on random inputs of the
@@ -100,7 +101,7 @@ def auto_accumulate(
     """N for `train.accumulate: auto` once the recipe's model is set up: on CUDA the fewest
     micro-batches that split every epoch's per-worker batch and whose largest passes the probe;
     1 on CPU. Every worker probes its own device; all take the largest N any picks."""
-    from remedies.schedule import epoch_batch
+    from remedies.engine.schedule import epoch_batch
 
     if ctx.device.type != "cuda":
         return 1
