@@ -83,7 +83,9 @@ def write_report(
         "f = mean cross-entropy over the whole training set, L-BFGS-B as configured "
         "(`measure.keskar`: iterations and start rule in results.json's details; "
         "docs/measures.md, *Which readings to trust*). "
-        f"Wall time {wall_s:.0f} s; {_devices(outcomes)}.",
+        f"Wall time {wall_s:.0f} s for this invocation; the runs' own wall times add up to "
+        f"{sum(float(o.result.get('wall_time_s') or 0.0) for o in outcomes):.0f} s (whichever "
+        f"invocation trained them: `--resume` keeps finished runs); {_devices(outcomes)}.",
         "",
     ]
     for net in opts.nets:
