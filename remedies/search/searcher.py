@@ -231,7 +231,13 @@ class Ticker(Callback):
 class TrialErrors(logging.Handler):
     """Keeps the last line of each failed trial's error (`OSError: [Errno 28] No space left on
     device`) for its one-line decision. Tune logs every failed attempt with its traceback
-    before it tells the searcher; the tracebacks themselves go to the search's log file."""
+    before it tells the searcher; the tracebacks themselves go to the search's log file.
+
+    Why a log handler and not Tune's own hook (Ray 2.60, `TuneController._process_trial_failure`):
+    a `Searcher` is told `on_trial_complete(trial_id, error=True)` with no exception and no
+    `Trial`, and `Callback.on_trial_error`, which gets the `Trial`, runs only *after* that call,
+    so the decision the searcher writes would not have the error's text yet. Tune's record of
+    the failure is the one place that has it in time."""
 
     def __init__(self, searcher: StudySearcher) -> None:
         super().__init__(level=logging.ERROR)
