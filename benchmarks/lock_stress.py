@@ -56,8 +56,10 @@ def cpu_load(cores: int, seconds: float):
             p.terminate()
 
 
-def one_round(d: Path, storage: str, uri: str, name: str, rng: random.Random) -> tuple[bool, str]:
-    sp = space_file(d, name, n=4, epochs=30)
+def one_round(
+    d: Path, storage: str, uri: str, name: str, rng: random.Random, n: int, epochs: int
+) -> tuple[bool, str]:
+    sp = space_file(d, name, n=n, epochs=epochs)
     args = [EXE, "search", str(sp), "--name", name, "--tracking-uri", uri, "--storage", storage,
             "--quiet"]  # fmt: skip
     first = subprocess.Popen(args, cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -85,7 +87,7 @@ def one_round(d: Path, storage: str, uri: str, name: str, rng: random.Random) ->
     ok = sorted(codes) in ([0, 2], [0, 0])
     if ok:
         try:
-            assert_consistent(study_at, uri, name, name, 4)
+            assert_consistent(study_at, uri, name, name, n)
         except AssertionError as e:
             return False, f"gap {gap:.2f} s; {tails}; inconsistent: {e}"
     return ok, f"gap {gap:.2f} s; {tails}"
@@ -116,6 +118,8 @@ def main() -> int:
     ap.add_argument("--backend", action="append", choices=["sqlite", "postgresql"])
     ap.add_argument("--load", type=int, default=1, help="busy cores beside the search (1)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--trials", type=int, default=4, help="trials per search (4)")
+    ap.add_argument("--epochs", type=int, default=30, help="epochs per trial (30)")
     a = ap.parse_args()
     rng = random.Random(a.seed)
     failed = 0
@@ -123,26 +127,28 @@ def main() -> int:
         d = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lock-stress-")))
         server = start_mlflow_server(d / "mlflow")
         stack.callback(server.stop)
-        for backend in a.backend or ["sqlite"]:
-            pg = (
-                stack.enter_context(contextmanager(postgres_server)())
-                if backend == "postgresql"
-                else None
-            )
-            wins = 0
-            for k in range(a.rounds):
+        backends = a.backend or ["sqlite"]
+        pg = (
+            stack.enter_context(contextmanager(postgres_server)())
+            if "postgresql" in backends
+            else None
+        )
+        wins = dict.fromkeys(backends, 0)
+        for k in range(a.rounds):  # the backends take turns: a cut-short run has seen both
+            for backend in backends:
                 rd = d / f"{backend}-{k}"
                 rd.mkdir()
-                storage = pg if pg else "studies.db"
+                storage = pg if backend == "postgresql" and pg else "studies.db"
                 name = f"stress{k}"
                 t0 = time.time()
                 with cpu_load(a.load, 1200):
-                    ok, what = one_round(rd, storage, server.uri, name, rng)
-                wins += ok
+                    ok, what = one_round(rd, storage, server.uri, name, rng, a.trials, a.epochs)
+                wins[backend] += ok
                 failed += not ok
                 print(f"{backend} round {k + 1}: {'ok' if ok else 'FAILED'} "
                       f"({time.time() - t0:.0f} s; {what})", flush=True)  # fmt: skip
-            print(f"{backend}: {wins} of {a.rounds} rounds passed", flush=True)
+        for backend in backends:
+            print(f"{backend}: {wins[backend]} of {a.rounds} rounds passed", flush=True)
     return 1 if failed else 0
 
 
