@@ -138,7 +138,7 @@ def main() -> int:
             for backend in backends:
                 rd = d / f"{backend}-{k}"
                 rd.mkdir()
-                storage = pg if backend == "postgresql" and pg else "studies.db"
+                storage = pg if backend == "postgresql" else "studies.db"
                 name = f"stress{k}"
                 t0 = time.time()
                 with cpu_load(a.load, 1200):
